@@ -1,0 +1,164 @@
+//! Command line and environment: the original tool's variables plus regsweep's own.
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, ValueEnum};
+use globset::GlobSetBuilder;
+use regex::Regex;
+
+use crate::plan::DEFAULT_HASH_TAG_PATTERN;
+use crate::scan::RepoFilter;
+
+/// Report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The original tool's summary.
+    Text,
+    /// One JSON document with every decision and its reason.
+    Json,
+}
+
+/// regsweep: delete the manifests of a Docker Registry v2 that no tag reaches any more.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    /// Registry base URL, used for deletes (e.g. http://127.0.0.1:5000).
+    #[arg(long, env = "REGISTRY_URL")]
+    pub registry_url: Option<String>,
+
+    /// The registry's storage root (the filesystem driver's rootdirectory).
+    #[arg(long, env = "REGISTRY_DIR", default_value = "/registry")]
+    pub registry_dir: PathBuf,
+
+    /// Print the plan, delete nothing.
+    #[arg(long, env = "DRY_RUN", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub dry_run: bool,
+
+    /// Only this repository (exact name).
+    #[arg(long, env = "REPO_FILTER")]
+    pub repo_filter: Option<String>,
+
+    /// Only repositories matching this glob (repeatable; `*` stays within one path segment).
+    #[arg(long = "repo", env = "REPO_GLOB", value_delimiter = ',')]
+    pub repo: Vec<String>,
+
+    /// Tags matching this regex are commit-hash tags.
+    #[arg(long, env = "HASH_TAG_PATTERN", default_value = DEFAULT_HASH_TAG_PATTERN)]
+    pub hash_tag_pattern: String,
+
+    /// Hash-tagged images kept per repository.
+    #[arg(long, env = "HASH_TAG_KEEP", default_value = "10")]
+    pub hash_tag_keep: String,
+
+    /// Never delete a revision younger than this (0, 30m, 1h, 2d).
+    #[arg(long, env = "MIN_AGE", default_value = "1h")]
+    pub min_age: String,
+
+    /// Report format on stdout.
+    #[arg(long, env = "OUTPUT_FORMAT", value_enum, default_value = "text")]
+    pub output: Output,
+
+    /// Scanner threads (default: the number of cores).
+    #[arg(long, env = "SCAN_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Registry base URL without a trailing slash.
+    pub registry_url: Option<String>,
+    /// Storage root.
+    pub registry_dir: PathBuf,
+    /// Print only.
+    pub dry_run: bool,
+    /// Repositories in scope.
+    pub filter: RepoFilter,
+    /// Hash-tag regex.
+    pub hash_tag: Regex,
+    /// Hash-tagged images kept per repository.
+    pub keep: usize,
+    /// Grace period in seconds.
+    pub min_age_secs: i64,
+    /// Report format.
+    pub output: Output,
+    /// Scanner threads.
+    pub threads: usize,
+}
+
+/// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
+pub fn parse_min_age(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+        return s.parse::<i64>().map_err(|e| format!("MIN_AGE {s:?}: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|e| format!("MIN_AGE {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
+}
+
+impl Args {
+    /// Checks every value; the error is one line naming what is wrong.
+    pub fn validate(self) -> Result<Config, String> {
+        let hash_tag = Regex::new(&self.hash_tag_pattern)
+            .map_err(|e| format!("HASH_TAG_PATTERN {:?} is not a valid regex: {e}", self.hash_tag_pattern))?;
+        let keep = self
+            .hash_tag_keep
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("HASH_TAG_KEEP {:?} is not a non-negative whole number", self.hash_tag_keep))?;
+        let min_age_secs = parse_min_age(&self.min_age)?;
+        let repos = self.registry_dir.join("docker/registry/v2/repositories");
+        if !repos.is_dir() {
+            return Err(format!(
+                "REGISTRY_DIR {} does not contain docker/registry/v2/repositories",
+                self.registry_dir.display()
+            ));
+        }
+        let repo_filter = self.repo_filter.filter(|s| !s.is_empty());
+        if let Some(name) = &repo_filter {
+            let dir = repos.join(name).join("_manifests");
+            if !dir.is_dir() {
+                return Err(format!("REPO_FILTER: repository {name:?} not found ({} does not exist)", dir.display()));
+            }
+        }
+        let globs = if self.repo.is_empty() {
+            None
+        } else {
+            let mut b = GlobSetBuilder::new();
+            for g in &self.repo {
+                let glob = globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| format!("--repo {g:?} is not a valid glob: {e}"))?;
+                b.add(glob);
+            }
+            Some(b.build().map_err(|e| format!("--repo globs: {e}"))?)
+        };
+        if let Some(url) = &self.registry_url {
+            reqwest::Url::parse(url).map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
+        }
+        if !self.dry_run && self.registry_url.is_none() {
+            return Err("REGISTRY_URL is required unless DRY_RUN=true".to_owned());
+        }
+        Ok(Config {
+            registry_url: self.registry_url.map(|u| u.trim_end_matches('/').to_owned()),
+            registry_dir: self.registry_dir,
+            dry_run: self.dry_run,
+            filter: RepoFilter {
+                exact: repo_filter,
+                globs,
+            },
+            hash_tag,
+            keep,
+            min_age_secs,
+            output: self.output,
+            threads: self
+                .threads
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Content digests: `sha256:<64 lowercase hex>` held as 32-byte arrays.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A sha256 content digest, the identity of every manifest and blob.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Parses exactly `sha256:<64 lowercase hex>`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Digest> {
+        Self::from_hex(s.strip_prefix("sha256:")?)
+    }
+
+    /// Parses exactly 64 lowercase hex characters.
+    pub fn from_hex(hex: &str) -> Option<Digest> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(Digest(out))
+    }
+
+    /// The digest of `data`.
+    pub fn of(data: &[u8]) -> Digest {
+        Digest(Sha256::digest(data).into())
+    }
+
+    /// The 64 hex characters, without the algorithm prefix.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 12 hex characters, as the original tool prints them.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.short())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_the_strict_form() {
+        let hex = "a".repeat(64);
+        let d = Digest::parse(&format!("sha256:{hex}")).expect("valid digest");
+        assert_eq!(d.to_string(), format!("sha256:{hex}"));
+        assert_eq!(d.short(), "aaaaaaaaaaaa");
+        assert!(Digest::parse(&format!("sha256:{}", "A".repeat(64))).is_none());
+        assert!(Digest::parse(&format!("sha256:{}", "a".repeat(63))).is_none());
+        assert!(Digest::parse(&format!("sha512:{hex}")).is_none());
+        assert!(Digest::parse(&format!("sha256:{hex}\n")).is_none());
+        assert!(Digest::parse("").is_none());
+    }
+
+    #[test]
+    fn digest_of_matches_known_value() {
+        assert_eq!(
+            Digest::of(b"").hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

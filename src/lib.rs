@@ -1,0 +1,11 @@
+//! regsweep: finds and deletes unreachable manifests in Docker Registry v2 storage.
+
+pub mod app;
+pub mod cli;
+pub mod digest;
+pub mod meta;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod scan;
+

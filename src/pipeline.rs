@@ -1,0 +1,61 @@
+//! Wires the stages: lister → (channel) → meta reader + planner → plans sorted by repository.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use crossbeam_channel::bounded;
+
+use crate::meta::{self, BlobSource};
+use crate::meta::fs::FsBlobs;
+use crate::plan::{Policy, RepoPlan, plan_repository};
+use crate::scan::fs::FsLister;
+use crate::scan::{Batch, RepoFilter};
+
+/// Everything a scan-and-plan pass produced.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// One plan per repository, sorted by name.
+    pub plans: Vec<RepoPlan>,
+    /// Problems outside any single repository.
+    pub warnings: Vec<String>,
+}
+
+/// Scans a filesystem registry under `root` and plans every repository `filter` admits.
+pub fn plan_filesystem(root: &Path, filter: &RepoFilter, policy: &Policy, threads: usize) -> Planned {
+    let lister = FsLister::new(root, threads);
+    let blobs = FsBlobs::new(root);
+    run(threads, &blobs, policy, |tx| lister.list(filter, &tx).warnings)
+}
+
+/// Runs a lister (which sends batches into the channel it is given) into `threads` planners.
+fn run<L>(threads: usize, blobs: &dyn BlobSource, policy: &Policy, lister: L) -> Planned
+where
+    L: FnOnce(crossbeam_channel::Sender<Batch>) -> Vec<String> + Send,
+{
+    let (tx, rx) = bounded::<Batch>(threads * 4);
+    let plans = Mutex::new(Vec::new());
+    let mut warnings = Vec::new();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            let rx = rx.clone();
+            let plans = &plans;
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                for batch in rx.iter() {
+                    for record in batch {
+                        let snap = meta::load(blobs, record);
+                        mine.push(plan_repository(&snap, policy));
+                    }
+                }
+                if let Ok(mut all) = plans.lock() {
+                    all.append(&mut mine);
+                }
+            });
+        }
+        drop(rx);
+        warnings = lister(tx);
+    });
+    let mut plans = plans.into_inner().unwrap_or_default();
+    plans.sort_by(|a, b| a.name.cmp(&b.name));
+    Planned { plans, warnings }
+}

@@ -1,0 +1,407 @@
+//! Planner: a pure function from one repository's snapshot and the policy to a plan.
+
+mod order;
+mod policy;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::meta::{Kind, Meta, Snapshot};
+pub use policy::{DEFAULT_HASH_TAG_PATTERN, Policy, TagClass, classify_tag};
+
+/// Why a manifest is kept or deleted; the first reason found wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Reason {
+    /// A tag that is not a hash tag points to it.
+    VersionTag,
+    /// One of the newest hash-tagged images (rank 0 is the newest).
+    HashTagKept {
+        /// Position among the repository's hash-tagged images, newest first.
+        rank: u32,
+    },
+    /// Its revision link is younger than `--min-age`: it may be mid-push.
+    GracePeriod,
+    /// A kept index lists it.
+    ChildOf {
+        /// The kept index.
+        parent: Digest,
+    },
+    /// Its `subject` is kept.
+    ReferrerOf {
+        /// The kept subject.
+        subject: Digest,
+    },
+    /// A `sha256-<subject>[.sig|.att|.sbom]` tag points to it and the subject is kept.
+    AttachmentOf {
+        /// The kept subject.
+        subject: Digest,
+    },
+    /// Something in the repository could not be trusted; see the repository's problems.
+    FailClosed,
+    /// No tag reaches it.
+    Untagged,
+    /// Only hash tags beyond the newest N point to it.
+    HashTagExpired {
+        /// Position among the repository's hash-tagged images, newest first.
+        rank: u32,
+    },
+    /// Only an index deleted in this run lists it.
+    ChildOfDeleted {
+        /// The deleted index.
+        parent: Digest,
+    },
+    /// Its `subject` is deleted or absent.
+    ReferrerOfDeleted {
+        /// The deleted or absent subject.
+        subject: Digest,
+    },
+    /// It is an attachment tag's target and the subject is deleted or absent.
+    AttachmentOfDeleted {
+        /// The deleted or absent subject.
+        subject: Digest,
+    },
+}
+
+/// Keep or delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Stays.
+    Keep,
+    /// Deleted through the registry API.
+    Delete,
+}
+
+/// The verdict on one revision, with what the report shows of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The revision's digest.
+    pub digest: Digest,
+    /// Keep or delete.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// Image, index, schema 1, unknown; `None` when unreadable.
+    pub kind: Option<Kind>,
+    /// Image creation time (unix seconds), for an index that of its representative child.
+    pub created: Option<i64>,
+    /// When its revision link was written (unix seconds).
+    pub linked_at: i64,
+    /// Index into [`RepoPlan::labels`] of its platform label (`linux/amd64`, `index [...]`).
+    pub label: u32,
+}
+
+/// A tag as the plan sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedTag {
+    /// Tag name.
+    pub name: String,
+    /// Current target.
+    pub digest: Digest,
+    /// Version, hash or attachment tag.
+    #[serde(flatten)]
+    pub class: TagClass,
+    /// Hash tags only: rank of its image among hash-tagged images, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// Whether the tag survives the plan.
+    pub kept: bool,
+}
+
+/// The plan for one repository.
+#[derive(Clone, Debug, Default)]
+pub struct RepoPlan {
+    /// Repository name.
+    pub name: Arc<str>,
+    /// One decision per revision, sorted by digest.
+    pub decisions: Vec<Decision>,
+    /// The digests to delete, parents before children.
+    pub delete_order: Vec<Digest>,
+    /// Every tag, sorted by name.
+    pub tags: Vec<PlannedTag>,
+    /// Interned platform labels; index 0 is the empty label.
+    pub labels: Vec<String>,
+    /// Why the repository failed closed; empty when it did not.
+    pub problems: Vec<String>,
+    /// Observations that did not change any verdict (a tag pointing at no revision).
+    pub notes: Vec<String>,
+}
+
+impl RepoPlan {
+    /// The decision on `d`, if `d` is a revision of this repository.
+    pub fn decision(&self, d: &Digest) -> Option<&Decision> {
+        self.decisions.binary_search_by(|x| x.digest.cmp(d)).ok().map(|i| &self.decisions[i])
+    }
+
+    /// The platform label of a decision.
+    pub fn label(&self, d: &Decision) -> &str {
+        self.labels.get(d.label as usize).map_or("", String::as_str)
+    }
+
+    /// Number of revisions to delete.
+    pub fn delete_count(&self) -> usize {
+        self.delete_order.len()
+    }
+}
+
+/// Plans one repository: which revisions stay, which go, and why (DESIGN section 4).
+pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
+    let rec = &snap.record;
+    let mut plan = RepoPlan {
+        name: rec.name.clone(),
+        labels: vec![String::new()],
+        problems: rec.problems.clone(),
+        ..RepoPlan::default()
+    };
+    let revisions: HashSet<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
+
+    // Rule 3: rank hash-tagged images (distinct digests), newest first.
+    let classes: Vec<TagClass> = rec.tags.iter().map(|t| classify_tag(&t.name, policy)).collect();
+    let ranks = rank_hash_images(snap, &classes);
+
+    // Rule 7: anything unreadable that could be a parent makes the whole repository opaque.
+    let mut targets: Vec<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
+    targets.extend(rec.tags.iter().map(|t| t.digest));
+    for d in &targets {
+        if let Some(Meta::Bad(why)) = snap.manifests.get(d) {
+            plan.problems.push(why.clone());
+        }
+    }
+    plan.problems.sort();
+    plan.problems.dedup();
+    for t in &rec.tags {
+        if !revisions.contains(&t.digest) {
+            plan.notes.push(format!("tag {} points to {} which has no revision link", t.name, t.digest));
+        }
+    }
+
+    let mut keep = Reach::new(snap);
+    if !plan.problems.is_empty() {
+        for r in &rec.revisions {
+            keep.mark(r.digest, Reason::FailClosed);
+        }
+    }
+    // Rule 1: live roots, strongest reason first.
+    for (t, class) in rec.tags.iter().zip(&classes) {
+        if *class == TagClass::Version {
+            keep.mark(t.digest, Reason::VersionTag);
+        }
+    }
+    let mut by_rank: Vec<(&Digest, &u32)> = ranks.iter().collect();
+    by_rank.sort_by_key(|(_, r)| **r);
+    for (d, rank) in by_rank {
+        if (*rank as usize) < policy.keep {
+            keep.mark(*d, Reason::HashTagKept { rank: *rank });
+        }
+    }
+    // Rule 6: grace period.
+    for r in &rec.revisions {
+        if policy.now - r.linked_at < policy.min_age_secs {
+            keep.mark(r.digest, Reason::GracePeriod);
+        }
+    }
+    // Rule 7: an unknown media type is kept with everything it mentions.
+    for r in &rec.revisions {
+        if snap.manifest(&r.digest).is_some_and(|m| m.kind == Kind::Unknown) {
+            plan.notes.push(format!("manifest {} has an unknown media type: kept with every digest it names", r.digest));
+            keep.mark(r.digest, Reason::FailClosed);
+        }
+    }
+    // Rules 4 and 5: reachability through index children, subjects and attachment tags.
+    let attachments: Vec<(Digest, Digest)> = rec
+        .tags
+        .iter()
+        .zip(&classes)
+        .filter_map(|(t, c)| match c {
+            TagClass::Attachment { subject } => Some((*subject, t.digest)),
+            _ => None,
+        })
+        .collect();
+    keep.propagate(&attachments);
+
+    let parents = parents_of(snap, &revisions);
+    let mut decisions = Vec::with_capacity(rec.revisions.len());
+    for r in &rec.revisions {
+        let (verdict, reason) = match keep.reasons.get(&r.digest) {
+            Some(reason) => (Verdict::Keep, *reason),
+            None => (Verdict::Delete, delete_reason(snap, r.digest, &ranks, &attachments, &parents)),
+        };
+        let (kind, label) = describe(snap, &r.digest);
+        decisions.push(Decision {
+            digest: r.digest,
+            verdict,
+            reason,
+            kind,
+            created: snap.created_of(&r.digest),
+            linked_at: r.linked_at,
+            label: intern(&mut plan.labels, label),
+        });
+    }
+    decisions.sort_by(|a, b| a.digest.cmp(&b.digest));
+    decisions.dedup_by(|a, b| a.digest == b.digest);
+    plan.delete_order = order::delete_order(snap, &decisions, &attachments);
+    plan.decisions = decisions;
+
+    let deleted: HashSet<Digest> = plan.delete_order.iter().copied().collect();
+    plan.tags = rec
+        .tags
+        .iter()
+        .zip(classes)
+        .map(|(t, class)| PlannedTag {
+            name: t.name.clone(),
+            digest: t.digest,
+            rank: (class == TagClass::Hash).then(|| ranks.get(&t.digest).copied()).flatten(),
+            class,
+            kept: !deleted.contains(&t.digest),
+        })
+        .collect();
+    plan.tags.sort_by(|a, b| a.name.cmp(&b.name));
+    plan
+}
+
+/// Ranks the distinct digests of hash tags by creation date, newest first; ties and
+/// missing dates fall back to the tag link's push time, then the digest.
+fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> HashMap<Digest, u32> {
+    let mut pushed: HashMap<Digest, i64> = HashMap::new();
+    for (t, c) in snap.record.tags.iter().zip(classes) {
+        if *c == TagClass::Hash {
+            let e = pushed.entry(t.digest).or_insert(i64::MIN);
+            *e = (*e).max(t.linked_at);
+        }
+    }
+    let mut images: Vec<(i64, i64, Digest)> = pushed
+        .into_iter()
+        .map(|(d, push)| (snap.created_of(&d).unwrap_or(push), push, d))
+        .collect();
+    images.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    images.into_iter().enumerate().map(|(i, (_, _, d))| (d, i as u32)).collect()
+}
+
+/// The keep set under construction: first reason wins, then reachability is followed.
+struct Reach<'a> {
+    snap: &'a Snapshot,
+    reasons: HashMap<Digest, Reason>,
+    queue: Vec<Digest>,
+}
+
+impl<'a> Reach<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        Reach {
+            snap,
+            reasons: HashMap::with_capacity(snap.record.revisions.len()),
+            queue: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, d: Digest, reason: Reason) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.reasons.entry(d) {
+            e.insert(reason);
+            self.queue.push(d);
+        }
+    }
+
+    fn propagate(&mut self, attachments: &[(Digest, Digest)]) {
+        let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for r in &self.snap.record.revisions {
+            if let Some(s) = self.snap.manifest(&r.digest).and_then(|m| m.subject) {
+                referrers.entry(s).or_default().push(r.digest);
+            }
+        }
+        let mut attached: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for (subject, target) in attachments {
+            attached.entry(*subject).or_default().push(*target);
+        }
+        while let Some(d) = self.queue.pop() {
+            if let Some(m) = self.snap.manifest(&d) {
+                for c in &m.children {
+                    self.mark(c.digest, Reason::ChildOf { parent: d });
+                }
+            }
+            for r in referrers.get(&d).into_iter().flatten() {
+                self.mark(*r, Reason::ReferrerOf { subject: d });
+            }
+            for t in attached.get(&d).into_iter().flatten() {
+                self.mark(*t, Reason::AttachmentOf { subject: d });
+            }
+        }
+    }
+}
+
+/// For each revision, the revisions whose index lists it.
+fn parents_of(snap: &Snapshot, revisions: &HashSet<Digest>) -> HashMap<Digest, Vec<Digest>> {
+    let mut parents: HashMap<Digest, Vec<Digest>> = HashMap::new();
+    for p in revisions {
+        if let Some(m) = snap.manifest(p) {
+            for c in &m.children {
+                parents.entry(c.digest).or_default().push(*p);
+            }
+        }
+    }
+    for v in parents.values_mut() {
+        v.sort_unstable();
+    }
+    parents
+}
+
+fn delete_reason(
+    snap: &Snapshot,
+    d: Digest,
+    ranks: &HashMap<Digest, u32>,
+    attachments: &[(Digest, Digest)],
+    parents: &HashMap<Digest, Vec<Digest>>,
+) -> Reason {
+    if let Some(rank) = ranks.get(&d) {
+        return Reason::HashTagExpired { rank: *rank };
+    }
+    if let Some((subject, _)) = attachments.iter().find(|(_, t)| *t == d) {
+        return Reason::AttachmentOfDeleted { subject: *subject };
+    }
+    if let Some(subject) = snap.manifest(&d).and_then(|m| m.subject) {
+        return Reason::ReferrerOfDeleted { subject };
+    }
+    match parents.get(&d).and_then(|p| p.first()) {
+        Some(parent) => Reason::ChildOfDeleted { parent: *parent },
+        None => Reason::Untagged,
+    }
+}
+
+/// Kind and platform label: `os/arch` for an image, `index [os/arch, ...]` for an index.
+fn describe(snap: &Snapshot, d: &Digest) -> (Option<Kind>, String) {
+    let Some(m) = snap.manifest(d) else {
+        return (None, String::new());
+    };
+    let label = match m.kind {
+        Kind::Index => {
+            let platforms: Vec<String> = m
+                .children
+                .iter()
+                .map(|c| c.platform.as_ref().map_or_else(|| "?/?".to_owned(), ToString::to_string))
+                .collect();
+            format!("index [{}]", platforms.join(", "))
+        }
+        Kind::Image | Kind::Schema1 => snap
+            .images
+            .get(d)
+            .and_then(|i| i.platform.as_ref())
+            .map_or_else(|| "?/?".to_owned(), ToString::to_string),
+        Kind::Unknown => String::new(),
+    };
+    (Some(m.kind), label)
+}
+
+fn intern(labels: &mut Vec<String>, label: String) -> u32 {
+    match labels.iter().position(|l| *l == label) {
+        Some(i) => i as u32,
+        None => {
+            labels.push(label);
+            (labels.len() - 1) as u32
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! The JSON report: totals, per-repository counts, every decision with its reason.
+
+use serde::Serialize;
+
+use super::rfc3339;
+use crate::digest::Digest;
+use crate::meta::Kind;
+use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, Verdict};
+
+/// Top-level document.
+#[derive(Serialize)]
+pub struct Report<'a> {
+    /// regsweep version.
+    pub regsweep: &'static str,
+    /// Whether anything was deleted.
+    pub dry_run: bool,
+    /// The policy in force.
+    pub policy: PolicyView<'a>,
+    /// Counts over all repositories.
+    pub totals: Totals,
+    /// One entry per repository, sorted by name.
+    pub repositories: Vec<RepoView<'a>>,
+    /// Problems outside any single repository.
+    pub warnings: &'a [String],
+}
+
+/// The policy as the report states it.
+#[derive(Serialize)]
+pub struct PolicyView<'a> {
+    /// `HASH_TAG_PATTERN`.
+    pub hash_tag_pattern: &'a str,
+    /// `HASH_TAG_KEEP`.
+    pub hash_tag_keep: usize,
+    /// `--min-age` in seconds.
+    pub min_age_seconds: i64,
+}
+
+/// Counts over all repositories.
+#[derive(Serialize, Default)]
+pub struct Totals {
+    /// Repositories planned.
+    pub repositories: usize,
+    /// Revisions seen.
+    pub manifests: usize,
+    /// Revisions kept.
+    pub keep: usize,
+    /// Revisions to delete.
+    pub delete: usize,
+    /// Repositories where nothing is deleted because something could not be trusted.
+    pub failed_closed_repositories: usize,
+}
+
+/// One repository.
+#[derive(Serialize)]
+pub struct RepoView<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Revisions seen.
+    pub manifests: usize,
+    /// Revisions kept.
+    pub keep: usize,
+    /// Revisions to delete.
+    pub delete: usize,
+    /// True when nothing in it is deleted because something could not be trusted.
+    pub failed_closed: bool,
+    /// Why it failed closed.
+    pub problems: &'a [String],
+    /// Observations that changed no verdict.
+    pub notes: &'a [String],
+    /// Every tag and what became of it.
+    pub tags: &'a [PlannedTag],
+    /// Digests to delete, parents before children.
+    pub delete_order: &'a [Digest],
+    /// One decision per revision, sorted by digest.
+    pub decisions: Vec<DecisionView<'a>>,
+}
+
+/// One decision.
+#[derive(Serialize)]
+pub struct DecisionView<'a> {
+    /// Revision digest.
+    pub digest: Digest,
+    /// keep or delete.
+    pub verdict: Verdict,
+    /// Why, with the related digest where there is one.
+    #[serde(flatten)]
+    pub reason: Reason,
+    /// image, index, schema1, unknown; null when unreadable.
+    pub kind: Option<Kind>,
+    /// Image creation time.
+    pub created: Option<String>,
+    /// When the revision link was written.
+    pub linked_at: Option<String>,
+    /// `os/arch`, or `index [...]`.
+    pub platform: &'a str,
+    /// Tags pointing at it now.
+    pub tags: Vec<&'a str>,
+}
+
+fn decision_view<'a>(plan: &'a RepoPlan, d: &Decision) -> DecisionView<'a> {
+    DecisionView {
+        digest: d.digest,
+        verdict: d.verdict,
+        reason: d.reason,
+        kind: d.kind,
+        created: d.created.and_then(rfc3339),
+        linked_at: rfc3339(d.linked_at),
+        platform: plan.label(d),
+        tags: plan.tags.iter().filter(|t| t.digest == d.digest).map(|t| t.name.as_str()).collect(),
+    }
+}
+
+/// Builds the report over all plans.
+pub fn build<'a>(plans: &'a [RepoPlan], warnings: &'a [String], dry_run: bool, policy: PolicyView<'a>) -> Report<'a> {
+    let mut totals = Totals::default();
+    let repositories = plans
+        .iter()
+        .map(|p| {
+            let delete = p.delete_count();
+            let view = RepoView {
+                name: &p.name,
+                manifests: p.decisions.len(),
+                keep: p.decisions.len() - delete,
+                delete,
+                failed_closed: !p.problems.is_empty(),
+                problems: &p.problems,
+                notes: &p.notes,
+                tags: &p.tags,
+                delete_order: &p.delete_order,
+                decisions: p.decisions.iter().map(|d| decision_view(p, d)).collect(),
+            };
+            totals.repositories += 1;
+            totals.manifests += view.manifests;
+            totals.keep += view.keep;
+            totals.delete += view.delete;
+            totals.failed_closed_repositories += usize::from(view.failed_closed);
+            view
+        })
+        .collect();
+    Report {
+        regsweep: env!("CARGO_PKG_VERSION"),
+        dry_run,
+        policy,
+        totals,
+        repositories,
+        warnings,
+    }
+}

@@ -1,0 +1,148 @@
+//! The original `docker-registry-manifest-cleanup` summary, line for line.
+
+use std::io::{self, Write};
+
+use super::format_time;
+use crate::meta::Kind;
+use crate::plan::{Decision, Reason, RepoPlan, TagClass, Verdict};
+
+/// What the summary needs to know of the run.
+pub struct Header<'a> {
+    /// Dry-run mode.
+    pub dry_run: bool,
+    /// `REPO_FILTER`, if any.
+    pub repo_filter: Option<&'a str>,
+    /// `HASH_TAG_KEEP`.
+    pub keep: usize,
+}
+
+/// The ` created=…  os/arch` or ` index [...]` tail of a line, as the original prints it.
+pub fn detail(plan: &RepoPlan, d: &Decision) -> String {
+    let created = d.created.map(format_time);
+    match d.kind {
+        Some(Kind::Image | Kind::Schema1) => format!(
+            "  created={:<19}  {}",
+            created.as_deref().unwrap_or("?"),
+            plan.label(d)
+        ),
+        Some(Kind::Index) => {
+            let c = created.map(|c| format!("  created={c:<19}")).unwrap_or_default();
+            format!("{c}  {}", plan.label(d))
+        }
+        _ => String::new(),
+    }
+}
+
+/// One manifest line of a delete section: `  DRY_RUN: sha256:<12>  repo=<name>…`.
+pub fn delete_line(prefix: &str, plan: &RepoPlan, d: &Decision) -> String {
+    format!("  {prefix}: sha256:{}  repo={:<30}{}", d.digest.short(), plan.name, detail(plan, d))
+}
+
+/// Writes the preamble and the summary sections that come before any deletion.
+pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[RepoPlan]) -> io::Result<()> {
+    if h.dry_run {
+        writeln!(out, "Running in dry-run mode. No changes will be made.")?;
+        writeln!(out)?;
+    }
+    writeln!(out, "Running against local storage")?;
+    if let Some(f) = h.repo_filter {
+        writeln!(out, "Filtering to repository: {f}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Version-tagged manifests (always kept):")?;
+    for plan in plans {
+        for t in plan.tags.iter().filter(|t| t.class == TagClass::Version) {
+            if let Some(d) = plan.decision(&t.digest) {
+                writeln!(out, "{}", keep_line(plan, d, &t.name))?;
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "Hash-tagged manifests (keeping {} most recent per repo):", h.keep)?;
+    for plan in plans {
+        let mut kept: Vec<_> = plan.tags.iter().filter(|t| t.class == TagClass::Hash && t.kept).collect();
+        kept.sort_by_key(|t| (t.rank, t.name.clone()));
+        for t in kept {
+            if let Some(d) = plan.decision(&t.digest) {
+                writeln!(out, "{}", keep_line(plan, d, &t.name))?;
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "Hash-tagged manifests to delete (beyond {} most recent per repo):", h.keep)?;
+    if h.dry_run {
+        for plan in plans {
+            for d in hash_deletes(plan) {
+                writeln!(out, "{}", delete_line("DRY_RUN", plan, d))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The deletions a plan makes for expired hash tags, newest first.
+pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
+    let mut v: Vec<&Decision> = plan
+        .decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Delete && matches!(d.reason, Reason::HashTagExpired { .. }))
+        .collect();
+    v.sort_by_key(|d| match d.reason {
+        Reason::HashTagExpired { rank } => rank,
+        _ => u32::MAX,
+    });
+    v
+}
+
+/// The other deletions (untagged, children and attachments of deleted manifests), in delete order.
+pub fn other_deletes(plan: &RepoPlan) -> Vec<&Decision> {
+    plan.delete_order
+        .iter()
+        .filter_map(|d| plan.decision(d))
+        .filter(|d| !matches!(d.reason, Reason::HashTagExpired { .. }))
+        .collect()
+}
+
+fn keep_line(plan: &RepoPlan, d: &Decision, tag: &str) -> String {
+    format!(
+        "  [keep] sha256:{}  repo={:<30}  tag={:<20}{}",
+        d.digest.short(),
+        plan.name,
+        tag,
+        detail(plan, d)
+    )
+}
+
+/// Writes the dry-run listing of untagged deletions and the closing lines.
+pub fn write_dry_run(out: &mut dyn Write, plans: &[RepoPlan]) -> io::Result<()> {
+    let total: usize = plans.iter().map(|p| other_deletes(p).len()).sum();
+    writeln!(out)?;
+    writeln!(out, "Untagged manifests to delete ({total} in registry):")?;
+    let mut i = 0;
+    for plan in plans {
+        for d in other_deletes(plan) {
+            i += 1;
+            writeln!(out, "  Cleaning {i} of {total} ..not really, due to dry-run mode")?;
+            writeln!(out, "{}", delete_line("DRY_RUN", plan, d))?;
+        }
+    }
+    let all: usize = plans.iter().map(RepoPlan::delete_count).sum();
+    writeln!(out)?;
+    if all == 0 {
+        writeln!(out, "No manifests without tags found. Nothing to do.")?;
+    } else {
+        writeln!(out, "Job done, Cleaned 0 of {all} manifests.")?;
+        writeln!(out, "Dry run: {all} manifests would be deleted.")?;
+    }
+    write_gc_hint(out)
+}
+
+/// The closing hint: blobs are freed only by the registry's garbage collection.
+pub fn write_gc_hint(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Please run a garbage-collect on the registry now to free up disk space \
+         (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped)."
+    )
+}

@@ -1,0 +1,264 @@
+//! Filesystem lister: jwalk discovers repositories in parallel, rayon reads their links.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use crossbeam_channel::{Sender, bounded};
+use jwalk::{Parallelism, WalkDirGeneric};
+use rayon::prelude::*;
+
+
+use super::link::parse_link;
+use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, TagLink};
+use crate::digest::Digest;
+
+/// How many repositories travel together through the channels.
+const BATCH: usize = 32;
+/// Repositories with more revisions than this are read in parallel inside the repository.
+const PAR_REVISIONS: usize = 512;
+
+/// Lists a filesystem registry rooted at `<root>/docker/registry/v2`.
+pub struct FsLister {
+    repositories: PathBuf,
+    threads: usize,
+}
+
+impl FsLister {
+    /// A lister over `root` (the registry's `rootdirectory`) using `threads` walker threads.
+    pub fn new(root: &Path, threads: usize) -> FsLister {
+        FsLister {
+            repositories: root.join("docker/registry/v2/repositories"),
+            threads: threads.max(1),
+        }
+    }
+
+    /// Where the repositories live (`<root>/docker/registry/v2/repositories`).
+    pub fn repositories_dir(&self) -> &Path {
+        &self.repositories
+    }
+
+    /// Walks every repository that `filter` admits and sends its record in batches to `out`.
+    pub fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats {
+        let warnings = Mutex::new(Vec::new());
+        let (names_tx, names_rx) = bounded::<Vec<String>>(64);
+        let mut repositories = 0;
+        std::thread::scope(|s| {
+            let warnings = &warnings;
+            let walker = s.spawn(move || self.discover(filter, &names_tx, warnings));
+            let readers: Vec<_> = (0..self.threads)
+                .map(|_| {
+                    let names_rx = names_rx.clone();
+                    s.spawn(move || {
+                        for names in names_rx.iter() {
+                            let batch: Batch = names.iter().map(|n| self.read_repo(n)).collect();
+                            if out.send(batch).is_err() {
+                                return; // the planners are gone: the run is aborting
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(names_rx);
+            repositories = walker.join().unwrap_or(0);
+            for r in readers {
+                let _ = r.join();
+            }
+        });
+        ScanStats {
+            repositories,
+            warnings: warnings.into_inner().unwrap_or_default(),
+        }
+    }
+
+    /// Finds repository names (directories holding `_manifests`) and sends them in batches.
+    fn discover(&self, filter: &RepoFilter, tx: &Sender<Vec<String>>, warnings: &Mutex<Vec<String>>) -> usize {
+        let walk = WalkDirGeneric::<((), ())>::new(&self.repositories)
+            .skip_hidden(false)
+            .follow_links(false)
+            .parallelism(Parallelism::RayonNewPool(self.threads))
+            .process_read_dir(|_, _, _, children| {
+                children.retain(|c| match c {
+                    Ok(e) => e.file_type.is_dir() && e.file_name != "_layers" && e.file_name != "_uploads",
+                    Err(_) => true,
+                });
+                for e in children.iter_mut().flatten() {
+                    if e.file_name == "_manifests" {
+                        e.read_children_path = None;
+                    }
+                }
+            });
+        let mut count = 0;
+        let mut batch = Vec::with_capacity(BATCH);
+        for entry in walk {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    push(warnings, format!("cannot read {}: {e}", error_path(&e, &self.repositories)));
+                    continue;
+                }
+            };
+            if let Some(err) = &entry.read_children_error {
+                push(warnings, format!("cannot read {}: {err}", entry.path().display()));
+            }
+            if entry.file_name != "_manifests" {
+                continue;
+            }
+            let dir = entry.parent_path();
+            let name = match dir.strip_prefix(&self.repositories).ok().and_then(Path::to_str) {
+                Some(n) if !n.is_empty() => n.to_owned(),
+                _ => {
+                    push(warnings, format!("skipping repository with a non-UTF-8 or empty name: {}", dir.display()));
+                    continue;
+                }
+            };
+            if !filter.matches(&name) {
+                continue;
+            }
+            count += 1;
+            batch.push(name);
+            if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                return count;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        count
+    }
+
+    /// Reads one repository's revision links and tags' current links.
+    pub fn read_repo(&self, name: &str) -> RepoRecord {
+        let manifests = self.repositories.join(name).join("_manifests");
+        let mut rec = RepoRecord {
+            name: Arc::from(name),
+            ..RepoRecord::default()
+        };
+        read_revisions(&manifests.join("revisions/sha256"), &mut rec);
+        rec.tags = read_tags(&manifests.join("tags"), &mut rec.problems);
+        rec
+    }
+}
+
+fn push(warnings: &Mutex<Vec<String>>, w: String) {
+    if let Ok(mut v) = warnings.lock() {
+        v.push(w);
+    }
+}
+
+fn error_path(e: &jwalk::Error, fallback: &Path) -> String {
+    e.path().unwrap_or(fallback).display().to_string()
+}
+
+/// Outcome of reading one revision directory.
+enum RevisionRead {
+    Linked(Revision),
+    /// The directory has no link: left behind by the registry's own delete.
+    Gone,
+    Bad(String),
+}
+
+fn read_revisions(dir: &Path, rec: &mut RepoRecord) {
+    let entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
+        Ok(rd) => match rd.collect::<Result<_, _>>() {
+            Ok(v) => v,
+            Err(e) => return rec.problems.push(format!("cannot list {}: {e}", dir.display())),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => return rec.problems.push(format!("cannot list {}: {e}", dir.display())),
+    };
+    let read = |e: &fs::DirEntry| read_revision(&e.path());
+    let results: Vec<RevisionRead> = if entries.len() > PAR_REVISIONS {
+        entries.par_iter().map(read).collect()
+    } else {
+        entries.iter().map(read).collect()
+    };
+    rec.revisions.reserve(results.len());
+    for r in results {
+        match r {
+            RevisionRead::Linked(rev) => rec.revisions.push(rev),
+            RevisionRead::Gone => {}
+            RevisionRead::Bad(p) => rec.problems.push(p),
+        }
+    }
+}
+
+fn read_revision(dir: &Path) -> RevisionRead {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Some(expected) = Digest::from_hex(name) else {
+        return RevisionRead::Bad(format!("{}: not a sha256 revision directory", dir.display()));
+    };
+    let path = dir.join("link");
+    match read_link(&path) {
+        Ok((digest, _)) if digest != expected => RevisionRead::Bad(format!(
+            "{}: link names {digest} but sits in the directory of {expected}",
+            path.display()
+        )),
+        Ok((digest, linked_at)) => RevisionRead::Linked(Revision { digest, linked_at }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => RevisionRead::Gone,
+        Err(e) => RevisionRead::Bad(format!("{}: {e}", path.display())),
+    }
+}
+
+fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            problems.push(format!("cannot list {}: {e}", dir.display()));
+            return Vec::new();
+        }
+    };
+    let mut tags = Vec::new();
+    for entry in rd {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!("cannot list {}: {e}", dir.display()));
+                continue;
+            }
+        };
+        let path = entry.path().join("current/link");
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            problems.push(format!("{}: tag name is not UTF-8", entry.path().display()));
+            continue;
+        };
+        match read_link(&path) {
+            Ok((digest, linked_at)) => tags.push(TagLink { name, digest, linked_at }),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    tags
+}
+
+/// Reads a link file: its digest and its modification time in unix seconds.
+fn read_link(path: &Path) -> io::Result<(Digest, i64)> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    let mut buf = [0u8; 80];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf[len..])?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if len == buf.len() {
+            break;
+        }
+    }
+    let digest = parse_link(&buf[..len]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed link (want exactly sha256:<64 lowercase hex>)",
+        )
+    })?;
+    let linked_at = meta
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Ok((digest, linked_at))
+}

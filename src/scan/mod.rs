@@ -1,0 +1,72 @@
+//! Storage listers: one record per repository (revisions, tags) streamed in batches.
+
+pub mod fs;
+pub mod link;
+
+use std::sync::Arc;
+
+use globset::GlobSet;
+
+use crate::digest::Digest;
+
+/// A manifest revision linked into a repository (`_manifests/revisions/sha256/<hex>/link`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// The manifest digest.
+    pub digest: Digest,
+    /// When the revision link was written (unix seconds): the push time.
+    pub linked_at: i64,
+}
+
+/// A tag's current target (`_manifests/tags/<tag>/current/link`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagLink {
+    /// The tag name.
+    pub name: String,
+    /// The digest the tag points to now.
+    pub digest: Digest,
+    /// When the tag's current link was written (unix seconds).
+    pub linked_at: i64,
+}
+
+/// Everything the lister saw of one repository.
+#[derive(Clone, Debug, Default)]
+pub struct RepoRecord {
+    /// Repository name, as in `docker pull host/<name>`.
+    pub name: Arc<str>,
+    /// Every manifest revision linked into the repository.
+    pub revisions: Vec<Revision>,
+    /// Every tag with its current target.
+    pub tags: Vec<TagLink>,
+    /// Problems that make the repository fail closed (nothing in it may be deleted).
+    pub problems: Vec<String>,
+}
+
+/// A batch of repository records: what crosses the lister → planner channel.
+pub type Batch = Vec<RepoRecord>;
+
+/// Which repositories a run covers: `REPO_FILTER` (exact) and `--repo` globs.
+#[derive(Clone, Debug, Default)]
+pub struct RepoFilter {
+    /// Exact repository name (`REPO_FILTER`).
+    pub exact: Option<String>,
+    /// Glob patterns (`--repo`); a repository must match one of them.
+    pub globs: Option<GlobSet>,
+}
+
+impl RepoFilter {
+    /// True when the repository `name` is part of this run.
+    pub fn matches(&self, name: &str) -> bool {
+        self.exact.as_deref().is_none_or(|e| e == name)
+            && self.globs.as_ref().is_none_or(|g| g.is_match(name))
+    }
+}
+
+/// What a listing pass counted and which problems it met outside any repository.
+#[derive(Clone, Debug, Default)]
+pub struct ScanStats {
+    /// Repositories listed (after filtering).
+    pub repositories: usize,
+    /// Problems outside any single repository (unreadable directories, odd names).
+    pub warnings: Vec<String>,
+}
