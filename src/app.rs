@@ -30,7 +30,12 @@ pub fn policy(cfg: &Config) -> Policy {
 
 /// Scans and plans the registry the configuration names.
 pub fn scan_and_plan(cfg: &Config) -> Result<Planned> {
-    Ok(plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy(cfg), cfg.threads))
+    Ok(plan_filesystem(
+        &cfg.registry_dir,
+        &cfg.filter,
+        &policy(cfg),
+        cfg.threads,
+    ))
 }
 
 /// Prints every warning, failed-closed repository and note on stderr, one line each.
@@ -44,7 +49,11 @@ fn warn_all(planned: &Planned) -> usize {
     for p in &planned.plans {
         for problem in &p.problems {
             n += 1;
-            let _ = writeln!(err, "warning: repository {} fails closed (nothing in it is deleted): {problem}", p.name);
+            let _ = writeln!(
+                err,
+                "warning: repository {} fails closed (nothing in it is deleted): {problem}",
+                p.name
+            );
         }
         for note in &p.notes {
             n += 1;

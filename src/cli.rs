@@ -102,13 +102,18 @@ pub fn parse_min_age(s: &str) -> Result<i64, String> {
 impl Args {
     /// Checks every value; the error is one line naming what is wrong.
     pub fn validate(self) -> Result<Config, String> {
-        let hash_tag = Regex::new(&self.hash_tag_pattern)
-            .map_err(|e| format!("HASH_TAG_PATTERN {:?} is not a valid regex: {e}", self.hash_tag_pattern))?;
-        let keep = self
-            .hash_tag_keep
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| format!("HASH_TAG_KEEP {:?} is not a non-negative whole number", self.hash_tag_keep))?;
+        let hash_tag = Regex::new(&self.hash_tag_pattern).map_err(|e| {
+            format!(
+                "HASH_TAG_PATTERN {:?} is not a valid regex: {e}",
+                self.hash_tag_pattern
+            )
+        })?;
+        let keep = self.hash_tag_keep.trim().parse::<usize>().map_err(|_| {
+            format!(
+                "HASH_TAG_KEEP {:?} is not a non-negative whole number",
+                self.hash_tag_keep
+            )
+        })?;
         let min_age_secs = parse_min_age(&self.min_age)?;
         let repos = self.registry_dir.join("docker/registry/v2/repositories");
         if !repos.is_dir() {
@@ -121,7 +126,10 @@ impl Args {
         if let Some(name) = &repo_filter {
             let dir = repos.join(name).join("_manifests");
             if !dir.is_dir() {
-                return Err(format!("REPO_FILTER: repository {name:?} not found ({} does not exist)", dir.display()));
+                return Err(format!(
+                    "REPO_FILTER: repository {name:?} not found ({} does not exist)",
+                    dir.display()
+                ));
             }
         }
         let globs = if self.repo.is_empty() {
@@ -138,13 +146,16 @@ impl Args {
             Some(b.build().map_err(|e| format!("--repo globs: {e}"))?)
         };
         if let Some(url) = &self.registry_url {
-            reqwest::Url::parse(url).map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
+            reqwest::Url::parse(url)
+                .map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
         }
         if !self.dry_run && self.registry_url.is_none() {
             return Err("REGISTRY_URL is required unless DRY_RUN=true".to_owned());
         }
         Ok(Config {
-            registry_url: self.registry_url.map(|u| u.trim_end_matches('/').to_owned()),
+            registry_url: self
+                .registry_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
             registry_dir: self.registry_dir,
             dry_run: self.dry_run,
             filter: RepoFilter {

@@ -1,12 +1,14 @@
 //! Content digests: `sha256:<64 lowercase hex>` held as 32-byte arrays.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde::{Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 /// A sha256 content digest, the identity of every manifest and blob.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
@@ -41,6 +43,40 @@ impl Digest {
         hex::encode(&self.0[..6])
     }
 }
+
+impl Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // sha256 output is uniform: its first 8 bytes are already a good hash.
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// A hasher that passes a digest's first 8 bytes through instead of rehashing them.
+#[derive(Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by digest, hashed by [`DigestHasher`].
+pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
+/// A set of digests, hashed by [`DigestHasher`].
+pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

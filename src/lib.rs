@@ -9,3 +9,4 @@ pub mod plan;
 pub mod report;
 pub mod scan;
 
+pub mod testkit;

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use crossbeam_channel::bounded;
 
-use crate::meta::{self, BlobSource};
 use crate::meta::fs::FsBlobs;
+use crate::meta::{self, BlobSource};
 use crate::plan::{Policy, RepoPlan, plan_repository};
 use crate::scan::fs::FsLister;
 use crate::scan::{Batch, RepoFilter};
@@ -21,10 +21,17 @@ pub struct Planned {
 }
 
 /// Scans a filesystem registry under `root` and plans every repository `filter` admits.
-pub fn plan_filesystem(root: &Path, filter: &RepoFilter, policy: &Policy, threads: usize) -> Planned {
+pub fn plan_filesystem(
+    root: &Path,
+    filter: &RepoFilter,
+    policy: &Policy,
+    threads: usize,
+) -> Planned {
     let lister = FsLister::new(root, threads);
     let blobs = FsBlobs::new(root);
-    run(threads, &blobs, policy, |tx| lister.list(filter, &tx).warnings)
+    run(threads, &blobs, policy, |tx| {
+        lister.list(filter, &tx).warnings
+    })
 }
 
 /// Runs a lister (which sends batches into the channel it is given) into `threads` planners.

@@ -34,7 +34,10 @@ impl BlobSource for FsBlobs {
         let f = File::open(self.path(d))?;
         let len = f.metadata()?.len();
         if len > MAX_BLOB {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{len} bytes is too large for a manifest")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{len} bytes is too large for a manifest"),
+            ));
         }
         let mut buf = Vec::with_capacity(len as usize);
         f.take(MAX_BLOB).read_to_end(&mut buf)?;

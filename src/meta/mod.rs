@@ -3,12 +3,11 @@
 pub mod fs;
 pub mod parse;
 
-use std::collections::HashMap;
 use std::io;
 
 use rayon::prelude::*;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap};
 use crate::scan::RepoRecord;
 pub use parse::{Child, ImageInfo, Kind, Manifest, Platform};
 
@@ -35,9 +34,9 @@ pub struct Snapshot {
     /// What the lister saw.
     pub record: RepoRecord,
     /// Every revision's and every tag target's manifest.
-    pub manifests: HashMap<Digest, Meta>,
+    pub manifests: DigestMap<Meta>,
     /// Image config facts (created, platform), keyed by the image manifest's digest.
-    pub images: HashMap<Digest, ImageInfo>,
+    pub images: DigestMap<ImageInfo>,
 }
 
 /// Most index levels followed to find an index's creation date.
@@ -75,7 +74,11 @@ impl Snapshot {
 pub fn representative_child(children: &[Child]) -> Option<&Child> {
     children
         .iter()
-        .find(|c| c.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == "amd64"))
+        .find(|c| {
+            c.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+        })
         .or(children.first())
 }
 
@@ -86,7 +89,7 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     wanted.sort_unstable();
     wanted.dedup();
     let read = |d: &Digest| (*d, read_manifest(source, d));
-    let manifests: HashMap<Digest, Meta> = if wanted.len() > 64 {
+    let manifests: DigestMap<Meta> = if wanted.len() > 64 {
         wanted.par_iter().map(read).collect()
     } else {
         wanted.iter().map(read).collect()
@@ -94,18 +97,24 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     let configs: Vec<(Digest, Digest)> = manifests
         .iter()
         .filter_map(|(d, m)| match m {
-            Meta::Parsed(m) if m.kind == Kind::Image && m.subject.is_none() => m.config.map(|c| (*d, c)),
+            Meta::Parsed(m) if m.kind == Kind::Image && m.subject.is_none() => {
+                m.config.map(|c| (*d, c))
+            }
             _ => None,
         })
         .collect();
     let read_config = |(d, c): &(Digest, Digest)| (*d, read_image_info(source, c));
-    let mut images: HashMap<Digest, ImageInfo> = if configs.len() > 64 {
+    let mut images: DigestMap<ImageInfo> = if configs.len() > 64 {
         configs.par_iter().map(read_config).collect()
     } else {
         configs.iter().map(read_config).collect()
     };
     for (d, m) in &manifests {
-        if let Meta::Parsed(Manifest { schema1: Some(info), .. }) = m {
+        if let Meta::Parsed(Manifest {
+            schema1: Some(info),
+            ..
+        }) = m
+        {
             images.insert(*d, info.clone());
         }
     }

@@ -48,7 +48,13 @@ pub struct Platform {
 
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let or_q = |s: &str| if s.is_empty() { "?".to_owned() } else { s.to_owned() };
+        let or_q = |s: &str| {
+            if s.is_empty() {
+                "?".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
         write!(f, "{}/{}", or_q(&self.os), or_q(&self.architecture))
     }
 }
@@ -134,8 +140,13 @@ fn digest_field(s: &str, what: &str) -> Result<Digest, String> {
 
 /// Parses a manifest body; `Err` says why it cannot be trusted.
 pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
-    let raw: RawManifest = serde_json::from_slice(body).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
-    let subject = raw.subject.as_ref().map(|s| digest_field(&s.digest, "subject")).transpose()?;
+    let raw: RawManifest =
+        serde_json::from_slice(body).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
+    let subject = raw
+        .subject
+        .as_ref()
+        .map(|s| digest_field(&s.digest, "subject"))
+        .transpose()?;
     let kind = match raw.media_type.as_deref() {
         Some(DOCKER_MANIFEST | OCI_MANIFEST) => Kind::Image,
         Some(DOCKER_LIST | OCI_INDEX) => Kind::Index,
@@ -170,12 +181,19 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
         }
         Kind::Schema1 => m.schema1 = Some(schema1_info(&raw)),
         Kind::Unknown => {
-            let v: Value = serde_json::from_slice(body).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| format!("unparsable manifest JSON: {e}"))?;
             let mut found = Vec::new();
             collect_digests(&v, &mut found);
             found.sort_unstable();
             found.dedup();
-            m.children = found.into_iter().map(|digest| Child { digest, platform: None }).collect();
+            m.children = found
+                .into_iter()
+                .map(|digest| Child {
+                    digest,
+                    platform: None,
+                })
+                .collect();
         }
     }
     Ok(m)
@@ -198,7 +216,10 @@ fn schema1_info(raw: &RawManifest) -> ImageInfo {
         .and_then(|h| h.first())
         .and_then(|h| h.v1_compatibility.as_deref())
         .and_then(|s| serde_json::from_str(s).ok());
-    let created = v1.as_ref().and_then(|c| c.created.as_deref()).and_then(parse_time);
+    let created = v1
+        .as_ref()
+        .and_then(|c| c.created.as_deref())
+        .and_then(parse_time);
     let arch = v1
         .as_ref()
         .map(|c| c.architecture.clone())
@@ -208,7 +229,10 @@ fn schema1_info(raw: &RawManifest) -> ImageInfo {
     let os = v1.map(|c| c.os).unwrap_or_default();
     ImageInfo {
         created,
-        platform: Some(Platform { os, architecture: arch }),
+        platform: Some(Platform {
+            os,
+            architecture: arch,
+        }),
     }
 }
 

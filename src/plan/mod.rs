@@ -3,12 +3,11 @@
 mod order;
 mod policy;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::{Kind, Meta, Snapshot};
 pub use policy::{DEFAULT_HASH_TAG_PATTERN, Policy, TagClass, classify_tag};
 
@@ -134,7 +133,10 @@ pub struct RepoPlan {
 impl RepoPlan {
     /// The decision on `d`, if `d` is a revision of this repository.
     pub fn decision(&self, d: &Digest) -> Option<&Decision> {
-        self.decisions.binary_search_by(|x| x.digest.cmp(d)).ok().map(|i| &self.decisions[i])
+        self.decisions
+            .binary_search_by(|x| x.digest.cmp(d))
+            .ok()
+            .map(|i| &self.decisions[i])
     }
 
     /// The platform label of a decision.
@@ -157,10 +159,14 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         problems: rec.problems.clone(),
         ..RepoPlan::default()
     };
-    let revisions: HashSet<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
+    let revisions: DigestSet = rec.revisions.iter().map(|r| r.digest).collect();
 
     // Rule 3: rank hash-tagged images (distinct digests), newest first.
-    let classes: Vec<TagClass> = rec.tags.iter().map(|t| classify_tag(&t.name, policy)).collect();
+    let classes: Vec<TagClass> = rec
+        .tags
+        .iter()
+        .map(|t| classify_tag(&t.name, policy))
+        .collect();
     let ranks = rank_hash_images(snap, &classes);
 
     // Rule 7: anything unreadable that could be a parent makes the whole repository opaque.
@@ -175,7 +181,10 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     plan.problems.dedup();
     for t in &rec.tags {
         if !revisions.contains(&t.digest) {
-            plan.notes.push(format!("tag {} points to {} which has no revision link", t.name, t.digest));
+            plan.notes.push(format!(
+                "tag {} points to {} which has no revision link",
+                t.name, t.digest
+            ));
         }
     }
 
@@ -206,8 +215,14 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     }
     // Rule 7: an unknown media type is kept with everything it mentions.
     for r in &rec.revisions {
-        if snap.manifest(&r.digest).is_some_and(|m| m.kind == Kind::Unknown) {
-            plan.notes.push(format!("manifest {} has an unknown media type: kept with every digest it names", r.digest));
+        if snap
+            .manifest(&r.digest)
+            .is_some_and(|m| m.kind == Kind::Unknown)
+        {
+            plan.notes.push(format!(
+                "manifest {} has an unknown media type: kept with every digest it names",
+                r.digest
+            ));
             keep.mark(r.digest, Reason::FailClosed);
         }
     }
@@ -228,7 +243,10 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     for r in &rec.revisions {
         let (verdict, reason) = match keep.reasons.get(&r.digest) {
             Some(reason) => (Verdict::Keep, *reason),
-            None => (Verdict::Delete, delete_reason(snap, r.digest, &ranks, &attachments, &parents)),
+            None => (
+                Verdict::Delete,
+                delete_reason(snap, r.digest, &ranks, &attachments, &parents),
+            ),
         };
         let (kind, label) = describe(snap, &r.digest);
         decisions.push(Decision {
@@ -241,12 +259,12 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             label: intern(&mut plan.labels, label),
         });
     }
-    decisions.sort_by(|a, b| a.digest.cmp(&b.digest));
+    decisions.sort_by_key(|d| d.digest);
     decisions.dedup_by(|a, b| a.digest == b.digest);
     plan.delete_order = order::delete_order(snap, &decisions, &attachments);
     plan.decisions = decisions;
 
-    let deleted: HashSet<Digest> = plan.delete_order.iter().copied().collect();
+    let deleted: DigestSet = plan.delete_order.iter().copied().collect();
     plan.tags = rec
         .tags
         .iter()
@@ -254,7 +272,9 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         .map(|(t, class)| PlannedTag {
             name: t.name.clone(),
             digest: t.digest,
-            rank: (class == TagClass::Hash).then(|| ranks.get(&t.digest).copied()).flatten(),
+            rank: (class == TagClass::Hash)
+                .then(|| ranks.get(&t.digest).copied())
+                .flatten(),
             class,
             kept: !deleted.contains(&t.digest),
         })
@@ -265,8 +285,8 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
 
 /// Ranks the distinct digests of hash tags by creation date, newest first; ties and
 /// missing dates fall back to the tag link's push time, then the digest.
-fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> HashMap<Digest, u32> {
-    let mut pushed: HashMap<Digest, i64> = HashMap::new();
+fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<u32> {
+    let mut pushed: DigestMap<i64> = DigestMap::default();
     for (t, c) in snap.record.tags.iter().zip(classes) {
         if *c == TagClass::Hash {
             let e = pushed.entry(t.digest).or_insert(i64::MIN);
@@ -278,13 +298,17 @@ fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> HashMap<Digest, u3
         .map(|(d, push)| (snap.created_of(&d).unwrap_or(push), push, d))
         .collect();
     images.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    images.into_iter().enumerate().map(|(i, (_, _, d))| (d, i as u32)).collect()
+    images
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, d))| (d, i as u32))
+        .collect()
 }
 
 /// The keep set under construction: first reason wins, then reachability is followed.
 struct Reach<'a> {
     snap: &'a Snapshot,
-    reasons: HashMap<Digest, Reason>,
+    reasons: DigestMap<Reason>,
     queue: Vec<Digest>,
 }
 
@@ -292,7 +316,7 @@ impl<'a> Reach<'a> {
     fn new(snap: &'a Snapshot) -> Self {
         Reach {
             snap,
-            reasons: HashMap::with_capacity(snap.record.revisions.len()),
+            reasons: DigestMap::with_capacity_and_hasher(snap.record.revisions.len(), Default::default()),
             queue: Vec::new(),
         }
     }
@@ -305,13 +329,13 @@ impl<'a> Reach<'a> {
     }
 
     fn propagate(&mut self, attachments: &[(Digest, Digest)]) {
-        let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
         for r in &self.snap.record.revisions {
             if let Some(s) = self.snap.manifest(&r.digest).and_then(|m| m.subject) {
                 referrers.entry(s).or_default().push(r.digest);
             }
         }
-        let mut attached: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        let mut attached: DigestMap<Vec<Digest>> = DigestMap::default();
         for (subject, target) in attachments {
             attached.entry(*subject).or_default().push(*target);
         }
@@ -332,8 +356,8 @@ impl<'a> Reach<'a> {
 }
 
 /// For each revision, the revisions whose index lists it.
-fn parents_of(snap: &Snapshot, revisions: &HashSet<Digest>) -> HashMap<Digest, Vec<Digest>> {
-    let mut parents: HashMap<Digest, Vec<Digest>> = HashMap::new();
+fn parents_of(snap: &Snapshot, revisions: &DigestSet) -> DigestMap<Vec<Digest>> {
+    let mut parents: DigestMap<Vec<Digest>> = DigestMap::default();
     for p in revisions {
         if let Some(m) = snap.manifest(p) {
             for c in &m.children {
@@ -350,9 +374,9 @@ fn parents_of(snap: &Snapshot, revisions: &HashSet<Digest>) -> HashMap<Digest, V
 fn delete_reason(
     snap: &Snapshot,
     d: Digest,
-    ranks: &HashMap<Digest, u32>,
+    ranks: &DigestMap<u32>,
     attachments: &[(Digest, Digest)],
-    parents: &HashMap<Digest, Vec<Digest>>,
+    parents: &DigestMap<Vec<Digest>>,
 ) -> Reason {
     if let Some(rank) = ranks.get(&d) {
         return Reason::HashTagExpired { rank: *rank };
@@ -379,7 +403,11 @@ fn describe(snap: &Snapshot, d: &Digest) -> (Option<Kind>, String) {
             let platforms: Vec<String> = m
                 .children
                 .iter()
-                .map(|c| c.platform.as_ref().map_or_else(|| "?/?".to_owned(), ToString::to_string))
+                .map(|c| {
+                    c.platform
+                        .as_ref()
+                        .map_or_else(|| "?/?".to_owned(), ToString::to_string)
+                })
                 .collect();
             format!("index [{}]", platforms.join(", "))
         }

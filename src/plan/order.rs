@@ -1,25 +1,34 @@
 //! Deletion order: whatever refers to a manifest goes before it (an index before its children).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
 
 use super::{Decision, Reason, Verdict};
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::Snapshot;
 
 /// Orders the deletions so that a run cut off half way never leaves a surviving manifest
 /// pointing at a deleted one: indexes before children, referrers before subjects.
 /// Among manifests free to go, hash-tag expiries come first, then by digest.
-pub fn delete_order(snap: &Snapshot, decisions: &[Decision], attachments: &[(Digest, Digest)]) -> Vec<Digest> {
-    let doomed: HashMap<Digest, u8> = decisions
+pub fn delete_order(
+    snap: &Snapshot,
+    decisions: &[Decision],
+    attachments: &[(Digest, Digest)],
+) -> Vec<Digest> {
+    let doomed: DigestMap<u8> = decisions
         .iter()
         .filter(|d| d.verdict == Verdict::Delete)
-        .map(|d| (d.digest, u8::from(!matches!(d.reason, Reason::HashTagExpired { .. }))))
+        .map(|d| {
+            (
+                d.digest,
+                u8::from(!matches!(d.reason, Reason::HashTagExpired { .. })),
+            )
+        })
         .collect();
     // Edges referrer -> referred, both doomed.
-    let mut edges: HashMap<Digest, Vec<Digest>> = HashMap::new();
-    let mut indegree: HashMap<Digest, usize> = doomed.keys().map(|d| (*d, 0)).collect();
-    let mut add = |from: Digest, to: Digest, edges: &mut HashMap<Digest, Vec<Digest>>| {
+    let mut edges: DigestMap<Vec<Digest>> = DigestMap::default();
+    let mut indegree: DigestMap<usize> = doomed.keys().map(|d| (*d, 0)).collect();
+    let mut add = |from: Digest, to: Digest, edges: &mut DigestMap<Vec<Digest>>| {
         if from != to && doomed.contains_key(&from) && doomed.contains_key(&to) {
             edges.entry(from).or_default().push(to);
             *indegree.entry(to).or_default() += 1;
@@ -27,7 +36,7 @@ pub fn delete_order(snap: &Snapshot, decisions: &[Decision], attachments: &[(Dig
     };
     for d in doomed.keys() {
         if let Some(m) = snap.manifest(d) {
-            let mut seen = HashSet::new();
+            let mut seen = DigestSet::default();
             for c in m.children.iter().filter(|c| seen.insert(c.digest)) {
                 add(*d, c.digest, &mut edges);
             }
@@ -58,8 +67,12 @@ pub fn delete_order(snap: &Snapshot, decisions: &[Decision], attachments: &[(Dig
     }
     if out.len() < doomed.len() {
         // A reference cycle (impossible with honest content addressing): append the rest.
-        let placed: HashSet<Digest> = out.iter().copied().collect();
-        let mut rest: Vec<Digest> = doomed.keys().filter(|d| !placed.contains(d)).copied().collect();
+        let placed: DigestSet = out.iter().copied().collect();
+        let mut rest: Vec<Digest> = doomed
+            .keys()
+            .filter(|d| !placed.contains(d))
+            .copied()
+            .collect();
         rest.sort_unstable();
         out.extend(rest);
     }

@@ -39,12 +39,16 @@ pub enum TagClass {
 }
 
 static ATTACHMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^sha256-([0-9a-f]{64})(?:\.(?:sig|att|sbom))?$").unwrap_or_else(|e| panic!("static regex: {e}"))
+    Regex::new(r"^sha256-([0-9a-f]{64})(?:\.(?:sig|att|sbom))?$")
+        .unwrap_or_else(|e| panic!("static regex: {e}"))
 });
 
 /// Classifies a tag; attachment tags win over the hash pattern.
 pub fn classify_tag(name: &str, policy: &Policy) -> TagClass {
-    if let Some(subject) = ATTACHMENT.captures(name).and_then(|c| Digest::from_hex(&c[1])) {
+    if let Some(subject) = ATTACHMENT
+        .captures(name)
+        .and_then(|c| Digest::from_hex(&c[1]))
+    {
         return TagClass::Attachment { subject };
     }
     if policy.hash_tag.is_match(name) {

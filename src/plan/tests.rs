@@ -47,7 +47,10 @@ impl B {
         })
     }
     fn rev(&mut self, n: u8, at: i64) {
-        self.0.record.revisions.push(Revision { digest: d(n), linked_at: at });
+        self.0.record.revisions.push(Revision {
+            digest: d(n),
+            linked_at: at,
+        });
     }
     fn put(mut self, n: u8, m: Manifest) -> B {
         self.rev(n, OLD);
@@ -55,26 +58,82 @@ impl B {
         self
     }
     fn image_at(mut self, n: u8, created: Option<i64>) -> B {
-        self.0.images.insert(d(n), ImageInfo { created, platform: amd64() });
-        self.put(n, Manifest { kind: Kind::Image, children: vec![], subject: None, config: Some(d(200)), schema1: None })
+        self.0.images.insert(
+            d(n),
+            ImageInfo {
+                created,
+                platform: amd64(),
+            },
+        );
+        self.put(
+            n,
+            Manifest {
+                kind: Kind::Image,
+                children: vec![],
+                subject: None,
+                config: Some(d(200)),
+                schema1: None,
+            },
+        )
     }
     fn image(self, n: u8) -> B {
         self.image_at(n, Some(OLD - DAY))
     }
     fn index(self, n: u8, children: &[u8]) -> B {
-        let children = children.iter().map(|c| Child { digest: d(*c), platform: amd64() }).collect();
-        self.put(n, Manifest { kind: Kind::Index, children, subject: None, config: None, schema1: None })
+        let children = children
+            .iter()
+            .map(|c| Child {
+                digest: d(*c),
+                platform: amd64(),
+            })
+            .collect();
+        self.put(
+            n,
+            Manifest {
+                kind: Kind::Index,
+                children,
+                subject: None,
+                config: None,
+                schema1: None,
+            },
+        )
     }
     fn referrer(self, n: u8, subject: u8) -> B {
-        self.put(n, Manifest { kind: Kind::Image, children: vec![], subject: Some(d(subject)), config: Some(d(201)), schema1: None })
+        self.put(
+            n,
+            Manifest {
+                kind: Kind::Image,
+                children: vec![],
+                subject: Some(d(subject)),
+                config: Some(d(201)),
+                schema1: None,
+            },
+        )
     }
     fn unknown(self, n: u8, mentions: &[u8]) -> B {
-        let children = mentions.iter().map(|c| Child { digest: d(*c), platform: None }).collect();
-        self.put(n, Manifest { kind: Kind::Unknown, children, subject: None, config: None, schema1: None })
+        let children = mentions
+            .iter()
+            .map(|c| Child {
+                digest: d(*c),
+                platform: None,
+            })
+            .collect();
+        self.put(
+            n,
+            Manifest {
+                kind: Kind::Unknown,
+                children,
+                subject: None,
+                config: None,
+                schema1: None,
+            },
+        )
     }
     fn bad(mut self, n: u8) -> B {
         self.rev(n, OLD);
-        self.0.manifests.insert(d(n), Meta::Bad(format!("manifest {} unreadable", d(n))));
+        self.0
+            .manifests
+            .insert(d(n), Meta::Bad(format!("manifest {} unreadable", d(n))));
         self
     }
     fn young(mut self, n: u8) -> B {
@@ -86,7 +145,11 @@ impl B {
         self
     }
     fn tag_at(mut self, name: &str, n: u8, at: i64) -> B {
-        self.0.record.tags.push(TagLink { name: name.into(), digest: d(n), linked_at: at });
+        self.0.record.tags.push(TagLink {
+            name: name.into(),
+            digest: d(n),
+            linked_at: at,
+        });
         self
     }
     fn tag(self, name: &str, n: u8) -> B {
@@ -98,7 +161,10 @@ impl B {
 }
 
 fn verdicts(p: &RepoPlan) -> BTreeMap<u8, (Verdict, Reason)> {
-    p.decisions.iter().map(|x| (x.digest.0[0], (x.verdict, x.reason))).collect()
+    p.decisions
+        .iter()
+        .map(|x| (x.digest.0[0], (x.verdict, x.reason)))
+        .collect()
 }
 
 fn keep(r: Reason) -> (Verdict, Reason) {
@@ -110,7 +176,10 @@ fn del(r: Reason) -> (Verdict, Reason) {
 }
 
 fn pos(p: &RepoPlan, n: u8) -> usize {
-    p.delete_order.iter().position(|x| *x == d(n)).unwrap_or_else(|| panic!("{n} not in delete order"))
+    p.delete_order
+        .iter()
+        .position(|x| *x == d(n))
+        .unwrap_or_else(|| panic!("{n} not in delete order"))
 }
 
 fn attachment_tag(subject: u8, suffix: &str) -> String {
@@ -120,7 +189,10 @@ fn attachment_tag(subject: u8, suffix: &str) -> String {
 #[test]
 fn untagged_is_deleted_and_tagged_kept() {
     let p = B::new("app").image(1).image(2).tag("latest", 1).plan(10);
-    assert_eq!(verdicts(&p), BTreeMap::from([(1, keep(Reason::VersionTag)), (2, del(Reason::Untagged))]));
+    assert_eq!(
+        verdicts(&p),
+        BTreeMap::from([(1, keep(Reason::VersionTag)), (2, del(Reason::Untagged))])
+    );
     assert_eq!(p.delete_order, vec![d(2)]);
     assert!(p.tags.iter().all(|t| t.kept));
 }
@@ -130,16 +202,28 @@ fn hash_tags_keep_the_newest_n_images_by_created_not_push_order() {
     // 12 images whose push order is the reverse of their creation order.
     let mut b = B::new("app");
     for i in 0..12u8 {
-        b = b.image_at(10 + i, Some(OLD - i64::from(i) * DAY)).tag_at(&format!("abcdef{i:02}"), 10 + i, OLD - 100 + i64::from(i));
+        b = b.image_at(10 + i, Some(OLD - i64::from(i) * DAY)).tag_at(
+            &format!("abcdef{i:02}"),
+            10 + i,
+            OLD - 100 + i64::from(i),
+        );
     }
     let p = b.plan(10);
     let v = verdicts(&p);
     for i in 0..10u8 {
-        assert_eq!(v[&(10 + i)], keep(Reason::HashTagKept { rank: u32::from(i) }));
+        assert_eq!(
+            v[&(10 + i)],
+            keep(Reason::HashTagKept { rank: u32::from(i) })
+        );
     }
     assert_eq!(v[&20], del(Reason::HashTagExpired { rank: 10 }));
     assert_eq!(v[&21], del(Reason::HashTagExpired { rank: 11 }));
-    let expired: Vec<&str> = p.tags.iter().filter(|t| !t.kept).map(|t| t.name.as_str()).collect();
+    let expired: Vec<&str> = p
+        .tags
+        .iter()
+        .filter(|t| !t.kept)
+        .map(|t| t.name.as_str())
+        .collect();
     assert_eq!(expired, vec!["abcdef10", "abcdef11"]);
 }
 
@@ -174,7 +258,10 @@ fn expired_hash_tag_with_a_version_tag_stays() {
     let v = verdicts(&p);
     assert_eq!(v[&2], keep(Reason::VersionTag));
     assert!(p.delete_order.is_empty());
-    assert!(p.tags.iter().all(|t| t.kept), "a kept digest keeps all its tags");
+    assert!(
+        p.tags.iter().all(|t| t.kept),
+        "a kept digest keeps all its tags"
+    );
 }
 
 #[test]
@@ -191,7 +278,11 @@ fn missing_dates_and_ties_fall_back_to_push_time() {
         .plan(2);
     let v = verdicts(&p);
     assert_eq!(v[&1], keep(Reason::HashTagKept { rank: 0 }));
-    assert_eq!(v[&3], keep(Reason::HashTagKept { rank: 1 }), "tie broken by the newer push");
+    assert_eq!(
+        v[&3],
+        keep(Reason::HashTagKept { rank: 1 }),
+        "tie broken by the newer push"
+    );
     assert_eq!(v[&4], del(Reason::HashTagExpired { rank: 2 }));
     assert_eq!(v[&2], del(Reason::HashTagExpired { rank: 3 }));
 }
@@ -204,15 +295,26 @@ fn keep_zero_expires_every_hash_tag() {
 
 #[test]
 fn index_date_comes_from_its_amd64_child() {
-    let mut b = B::new("app").image_at(1, Some(OLD - 5 * DAY)).image_at(2, Some(OLD - DAY));
+    let mut b = B::new("app")
+        .image_at(1, Some(OLD - 5 * DAY))
+        .image_at(2, Some(OLD - DAY));
     // Index 3 lists an arm64 child first and the amd64 child second.
     b = b.put(
         3,
         Manifest {
             kind: Kind::Index,
             children: vec![
-                Child { digest: d(1), platform: Some(Platform { os: "linux".into(), architecture: "arm64".into() }) },
-                Child { digest: d(2), platform: amd64() },
+                Child {
+                    digest: d(1),
+                    platform: Some(Platform {
+                        os: "linux".into(),
+                        architecture: "arm64".into(),
+                    }),
+                },
+                Child {
+                    digest: d(2),
+                    platform: amd64(),
+                },
             ],
             subject: None,
             config: None,
@@ -220,11 +322,21 @@ fn index_date_comes_from_its_amd64_child() {
         },
     );
     assert_eq!(b.0.created_of(&d(3)), Some(OLD - DAY));
-    let p = b.index(4, &[1]).image_at(5, Some(OLD - 3 * DAY)).tag("aaaaaaa", 3).tag("bbbbbbb", 4).tag("ccccccc", 5).plan(2);
+    let p = b
+        .index(4, &[1])
+        .image_at(5, Some(OLD - 3 * DAY))
+        .tag("aaaaaaa", 3)
+        .tag("bbbbbbb", 4)
+        .tag("ccccccc", 5)
+        .plan(2);
     let v = verdicts(&p);
     assert_eq!(v[&3], keep(Reason::HashTagKept { rank: 0 }));
     assert_eq!(v[&5], keep(Reason::HashTagKept { rank: 1 }));
-    assert_eq!(v[&4], del(Reason::HashTagExpired { rank: 2 }), "first child's date stands in without amd64");
+    assert_eq!(
+        v[&4],
+        del(Reason::HashTagExpired { rank: 2 }),
+        "first child's date stands in without amd64"
+    );
 }
 
 #[test]
@@ -284,7 +396,11 @@ fn expired_hash_index_takes_its_children_parent_first() {
 
 #[test]
 fn nested_index_deletion_orders_every_level() {
-    let p = B::new("app").image(1).index(10, &[1]).index(20, &[10]).plan(10);
+    let p = B::new("app")
+        .image(1)
+        .index(10, &[1])
+        .index(20, &[10])
+        .plan(10);
     assert_eq!(p.delete_order, vec![d(20), d(10), d(1)]);
 }
 
@@ -314,9 +430,18 @@ fn attachments_live_and_die_with_their_subject() {
 
 #[test]
 fn attachment_tags_are_never_hash_tags() {
-    let pol = Policy { hash_tag: Regex::new("^sha256-.*$").expect("regex"), ..policy(0) };
-    assert_eq!(classify_tag(&attachment_tag(1, ".sig"), &pol), TagClass::Attachment { subject: d(1) });
-    assert_eq!(classify_tag(&attachment_tag(1, ".other"), &pol), TagClass::Hash);
+    let pol = Policy {
+        hash_tag: Regex::new("^sha256-.*$").expect("regex"),
+        ..policy(0)
+    };
+    assert_eq!(
+        classify_tag(&attachment_tag(1, ".sig"), &pol),
+        TagClass::Attachment { subject: d(1) }
+    );
+    assert_eq!(
+        classify_tag(&attachment_tag(1, ".other"), &pol),
+        TagClass::Hash
+    );
     assert_eq!(classify_tag("latest", &policy(0)), TagClass::Version);
     assert_eq!(classify_tag("3f33a785", &policy(0)), TagClass::Hash);
     assert_eq!(classify_tag("3F33A785", &policy(0)), TagClass::Version);
@@ -343,7 +468,14 @@ fn referrers_of_kept_subjects_stay_transitively() {
 
 #[test]
 fn grace_period_protects_young_revisions_and_their_children() {
-    let p = B::new("app").image(1).image(2).index(10, &[1]).young(10).image(3).young(3).plan(10);
+    let p = B::new("app")
+        .image(1)
+        .image(2)
+        .index(10, &[1])
+        .young(10)
+        .image(3)
+        .young(3)
+        .plan(10);
     let v = verdicts(&p);
     assert_eq!(v[&10], keep(Reason::GracePeriod));
     assert_eq!(v[&1], keep(Reason::ChildOf { parent: d(10) }));
@@ -400,7 +532,12 @@ fn a_digest_untagged_in_one_repository_is_deleted_there_only() {
 
 #[test]
 fn labels_describe_images_and_indexes() {
-    let p = B::new("app").image(1).image(2).index(10, &[1, 2]).tag("x", 10).plan(10);
+    let p = B::new("app")
+        .image(1)
+        .image(2)
+        .index(10, &[1, 2])
+        .tag("x", 10)
+        .plan(10);
     let idx = p.decision(&d(10)).expect("index decision");
     assert_eq!(p.label(idx), "index [linux/amd64, linux/amd64]");
     assert_eq!(idx.kind, Some(Kind::Index));

@@ -106,12 +106,22 @@ fn decision_view<'a>(plan: &'a RepoPlan, d: &Decision) -> DecisionView<'a> {
         created: d.created.and_then(rfc3339),
         linked_at: rfc3339(d.linked_at),
         platform: plan.label(d),
-        tags: plan.tags.iter().filter(|t| t.digest == d.digest).map(|t| t.name.as_str()).collect(),
+        tags: plan
+            .tags
+            .iter()
+            .filter(|t| t.digest == d.digest)
+            .map(|t| t.name.as_str())
+            .collect(),
     }
 }
 
 /// Builds the report over all plans.
-pub fn build<'a>(plans: &'a [RepoPlan], warnings: &'a [String], dry_run: bool, policy: PolicyView<'a>) -> Report<'a> {
+pub fn build<'a>(
+    plans: &'a [RepoPlan],
+    warnings: &'a [String],
+    dry_run: bool,
+    policy: PolicyView<'a>,
+) -> Report<'a> {
     let mut totals = Totals::default();
     let repositories = plans
         .iter()

@@ -26,7 +26,9 @@ pub fn detail(plan: &RepoPlan, d: &Decision) -> String {
             plan.label(d)
         ),
         Some(Kind::Index) => {
-            let c = created.map(|c| format!("  created={c:<19}")).unwrap_or_default();
+            let c = created
+                .map(|c| format!("  created={c:<19}"))
+                .unwrap_or_default();
             format!("{c}  {}", plan.label(d))
         }
         _ => String::new(),
@@ -35,7 +37,12 @@ pub fn detail(plan: &RepoPlan, d: &Decision) -> String {
 
 /// One manifest line of a delete section: `  DRY_RUN: sha256:<12>  repo=<name>…`.
 pub fn delete_line(prefix: &str, plan: &RepoPlan, d: &Decision) -> String {
-    format!("  {prefix}: sha256:{}  repo={:<30}{}", d.digest.short(), plan.name, detail(plan, d))
+    format!(
+        "  {prefix}: sha256:{}  repo={:<30}{}",
+        d.digest.short(),
+        plan.name,
+        detail(plan, d)
+    )
 }
 
 /// Writes the preamble and the summary sections that come before any deletion.
@@ -58,9 +65,17 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[RepoPlan]) -> io:
         }
     }
     writeln!(out)?;
-    writeln!(out, "Hash-tagged manifests (keeping {} most recent per repo):", h.keep)?;
+    writeln!(
+        out,
+        "Hash-tagged manifests (keeping {} most recent per repo):",
+        h.keep
+    )?;
     for plan in plans {
-        let mut kept: Vec<_> = plan.tags.iter().filter(|t| t.class == TagClass::Hash && t.kept).collect();
+        let mut kept: Vec<_> = plan
+            .tags
+            .iter()
+            .filter(|t| t.class == TagClass::Hash && t.kept)
+            .collect();
         kept.sort_by_key(|t| (t.rank, t.name.clone()));
         for t in kept {
             if let Some(d) = plan.decision(&t.digest) {
@@ -69,7 +84,11 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[RepoPlan]) -> io:
         }
     }
     writeln!(out)?;
-    writeln!(out, "Hash-tagged manifests to delete (beyond {} most recent per repo):", h.keep)?;
+    writeln!(
+        out,
+        "Hash-tagged manifests to delete (beyond {} most recent per repo):",
+        h.keep
+    )?;
     if h.dry_run {
         for plan in plans {
             for d in hash_deletes(plan) {
@@ -85,7 +104,9 @@ pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
     let mut v: Vec<&Decision> = plan
         .decisions
         .iter()
-        .filter(|d| d.verdict == Verdict::Delete && matches!(d.reason, Reason::HashTagExpired { .. }))
+        .filter(|d| {
+            d.verdict == Verdict::Delete && matches!(d.reason, Reason::HashTagExpired { .. })
+        })
         .collect();
     v.sort_by_key(|d| match d.reason {
         Reason::HashTagExpired { rank } => rank,
@@ -122,7 +143,10 @@ pub fn write_dry_run(out: &mut dyn Write, plans: &[RepoPlan]) -> io::Result<()> 
     for plan in plans {
         for d in other_deletes(plan) {
             i += 1;
-            writeln!(out, "  Cleaning {i} of {total} ..not really, due to dry-run mode")?;
+            writeln!(
+                out,
+                "  Cleaning {i} of {total} ..not really, due to dry-run mode"
+            )?;
             writeln!(out, "{}", delete_line("DRY_RUN", plan, d))?;
         }
     }

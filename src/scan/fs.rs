@@ -10,7 +10,6 @@ use crossbeam_channel::{Sender, bounded};
 use jwalk::{Parallelism, WalkDirGeneric};
 use rayon::prelude::*;
 
-
 use super::link::parse_link;
 use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, TagLink};
 use crate::digest::Digest;
@@ -74,14 +73,23 @@ impl FsLister {
     }
 
     /// Finds repository names (directories holding `_manifests`) and sends them in batches.
-    fn discover(&self, filter: &RepoFilter, tx: &Sender<Vec<String>>, warnings: &Mutex<Vec<String>>) -> usize {
+    fn discover(
+        &self,
+        filter: &RepoFilter,
+        tx: &Sender<Vec<String>>,
+        warnings: &Mutex<Vec<String>>,
+    ) -> usize {
         let walk = WalkDirGeneric::<((), ())>::new(&self.repositories)
             .skip_hidden(false)
             .follow_links(false)
             .parallelism(Parallelism::RayonNewPool(self.threads))
             .process_read_dir(|_, _, _, children| {
                 children.retain(|c| match c {
-                    Ok(e) => e.file_type.is_dir() && e.file_name != "_layers" && e.file_name != "_uploads",
+                    Ok(e) => {
+                        e.file_type.is_dir()
+                            && e.file_name != "_layers"
+                            && e.file_name != "_uploads"
+                    }
                     Err(_) => true,
                 });
                 for e in children.iter_mut().flatten() {
@@ -96,21 +104,37 @@ impl FsLister {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    push(warnings, format!("cannot read {}: {e}", error_path(&e, &self.repositories)));
+                    push(
+                        warnings,
+                        format!("cannot read {}: {e}", error_path(&e, &self.repositories)),
+                    );
                     continue;
                 }
             };
             if let Some(err) = &entry.read_children_error {
-                push(warnings, format!("cannot read {}: {err}", entry.path().display()));
+                push(
+                    warnings,
+                    format!("cannot read {}: {err}", entry.path().display()),
+                );
             }
             if entry.file_name != "_manifests" {
                 continue;
             }
             let dir = entry.parent_path();
-            let name = match dir.strip_prefix(&self.repositories).ok().and_then(Path::to_str) {
+            let name = match dir
+                .strip_prefix(&self.repositories)
+                .ok()
+                .and_then(Path::to_str)
+            {
                 Some(n) if !n.is_empty() => n.to_owned(),
                 _ => {
-                    push(warnings, format!("skipping repository with a non-UTF-8 or empty name: {}", dir.display()));
+                    push(
+                        warnings,
+                        format!(
+                            "skipping repository with a non-UTF-8 or empty name: {}",
+                            dir.display()
+                        ),
+                    );
                     continue;
                 }
             };
@@ -119,7 +143,11 @@ impl FsLister {
             }
             count += 1;
             batch.push(name);
-            if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+            if batch.len() == BATCH
+                && tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_err()
+            {
                 return count;
             }
         }
@@ -164,10 +192,18 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord) {
     let entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
         Ok(rd) => match rd.collect::<Result<_, _>>() {
             Ok(v) => v,
-            Err(e) => return rec.problems.push(format!("cannot list {}: {e}", dir.display())),
+            Err(e) => {
+                return rec
+                    .problems
+                    .push(format!("cannot list {}: {e}", dir.display()));
+            }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-        Err(e) => return rec.problems.push(format!("cannot list {}: {e}", dir.display())),
+        Err(e) => {
+            return rec
+                .problems
+                .push(format!("cannot list {}: {e}", dir.display()));
+        }
     };
     let read = |e: &fs::DirEntry| read_revision(&e.path());
     let results: Vec<RevisionRead> = if entries.len() > PAR_REVISIONS {
@@ -188,7 +224,10 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord) {
 fn read_revision(dir: &Path) -> RevisionRead {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let Some(expected) = Digest::from_hex(name) else {
-        return RevisionRead::Bad(format!("{}: not a sha256 revision directory", dir.display()));
+        return RevisionRead::Bad(format!(
+            "{}: not a sha256 revision directory",
+            dir.display()
+        ));
     };
     let path = dir.join("link");
     match read_link(&path) {
@@ -226,7 +265,11 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
             continue;
         };
         match read_link(&path) {
-            Ok((digest, linked_at)) => tags.push(TagLink { name, digest, linked_at }),
+            Ok((digest, linked_at)) => tags.push(TagLink {
+                name,
+                digest,
+                linked_at,
+            }),
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }

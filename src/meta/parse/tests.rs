@@ -1,0 +1,122 @@
+//! Parser tests over the five manifest media types and hostile inputs.
+
+use super::*;
+
+fn hex(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+#[test]
+fn docker_and_oci_images() {
+    for mt in [DOCKER_MANIFEST, OCI_MANIFEST] {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"x","digest":"sha256:{}","size":1}},"layers":[]}}"#,
+            hex('a')
+        );
+        let m = parse_manifest(body.as_bytes()).expect("image parses");
+        assert_eq!(m.kind, Kind::Image);
+        assert_eq!(m.config, Digest::parse(&format!("sha256:{}", hex('a'))));
+        assert!(m.children.is_empty());
+    }
+}
+
+#[test]
+fn indexes_with_platforms_and_subject() {
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"digest":"sha256:{}","platform":{{"os":"linux","architecture":"arm64"}}}},
+            {{"digest":"sha256:{}"}}],
+           "subject":{{"digest":"sha256:{}"}}}}"#,
+        hex('b'),
+        hex('c'),
+        hex('d')
+    );
+    let m = parse_manifest(body.as_bytes()).expect("index parses");
+    assert_eq!(m.kind, Kind::Index);
+    assert_eq!(m.children.len(), 2);
+    assert_eq!(
+        m.children[0]
+            .platform
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("linux/arm64")
+    );
+    assert_eq!(m.children[1].platform, None);
+    assert!(m.subject.is_some());
+    let list = body.replace(OCI_INDEX, DOCKER_LIST);
+    assert_eq!(
+        parse_manifest(list.as_bytes()).map(|m| m.kind),
+        Ok(Kind::Index)
+    );
+    let bare = body.replace(&format!(r#""mediaType":"{OCI_INDEX}","#), "");
+    assert_eq!(
+        parse_manifest(bare.as_bytes()).map(|m| m.kind),
+        Ok(Kind::Index)
+    );
+}
+
+#[test]
+fn schema1_signed_carries_created_and_arch() {
+    let v1 =
+        r#"{\"created\":\"2020-01-02T03:04:05.123Z\",\"os\":\"linux\",\"architecture\":\"amd64\"}"#;
+    let body = format!(
+        r#"{{"schemaVersion":1,"name":"x","tag":"y","architecture":"amd64","fsLayers":[],"history":[{{"v1Compatibility":"{v1}"}}],"signatures":[]}}"#
+    );
+    let m = parse_manifest(body.as_bytes()).expect("schema1 parses");
+    assert_eq!(m.kind, Kind::Schema1);
+    let info = m.schema1.expect("inline info");
+    assert_eq!(info.created, Some(1_577_934_245));
+    assert_eq!(
+        info.platform.map(|p| p.to_string()).as_deref(),
+        Some("linux/amd64")
+    );
+}
+
+#[test]
+fn unknown_media_type_mentions_every_digest() {
+    let body = format!(
+        r#"{{"mediaType":"application/x-future","refs":[{{"d":"sha256:{}"}}],"other":"sha256:{}"}}"#,
+        hex('e'),
+        hex('f')
+    );
+    let m = parse_manifest(body.as_bytes()).expect("unknown parses");
+    assert_eq!(m.kind, Kind::Unknown);
+    assert_eq!(m.children.len(), 2);
+}
+
+#[test]
+fn hostile_inputs_are_errors_not_panics() {
+    let cases: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"\xff\xfe\x00".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        format!(r#"{{"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"sha256:XYZ"}}]}}"#)
+            .into_bytes(),
+        format!(r#"{{"mediaType":"{OCI_MANIFEST}"}}"#).into_bytes(),
+        format!(r#"{{"mediaType":"{OCI_MANIFEST}","config":{{"digest":"md5:00"}}}}"#).into_bytes(),
+        r#"{"subject":{"digest":"nope"},"config":{"digest":"x"}}"#
+            .as_bytes()
+            .to_vec(),
+    ];
+    for c in cases {
+        assert!(
+            parse_manifest(&c).is_err(),
+            "{:?} must be rejected",
+            String::from_utf8_lossy(&c)
+        );
+    }
+}
+
+#[test]
+fn config_created_and_platform() {
+    let info = parse_config(
+        br#"{"created":"2026-02-17T10:23:39.5+01:00","os":"linux","architecture":"arm64"}"#,
+    )
+    .expect("config parses");
+    assert_eq!(info.created, Some(1_771_320_219));
+    assert_eq!(parse_config(b"{}").map(|i| i.created), Some(None));
+    assert_eq!(parse_config(b"garbage"), None);
+}

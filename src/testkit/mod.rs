@@ -1,0 +1,6 @@
+//! Test and demo support: pushes realistic images to a real registry over its HTTP API.
+
+pub mod push;
+pub mod scenario;
+
+pub use push::{ImageSpec, Pushed, Pusher};
