@@ -31,7 +31,7 @@ http:
   addr: 127.0.0.1:$port
 YAML
   [ -f "$dir/extra.yml" ] && cat "$dir/extra.yml" >> "$dir/config.yml"
-  scheme=http; grep -q '^  tls:' "$dir/config.yml" && scheme=https
+  scheme=http; [ -n "${REGISTRY_HTTP_TLS_CERTIFICATE:-}" ] && scheme=https
   env -u AWS_CA_BUNDLE docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $! > "$dir/registry.pid"
   for _ in $(seq 1 100); do

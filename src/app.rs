@@ -1,17 +1,22 @@
 //! One run: validate, scan and plan, report, and (unless dry-run) delete.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 
 use crate::cli::{Config, Output};
+use crate::delete::verify::FsReverify;
+use crate::delete::{self, DeleteResult, Outcome, Progress, RegistryClient};
+use crate::digest::Digest;
 use crate::pipeline::{Planned, plan_filesystem};
-use crate::plan::Policy;
+use crate::plan::{Policy, RepoPlan};
 use crate::report::{json, text};
 
 /// Exit code: everything done.
 pub const EXIT_OK: i32 = 0;
-/// Exit code: fatal error before deleting.
+/// Exit code: fatal error before deleting (or a stop that makes every further delete fail).
 pub const EXIT_FATAL: i32 = 1;
 /// Exit code: usage error.
 pub const EXIT_USAGE: i32 = 2;
@@ -28,27 +33,14 @@ pub fn policy(cfg: &Config) -> Policy {
     }
 }
 
-/// Scans and plans the registry the configuration names.
-pub fn scan_and_plan(cfg: &Config) -> Result<Planned> {
-    Ok(plan_filesystem(
-        &cfg.registry_dir,
-        &cfg.filter,
-        &policy(cfg),
-        cfg.threads,
-    ))
-}
-
 /// Prints every warning, failed-closed repository and note on stderr, one line each.
-fn warn_all(planned: &Planned) -> usize {
-    let mut n = 0;
+fn warn_all(planned: &Planned) {
     let mut err = io::stderr().lock();
     for w in &planned.warnings {
-        n += 1;
         let _ = writeln!(err, "warning: {w}");
     }
     for p in &planned.plans {
         for problem in &p.problems {
-            n += 1;
             let _ = writeln!(
                 err,
                 "warning: repository {} fails closed (nothing in it is deleted): {problem}",
@@ -56,49 +48,214 @@ fn warn_all(planned: &Planned) -> usize {
             );
         }
         for note in &p.notes {
-            n += 1;
             let _ = writeln!(err, "warning: repository {}: {note}", p.name);
         }
     }
-    n
+}
+
+/// Prints the original's per-deletion lines as deletions finish.
+struct TextProgress {
+    total: usize,
+    count: AtomicUsize,
+    lock: Mutex<()>,
+}
+
+impl Progress for TextProgress {
+    fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult) {
+        let i = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let line = match (result, plan.decision(digest)) {
+            (DeleteResult::Deleted, Some(d)) => text::delete_line("Deleted:", plan, d),
+            (DeleteResult::AlreadyGone, Some(d)) => text::delete_line("Already gone:", plan, d),
+            (DeleteResult::Failed(why), _) => {
+                format!(
+                    "Failed to clean manifest {digest} from repo {} with response code {why}",
+                    plan.name
+                )
+            }
+            (DeleteResult::Fatal(f), _) => {
+                format!(
+                    "Failed to clean manifest {digest} from repo {} with response code {f:?}",
+                    plan.name
+                )
+            }
+            (_, None) => format!("  Deleted: {digest}  repo={}", plan.name),
+        };
+        let _g = self.lock.lock();
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "  Cleaning {i} of {}", self.total);
+        let _ = writeln!(out, "{line}");
+    }
+
+    fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let _g = self.lock.lock();
+        let _ = writeln!(
+            io::stdout().lock(),
+            "  Skipped: {digest}  repo={}  ({why})",
+            plan.name
+        );
+    }
+}
+
+/// Prints nothing while deleting (JSON output).
+struct Quiet;
+
+impl Progress for Quiet {
+    fn done(&self, _: &RepoPlan, _: &Digest, _: &DeleteResult) {}
+    fn skipped(&self, _: &RepoPlan, _: &Digest, _: &str) {}
+}
+
+fn print_json(cfg: &Config, planned: &Planned, outcome: Option<&Outcome>) -> Result<()> {
+    let report = json::build(
+        &planned.plans,
+        &planned.warnings,
+        cfg.dry_run,
+        json::PolicyView {
+            hash_tag_pattern: cfg.hash_tag.as_str(),
+            hash_tag_keep: cfg.keep,
+            min_age_seconds: cfg.min_age_secs,
+        },
+        outcome,
+    );
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_closing(outcome: &Outcome, total: usize) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Job done, Cleaned {} of {total} manifests.",
+        outcome.deleted + outcome.already_gone
+    )?;
+    if outcome.already_gone > 0 {
+        writeln!(out, "({} of them were already gone.)", outcome.already_gone)?;
+    }
+    if !outcome.failed.is_empty() {
+        writeln!(out, "Failed deletions ({}):", outcome.failed.len())?;
+        for m in &outcome.failed {
+            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
+        }
+    }
+    if !outcome.skipped.is_empty() {
+        writeln!(out, "Skipped deletions ({}):", outcome.skipped.len())?;
+        for m in &outcome.skipped {
+            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
+        }
+    }
+    if outcome.not_attempted > 0 {
+        writeln!(
+            out,
+            "Not attempted: {} (the run stopped early).",
+            outcome.not_attempted
+        )?;
+    }
+    text::write_gc_hint(&mut out)
 }
 
 /// Runs regsweep with a validated configuration; returns the process exit code.
 pub fn run(cfg: &Config) -> Result<i32> {
-    let planned = scan_and_plan(cfg)?;
-    warn_all(&planned);
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    match cfg.output {
-        Output::Json => {
-            let report = json::build(
-                &planned.plans,
-                &planned.warnings,
-                cfg.dry_run,
-                json::PolicyView {
-                    hash_tag_pattern: cfg.hash_tag.as_str(),
-                    hash_tag_keep: cfg.keep,
-                    min_age_seconds: cfg.min_age_secs,
-                },
-            );
-            serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
-            writeln!(out)?;
-        }
-        Output::Text => {
-            let header = text::Header {
-                dry_run: cfg.dry_run,
-                repo_filter: cfg.filter.exact.as_deref(),
-                keep: cfg.keep,
-            };
-            text::write_summary(&mut out, &header, &planned.plans)?;
-            if cfg.dry_run {
-                text::write_dry_run(&mut out, &planned.plans)?;
+    let policy = policy(cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Check the registry before a long scan: a wrong URL or password fails fast.
+    let client = match &cfg.client {
+        Some(opts) => {
+            if opts.insecure {
+                eprintln!("warning: SELF_SIGNED_CERT: TLS certificate verification is off");
             }
+            Some(
+                rt.block_on(RegistryClient::connect(opts.clone()))
+                    .map_err(|e| anyhow!(e))?,
+            )
         }
+        None => None,
+    };
+    let planned = plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy, cfg.threads);
+    warn_all(&planned);
+    let header = text::Header {
+        dry_run: cfg.dry_run,
+        repo_filter: cfg.filter.exact.as_deref(),
+        keep: cfg.keep,
+    };
+    if cfg.output == Output::Text {
+        let mut out = io::stdout().lock();
+        text::write_summary(&mut out, &header, &planned.plans)?;
+        if cfg.dry_run {
+            text::write_dry_run(&mut out, &planned.plans)?;
+        }
+        out.flush()?;
     }
-    out.flush()?;
-    if !cfg.dry_run {
-        bail!("deleting is not available in this build; run with DRY_RUN=true");
+    let Some(client) = client.filter(|_| !cfg.dry_run) else {
+        if cfg.output == Output::Json {
+            print_json(cfg, &planned, None)?;
+        }
+        return Ok(EXIT_OK);
+    };
+    let total: usize = planned.plans.iter().map(|p| p.delete_count()).sum();
+    if total == 0 {
+        match cfg.output {
+            Output::Text => {
+                let mut out = io::stdout().lock();
+                writeln!(out)?;
+                writeln!(out, "No manifests without tags found. Nothing to do.")?;
+            }
+            Output::Json => print_json(cfg, &planned, Some(&Outcome::default()))?,
+        }
+        return Ok(EXIT_OK);
+    }
+    let progress: Box<dyn Progress> = match cfg.output {
+        Output::Text => {
+            text::write_untagged_heading(&mut io::stdout().lock(), &planned.plans)?;
+            Box::new(TextProgress {
+                total,
+                count: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+            })
+        }
+        Output::Json => Box::new(Quiet),
+    };
+    let who = cfg
+        .client
+        .as_ref()
+        .and_then(|c| c.credentials.as_ref())
+        .map_or_else(|| "no credentials".to_owned(), |c| c.describe());
+    let reverify = Box::new(FsReverify {
+        root: cfg.registry_dir.clone(),
+        policy,
+    });
+    let concurrency = cfg.client.as_ref().map_or(8, |c| c.concurrency);
+    let plans: Vec<Arc<RepoPlan>> = planned.plans.clone();
+    let outcome = rt.block_on(delete::execute(
+        client,
+        plans,
+        who,
+        reverify,
+        progress,
+        concurrency,
+    ));
+    match cfg.output {
+        Output::Text => print_closing(&outcome, total)?,
+        Output::Json => print_json(cfg, &planned, Some(&outcome))?,
+    }
+    if let Some(fatal) = &outcome.fatal {
+        eprintln!("regsweep: error: {fatal}");
+        return Ok(EXIT_FATAL);
+    }
+    if !outcome.failed.is_empty() {
+        for m in &outcome.failed {
+            eprintln!(
+                "regsweep: failed: {} in {}: {}",
+                m.digest, m.repository, m.why
+            );
+        }
+        return Ok(EXIT_PARTIAL);
     }
     Ok(EXIT_OK)
 }

@@ -1,5 +1,6 @@
 //! Command line and environment: the original tool's variables plus regsweep's own.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
@@ -7,6 +8,8 @@ use clap::{Parser, ValueEnum};
 use globset::GlobSetBuilder;
 use regex::Regex;
 
+use crate::delete::ClientOptions;
+use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
 use crate::plan::DEFAULT_HASH_TAG_PATTERN;
 use crate::scan::RepoFilter;
 
@@ -63,6 +66,51 @@ pub struct Args {
     /// Scanner threads (default: the number of cores).
     #[arg(long, env = "SCAN_THREADS")]
     pub threads: Option<usize>,
+
+    /// Basic-auth credentials `user:password` (split at the first ':').
+    #[arg(long, env = "REGISTRY_AUTH", hide_env_values = true)]
+    pub registry_auth: Option<String>,
+
+    /// User name; the password comes from --password-stdin or --password-file.
+    #[arg(long, env = "REGISTRY_USERNAME")]
+    pub username: Option<String>,
+
+    /// Read the password from standard input (one line).
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Read the password from this file (first line).
+    #[arg(long, env = "REGISTRY_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Directory of docker's config.json for credentials (default ~/.docker).
+    #[arg(long, env = "DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+
+    /// Skip TLS certificate verification (self-signed registry certificates).
+    #[arg(long, env = "SELF_SIGNED_CERT", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub self_signed_cert: bool,
+
+    /// Verify the registry's TLS certificate against this CA (PEM).
+    #[arg(long, env = "CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Deletes in flight at once.
+    #[arg(long, env = "CONCURRENCY", default_value = "8")]
+    pub concurrency: String,
+
+    /// Most delete requests per second (0: no limit).
+    #[arg(long, env = "RATE", default_value = "0")]
+    pub rate: String,
+
+    /// Attempts per delete on 429, 5xx and connection errors, the first included.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value = "6")]
+    pub max_attempts: String,
+
+    /// Per-request timeout (30s, 2m).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: String,
 }
 
 /// A validated configuration.
@@ -86,6 +134,69 @@ pub struct Config {
     pub output: Output,
     /// Scanner threads.
     pub threads: usize,
+    /// How to reach the registry for deletes; `None` in dry-run without a URL.
+    pub client: Option<ClientOptions>,
+}
+
+fn positive(name: &str, v: &str) -> Result<usize, String> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{name} {v:?} is not a whole number above 0"))
+}
+
+/// Finds the credentials: REGISTRY_AUTH, then --username with a password, then docker config.json.
+fn credentials(a: &Args, url: &str) -> Result<Option<Credentials>, String> {
+    if let Some(pair) = &a.registry_auth {
+        return Credentials::from_pair(pair, "REGISTRY_AUTH").map(Some);
+    }
+    let password = if a.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("--password-stdin: cannot read standard input: {e}"))?;
+        Some((
+            line.trim_end_matches(['\n', '\r']).to_owned(),
+            "--password-stdin".to_owned(),
+        ))
+    } else if let Some(f) = &a.password_file {
+        let body = std::fs::read_to_string(f)
+            .map_err(|e| format!("--password-file {}: {e}", f.display()))?;
+        let first = body.lines().next().unwrap_or("").to_owned();
+        Some((first, format!("--password-file {}", f.display())))
+    } else {
+        None
+    };
+    match (&a.username, password) {
+        (Some(user), Some((password, source))) => {
+            return Ok(Some(Credentials {
+                user: user.clone(),
+                password,
+                source,
+            }));
+        }
+        (None, Some((_, source))) => {
+            return Err(format!("{source} needs --username (REGISTRY_USERNAME)"));
+        }
+        (Some(_), None) => {
+            return Err("--username needs --password-stdin or --password-file".to_owned());
+        }
+        (None, None) => {}
+    }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_default();
+    match docker_config_path(a.docker_config.as_deref()) {
+        Some(path) => from_docker_config(&path, &host),
+        None => Ok(None),
+    }
 }
 
 /// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
@@ -122,7 +233,7 @@ impl Args {
                 self.registry_dir.display()
             ));
         }
-        let repo_filter = self.repo_filter.filter(|s| !s.is_empty());
+        let repo_filter = self.repo_filter.clone().filter(|s| !s.is_empty());
         if let Some(name) = &repo_filter {
             let dir = repos.join(name).join("_manifests");
             if !dir.is_dir() {
@@ -152,6 +263,38 @@ impl Args {
         if !self.dry_run && self.registry_url.is_none() {
             return Err("REGISTRY_URL is required unless DRY_RUN=true".to_owned());
         }
+        let concurrency = positive("CONCURRENCY", &self.concurrency)?;
+        let max_attempts = positive("MAX_ATTEMPTS", &self.max_attempts)?;
+        let rate = self.rate.trim().parse::<u32>().map_err(|_| {
+            format!(
+                "RATE {:?} is not a whole number of requests per second",
+                self.rate
+            )
+        })?;
+        let timeout = humantime::parse_duration(self.request_timeout.trim()).map_err(|e| {
+            format!(
+                "REQUEST_TIMEOUT {:?} is not a duration like 30s: {e}",
+                self.request_timeout
+            )
+        })?;
+        if let Some(ca) = &self.ca_cert
+            && !ca.is_file()
+        {
+            return Err(format!("--ca-cert {} is not a readable file", ca.display()));
+        }
+        let client = match &self.registry_url {
+            Some(url) if !self.dry_run => Some(ClientOptions {
+                url: url.trim_end_matches('/').to_owned(),
+                credentials: credentials(&self, url)?,
+                insecure: self.self_signed_cert,
+                ca_cert: self.ca_cert.clone(),
+                concurrency,
+                rate: NonZeroU32::new(rate),
+                max_attempts,
+                timeout,
+            }),
+            _ => None,
+        };
         Ok(Config {
             registry_url: self
                 .registry_url
@@ -170,6 +313,7 @@ impl Args {
                 .threads
                 .filter(|n| *n > 0)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            client,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod delete;
 pub mod digest;
 pub mod meta;
 pub mod pipeline;

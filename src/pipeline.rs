@@ -1,7 +1,7 @@
 //! Wires the stages: lister → (channel) → meta reader + planner → plans sorted by repository.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::bounded;
 
@@ -15,7 +15,7 @@ use crate::scan::{Batch, RepoFilter};
 #[derive(Debug, Default)]
 pub struct Planned {
     /// One plan per repository, sorted by name.
-    pub plans: Vec<RepoPlan>,
+    pub plans: Vec<Arc<RepoPlan>>,
     /// Problems outside any single repository.
     pub warnings: Vec<String>,
 }
@@ -51,7 +51,7 @@ where
                 for batch in rx.iter() {
                     for record in batch {
                         let snap = meta::load(blobs, record);
-                        mine.push(plan_repository(&snap, policy));
+                        mine.push(Arc::new(plan_repository(&snap, policy)));
                     }
                 }
                 if let Ok(mut all) = plans.lock() {

@@ -1,22 +1,78 @@
-//! Pushes the standard test scenario to a registry and prints the pushed digests as JSON.
+//! Pushes test content to a registry: the standard scenario (default), or N untagged manifests.
+//!
+//! `regsweep-testpush URL` prints the scenario's digests as JSON;
+//! `regsweep-testpush URL untagged REPO N` pushes N distinct untagged manifests to REPO.
 
-use anyhow::{Context, Result};
-use regsweep::testkit::{Pusher, scenario};
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use regsweep::testkit::{ImageSpec, Pusher, scenario};
+
+fn untagged(url: &str, repo: &str, n: usize) -> Result<()> {
+    let p = Pusher::new(url)?;
+    let spec = ImageSpec {
+        os: "linux",
+        arch: "amd64",
+        created: Utc::now(),
+        seed: 1,
+        oci: true,
+    };
+    let base = p.image(repo, &spec)?;
+    let template: serde_json::Value = serde_json::from_slice(&base.body)?;
+    let threads = 8;
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let template = template.clone();
+                s.spawn(move || -> Result<()> {
+                    let p = Pusher::new(url)?;
+                    for i in (t..n).step_by(threads) {
+                        let mut m = template.clone();
+                        m["annotations"] = serde_json::json!({"org.example.n": i.to_string()});
+                        p.manifest(repo, None, base.media_type, serde_json::to_vec(&m)?)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("pusher thread panicked"))??;
+        }
+        Ok(())
+    })
+}
 
 fn main() -> Result<()> {
-    let url = std::env::args()
-        .nth(1)
-        .context("usage: regsweep-testpush REGISTRY_URL")?;
-    let named = scenario::push_standard(&Pusher::new(&url)?)?;
-    let out: serde_json::Map<String, serde_json::Value> = named
-        .into_iter()
-        .map(|(k, (repo, d))| {
-            (
-                k,
-                serde_json::json!({"repository": repo, "digest": d.to_string()}),
-            )
-        })
-        .collect();
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let url = args
+        .first()
+        .context("usage: regsweep-testpush URL [untagged REPO N]")?;
+    match args.get(1).map(String::as_str) {
+        None => {
+            let named = scenario::push_standard(&Pusher::new(url)?)?;
+            let out: serde_json::Map<String, serde_json::Value> = named
+                .into_iter()
+                .map(|(k, (repo, d))| {
+                    (
+                        k,
+                        serde_json::json!({"repository": repo, "digest": d.to_string()}),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Some("untagged") => {
+            let repo = args.get(2).context("untagged needs REPO N")?;
+            let n: usize = args
+                .get(3)
+                .context("untagged needs REPO N")?
+                .parse()
+                .context("N must be a number")?;
+            untagged(url, repo, n)
+        }
+        Some(other) => {
+            bail!("unknown command {other:?}: usage: regsweep-testpush URL [untagged REPO N]")
+        }
+    }
 }

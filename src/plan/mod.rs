@@ -120,6 +120,8 @@ pub struct RepoPlan {
     pub decisions: Vec<Decision>,
     /// The digests to delete, parents before children.
     pub delete_order: Vec<Digest>,
+    /// For each of `delete_order`, its layer: a layer may go only after the one before it.
+    pub delete_layers: Vec<u32>,
     /// Every tag, sorted by name.
     pub tags: Vec<PlannedTag>,
     /// Interned platform labels; index 0 is the empty label.
@@ -261,7 +263,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     }
     decisions.sort_by_key(|d| d.digest);
     decisions.dedup_by(|a, b| a.digest == b.digest);
-    plan.delete_order = order::delete_order(snap, &decisions, &attachments);
+    (plan.delete_order, plan.delete_layers) = order::delete_order(snap, &decisions, &attachments);
     plan.decisions = decisions;
 
     let deleted: DigestSet = plan.delete_order.iter().copied().collect();
@@ -316,7 +318,10 @@ impl<'a> Reach<'a> {
     fn new(snap: &'a Snapshot) -> Self {
         Reach {
             snap,
-            reasons: DigestMap::with_capacity_and_hasher(snap.record.revisions.len(), Default::default()),
+            reasons: DigestMap::with_capacity_and_hasher(
+                snap.record.revisions.len(),
+                Default::default(),
+            ),
             queue: Vec::new(),
         }
     }

@@ -9,12 +9,13 @@ use crate::meta::Snapshot;
 
 /// Orders the deletions so that a run cut off half way never leaves a surviving manifest
 /// pointing at a deleted one: indexes before children, referrers before subjects.
-/// Among manifests free to go, hash-tag expiries come first, then by digest.
+/// Among manifests free to go, hash-tag expiries come first, then by digest. Also returns
+/// each deletion's layer: 0 when nothing doomed refers to it, else one more than its referrers.
 pub fn delete_order(
     snap: &Snapshot,
     decisions: &[Decision],
     attachments: &[(Digest, Digest)],
-) -> Vec<Digest> {
+) -> (Vec<Digest>, Vec<u32>) {
     let doomed: DigestMap<u8> = decisions
         .iter()
         .filter(|d| d.verdict == Verdict::Delete)
@@ -54,9 +55,13 @@ pub fn delete_order(
         .map(|(d, _)| Reverse((doomed[d], *d)))
         .collect();
     let mut out = Vec::with_capacity(doomed.len());
+    let mut layer: DigestMap<u32> = DigestMap::default();
     while let Some(Reverse((_, d))) = ready.pop() {
         out.push(d);
+        let mine = layer.get(&d).copied().unwrap_or(0);
         for to in edges.get(&d).into_iter().flatten() {
+            let l = layer.entry(*to).or_insert(0);
+            *l = (*l).max(mine + 1);
             if let Some(n) = indegree.get_mut(to) {
                 *n -= 1;
                 if *n == 0 {
@@ -74,7 +79,16 @@ pub fn delete_order(
             .copied()
             .collect();
         rest.sort_unstable();
+        // Cycle members go last, one layer each, after everything else.
+        let top = layer.values().copied().max().unwrap_or(0);
+        for (i, d) in rest.iter().enumerate() {
+            layer.insert(*d, top + 1 + i as u32);
+        }
         out.extend(rest);
     }
-    out
+    let layers = out
+        .iter()
+        .map(|d| layer.get(d).copied().unwrap_or(0))
+        .collect();
+    (out, layers)
 }

@@ -402,6 +402,7 @@ fn nested_index_deletion_orders_every_level() {
         .index(20, &[10])
         .plan(10);
     assert_eq!(p.delete_order, vec![d(20), d(10), d(1)]);
+    assert_eq!(p.delete_layers, vec![0, 1, 2]);
 }
 
 #[test]

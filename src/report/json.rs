@@ -1,8 +1,11 @@
 //! The JSON report: totals, per-repository counts, every decision with its reason.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::rfc3339;
+use crate::delete::Outcome;
 use crate::digest::Digest;
 use crate::meta::Kind;
 use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, Verdict};
@@ -22,6 +25,9 @@ pub struct Report<'a> {
     pub repositories: Vec<RepoView<'a>>,
     /// Problems outside any single repository.
     pub warnings: &'a [String],
+    /// What the deletion pass did (absent in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a Outcome>,
 }
 
 /// The policy as the report states it.
@@ -117,10 +123,11 @@ fn decision_view<'a>(plan: &'a RepoPlan, d: &Decision) -> DecisionView<'a> {
 
 /// Builds the report over all plans.
 pub fn build<'a>(
-    plans: &'a [RepoPlan],
+    plans: &'a [Arc<RepoPlan>],
     warnings: &'a [String],
     dry_run: bool,
     policy: PolicyView<'a>,
+    outcome: Option<&'a Outcome>,
 ) -> Report<'a> {
     let mut totals = Totals::default();
     let repositories = plans
@@ -154,5 +161,6 @@ pub fn build<'a>(
         totals,
         repositories,
         warnings,
+        outcome,
     }
 }

@@ -1,6 +1,7 @@
 //! The original `docker-registry-manifest-cleanup` summary, line for line.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use super::format_time;
 use crate::meta::Kind;
@@ -38,7 +39,7 @@ pub fn detail(plan: &RepoPlan, d: &Decision) -> String {
 /// One manifest line of a delete section: `  DRY_RUN: sha256:<12>  repo=<name>…`.
 pub fn delete_line(prefix: &str, plan: &RepoPlan, d: &Decision) -> String {
     format!(
-        "  {prefix}: sha256:{}  repo={:<30}{}",
+        "  {prefix} sha256:{}  repo={:<30}{}",
         d.digest.short(),
         plan.name,
         detail(plan, d)
@@ -46,7 +47,7 @@ pub fn delete_line(prefix: &str, plan: &RepoPlan, d: &Decision) -> String {
 }
 
 /// Writes the preamble and the summary sections that come before any deletion.
-pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[RepoPlan]) -> io::Result<()> {
+pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -> io::Result<()> {
     if h.dry_run {
         writeln!(out, "Running in dry-run mode. No changes will be made.")?;
         writeln!(out)?;
@@ -89,11 +90,10 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[RepoPlan]) -> io:
         "Hash-tagged manifests to delete (beyond {} most recent per repo):",
         h.keep
     )?;
-    if h.dry_run {
-        for plan in plans {
-            for d in hash_deletes(plan) {
-                writeln!(out, "{}", delete_line("DRY_RUN", plan, d))?;
-            }
+    let prefix = if h.dry_run { "DRY_RUN:" } else { "[delete]" };
+    for plan in plans {
+        for d in hash_deletes(plan) {
+            writeln!(out, "{}", delete_line(prefix, plan, d))?;
         }
     }
     Ok(())
@@ -134,11 +134,17 @@ fn keep_line(plan: &RepoPlan, d: &Decision, tag: &str) -> String {
     )
 }
 
-/// Writes the dry-run listing of untagged deletions and the closing lines.
-pub fn write_dry_run(out: &mut dyn Write, plans: &[RepoPlan]) -> io::Result<()> {
+/// The heading of the untagged section, which also heads the deletion lines of a real run.
+pub fn write_untagged_heading(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result<usize> {
     let total: usize = plans.iter().map(|p| other_deletes(p).len()).sum();
     writeln!(out)?;
     writeln!(out, "Untagged manifests to delete ({total} in registry):")?;
+    Ok(total)
+}
+
+/// Writes the dry-run listing of untagged deletions and the closing lines.
+pub fn write_dry_run(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result<()> {
+    let total = write_untagged_heading(out, plans)?;
     let mut i = 0;
     for plan in plans {
         for d in other_deletes(plan) {
@@ -147,10 +153,10 @@ pub fn write_dry_run(out: &mut dyn Write, plans: &[RepoPlan]) -> io::Result<()> 
                 out,
                 "  Cleaning {i} of {total} ..not really, due to dry-run mode"
             )?;
-            writeln!(out, "{}", delete_line("DRY_RUN", plan, d))?;
+            writeln!(out, "{}", delete_line("DRY_RUN:", plan, d))?;
         }
     }
-    let all: usize = plans.iter().map(RepoPlan::delete_count).sum();
+    let all: usize = plans.iter().map(|p| p.delete_count()).sum();
     writeln!(out)?;
     if all == 0 {
         writeln!(out, "No manifests without tags found. Nothing to do.")?;

@@ -1,6 +1,8 @@
 //! Test harness: the real docker-registry on 127.0.0.1, the regsweep binary, storage snapshots.
 #![allow(dead_code)]
 
+pub mod standard;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -187,4 +189,194 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i128, Vec<u8>)> {
         out.insert(p, (meta.len(), mtime, content));
     }
     out
+}
+
+impl Registry {
+    /// Restarts on the same storage and port, with new extra YAML and environment.
+    pub fn restart_with(&self, extra: &str, env: &[(&str, &str)]) -> String {
+        self.stop();
+        let extra_path = self.dir.path().join("extra.yml");
+        if extra.is_empty() {
+            let _ = std::fs::remove_file(&extra_path);
+        } else {
+            std::fs::write(&extra_path, extra).expect("write extra.yml");
+        }
+        let out = Command::new(scripts().join("registry.sh"))
+            .args([
+                "start",
+                &self.dir.path().to_string_lossy(),
+                &self.port.to_string(),
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run scripts/registry.sh");
+        assert!(
+            out.status.success(),
+            "restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Runs `docker-registry garbage-collect CONFIG` (never `-m`) with the registry stopped.
+    pub fn garbage_collect(&self) {
+        self.stop();
+        let out = Command::new("docker-registry")
+            .arg("garbage-collect")
+            .arg(self.config())
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .expect("run docker-registry garbage-collect");
+        assert!(
+            out.status.success(),
+            "garbage-collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn repositories(&self) -> PathBuf {
+        self.root().join("docker/registry/v2/repositories")
+    }
+
+    /// Digests whose revision link exists in `repo`.
+    pub fn revisions(&self, repo: &str) -> std::collections::BTreeSet<Digest> {
+        let dir = self
+            .repositories()
+            .join(repo)
+            .join("_manifests/revisions/sha256");
+        std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("link").is_file())
+                    .filter_map(|e| Digest::from_hex(&e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Tag → digest of `repo`, from storage.
+    pub fn tags(&self, repo: &str) -> BTreeMap<String, Digest> {
+        let dir = self.repositories().join(repo).join("_manifests/tags");
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(Result::ok).collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let link = std::fs::read_to_string(e.path().join("current/link")).expect("tag link");
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                Digest::parse(&link).expect("tag digest"),
+            );
+        }
+        out
+    }
+
+    /// Does a blob's data file still exist on disk?
+    pub fn blob_exists(&self, d: &Digest) -> bool {
+        self.root()
+            .join(format!(
+                "docker/registry/v2/blobs/sha256/{}/{}/data",
+                &d.hex()[..2],
+                d.hex()
+            ))
+            .is_file()
+    }
+}
+
+/// Pulls every tag of `repo` through the API: manifest, children (recursively), config and
+/// layers, checking each body against its digest. Returns how many objects were checked.
+pub fn pull_all_tags(url: &str, repo: &str, tags: &[String]) -> usize {
+    let client = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let get = |path: String| -> Vec<u8> {
+        let r = client
+            .get(format!("{url}/v2/{repo}/{path}"))
+            .header("Accept", regsweep::meta::parse::ACCEPT_MANIFESTS)
+            .send()
+            .expect("GET");
+        assert!(r.status().is_success(), "GET {repo}/{path}: {}", r.status());
+        r.bytes().expect("body").to_vec()
+    };
+    let mut checked = 0;
+    let mut stack: Vec<(String, Option<Digest>)> = tags.iter().map(|t| (t.clone(), None)).collect();
+    while let Some((reference, want)) = stack.pop() {
+        let body = get(format!("manifests/{reference}"));
+        if let Some(w) = want {
+            assert_eq!(
+                Digest::of(&body),
+                w,
+                "manifest {repo}@{reference} body matches its digest"
+            );
+        }
+        checked += 1;
+        let v: Value = serde_json::from_slice(&body).expect("manifest JSON");
+        for child in v["manifests"].as_array().into_iter().flatten() {
+            let d = Digest::parse(child["digest"].as_str().expect("digest")).expect("child digest");
+            stack.push((d.to_string(), Some(d)));
+        }
+        let blobs = v["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(v.get("config"));
+        for b in blobs {
+            let d = Digest::parse(b["digest"].as_str().expect("digest")).expect("blob digest");
+            assert_eq!(
+                Digest::of(&get(format!("blobs/{d}"))),
+                d,
+                "blob {d} of {repo}@{reference}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Writes a self-signed certificate for 127.0.0.1 and its key into `dir` (cert.pem, key.pem).
+pub fn self_signed_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        st.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    (cert, key)
+}
+
+/// Writes a test CA and a server certificate for 127.0.0.1 signed by it into `dir`;
+/// returns (ca.pem, cert.pem, key.pem).
+pub fn ca_signed_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = r#"set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=regsweep-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem 2>/dev/null
+"#;
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "making the test CA failed");
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }

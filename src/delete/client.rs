@@ -1,0 +1,390 @@
+//! Registry HTTP client: TLS, basic and bearer-token auth, DELETE with retries and backoff.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::auth::{Challenge, Credentials, parse_challenge};
+use crate::digest::Digest;
+use crate::meta::parse::ACCEPT_MANIFESTS;
+
+/// How to reach and authenticate to the registry, and how hard to push it.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Base URL, e.g. `https://registry.example:5000`.
+    pub url: String,
+    /// Credentials, if any.
+    pub credentials: Option<Credentials>,
+    /// Skip TLS verification (`SELF_SIGNED_CERT=true`).
+    pub insecure: bool,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_cert: Option<PathBuf>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per second over all connections; `None` for no limit.
+    pub rate: Option<NonZeroU32>,
+    /// Attempts per delete, the first included.
+    pub max_attempts: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Why the run must stop: every further request would fail the same way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fatal {
+    /// 405: the registry has deletes disabled.
+    DeleteDisabled,
+    /// 401/403 for a repository.
+    Denied {
+        /// The repository.
+        repo: String,
+        /// 401 or 403.
+        status: u16,
+    },
+}
+
+/// The outcome of one DELETE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteResult {
+    /// 202: deleted.
+    Deleted,
+    /// 404: already gone (another run, or a concurrent delete).
+    AlreadyGone,
+    /// Failed after retries, or a non-retryable error; the text says how.
+    Failed(String),
+    /// Stop the whole run.
+    Fatal(Fatal),
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// The client; shared by every delete task.
+pub struct RegistryClient {
+    http: Client,
+    base: Url,
+    opts: ClientOptions,
+    challenge: Option<Challenge>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    permits: Semaphore,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+fn describe_error(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+impl RegistryClient {
+    /// Builds the client and checks `/v2/`: reachable, a registry, credentials accepted.
+    pub async fn connect(opts: ClientOptions) -> Result<RegistryClient, String> {
+        let base = Url::parse(&opts.url)
+            .map_err(|e| format!("REGISTRY_URL {:?} is not a URL: {e}", opts.url))?;
+        let mut b = Client::builder()
+            .timeout(opts.timeout)
+            .pool_max_idle_per_host(opts.concurrency.max(1))
+            .user_agent(concat!("regsweep/", env!("CARGO_PKG_VERSION")));
+        if opts.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &opts.ca_cert {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("--ca-cert {}: not a PEM certificate: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--ca-cert {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut client = RegistryClient {
+            http,
+            base,
+            limiter: opts.rate.map(|r| RateLimiter::direct(Quota::per_second(r))),
+            permits: Semaphore::new(opts.concurrency.max(1)),
+            opts,
+            challenge: None,
+            tokens: Mutex::new(HashMap::new()),
+        };
+        client.ping().await?;
+        Ok(client)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    fn who(&self) -> String {
+        self.opts.credentials.as_ref().map_or_else(
+            || "no credentials (set REGISTRY_AUTH=user:password)".to_owned(),
+            Credentials::describe,
+        )
+    }
+
+    async fn ping(&mut self) -> Result<(), String> {
+        let url = self.url("/v2/");
+        let send =
+            |r: RequestBuilder| {
+                let url = url.clone();
+                async move {
+                    r.send().await.map_err(|e| {
+                let hint = if describe_error(&e).contains("certificate") {
+                    " (a self-signed certificate? set SELF_SIGNED_CERT=true or --ca-cert FILE)"
+                } else {
+                    ""
+                };
+                format!("cannot reach the registry at {url}: {}{hint}", describe_error(&e))
+            })
+                }
+            };
+        let r = send(self.http.get(self.url("/v2/"))).await?;
+        match r.status() {
+            s if s.is_success() => return Ok(()),
+            StatusCode::UNAUTHORIZED => {}
+            s => {
+                return Err(format!(
+                    "GET {} answered {s}: is this a Docker Registry v2?",
+                    self.url("/v2/")
+                ));
+            }
+        }
+        let challenge = r
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| {
+                format!(
+                    "GET {} answered 401 without a usable WWW-Authenticate challenge",
+                    self.url("/v2/")
+                )
+            })?;
+        if self.opts.credentials.is_none() {
+            return Err(format!(
+                "the registry at {} requires authentication: set REGISTRY_AUTH=user:password",
+                self.base
+            ));
+        }
+        self.challenge = Some(challenge.clone());
+        match challenge {
+            Challenge::Basic => {
+                let r = send(self.authed_basic(self.http.get(self.url("/v2/")))).await?;
+                if !r.status().is_success() {
+                    return Err(format!(
+                        "the registry rejected {} on /v2/ ({})",
+                        self.who(),
+                        r.status()
+                    ));
+                }
+            }
+            Challenge::Bearer { .. } => {
+                self.fetch_token(None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn authed_basic(&self, r: RequestBuilder) -> RequestBuilder {
+        match &self.opts.credentials {
+            Some(c) => r.basic_auth(&c.user, Some(&c.password)),
+            None => r,
+        }
+    }
+
+    /// Fetches a token for `repository:<repo>:pull,delete` (or no scope for the ping).
+    async fn fetch_token(&self, repo: Option<&str>) -> Result<(String, Instant), String> {
+        let Some(Challenge::Bearer { realm, service }) = &self.challenge else {
+            return Err("no bearer challenge".to_owned());
+        };
+        let mut url =
+            Url::parse(realm).map_err(|e| format!("token realm {realm:?} is not a URL: {e}"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            if let Some(repo) = repo {
+                q.append_pair("scope", &format!("repository:{repo}:pull,delete"));
+            }
+        }
+        let r = self
+            .authed_basic(self.http.get(url))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot reach the token service {realm}: {}",
+                    describe_error(&e)
+                )
+            })?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "the token service {realm} rejected {} for {} ({})",
+                self.who(),
+                repo.map_or_else(|| "the registry".to_owned(), |r| format!("repository {r}")),
+                r.status()
+            ));
+        }
+        let t: TokenResponse = r
+            .json()
+            .await
+            .map_err(|e| format!("token service {realm} answered no token: {e}"))?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .ok_or_else(|| format!("token service {realm} answered no token"))?;
+        let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).max(10));
+        // Refresh a little early so a token never expires in flight.
+        Ok((token, Instant::now() + ttl.mul_f64(0.8)))
+    }
+
+    async fn token_for(&self, repo: &str, refresh: bool) -> Result<String, String> {
+        let mut tokens = self.tokens.lock().await;
+        if !refresh
+            && let Some((t, exp)) = tokens.get(repo)
+            && *exp > Instant::now()
+        {
+            return Ok(t.clone());
+        }
+        let (t, exp) = self.fetch_token(Some(repo)).await?;
+        tokens.insert(repo.to_owned(), (t.clone(), exp));
+        Ok(t)
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &str,
+        refresh: bool,
+    ) -> Result<Response, String> {
+        let mut r = self
+            .http
+            .request(method, self.url(path))
+            .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS);
+        r = match &self.challenge {
+            Some(Challenge::Bearer { .. }) => r.bearer_auth(self.token_for(repo, refresh).await?),
+            Some(Challenge::Basic) => self.authed_basic(r),
+            None => r,
+        };
+        r.send().await.map_err(|e| describe_error(&e))
+    }
+
+    /// `DELETE /v2/<repo>/manifests/<digest>` with retries on 429, 5xx and connection errors.
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> DeleteResult {
+        let path = format!("/v2/{repo}/manifests/{digest}");
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .with_max_times(self.opts.max_attempts.saturating_sub(1))
+            .build();
+        let mut refreshed = false;
+        let mut last;
+        loop {
+            let outcome = {
+                let Ok(_permit) = self.permits.acquire().await else {
+                    return DeleteResult::Failed("client shut down".to_owned());
+                };
+                if let Some(l) = &self.limiter {
+                    l.until_ready().await;
+                }
+                self.request(Method::DELETE, &path, repo, false).await
+            };
+            let retry_after = match outcome {
+                Ok(r) => match r.status().as_u16() {
+                    200 | 202 | 204 => return DeleteResult::Deleted,
+                    404 => return DeleteResult::AlreadyGone,
+                    405 => return DeleteResult::Fatal(Fatal::DeleteDisabled),
+                    401 if matches!(self.challenge, Some(Challenge::Bearer { .. }))
+                        && !refreshed =>
+                    {
+                        refreshed = true;
+                        let _ = self.token_for(repo, true).await;
+                        last = "401 Unauthorized".to_owned();
+                        Some(Duration::ZERO)
+                    }
+                    s @ (401 | 403) => {
+                        return DeleteResult::Fatal(Fatal::Denied {
+                            repo: repo.to_owned(),
+                            status: s,
+                        });
+                    }
+                    s if s == 429 || s >= 500 => {
+                        last = format!("{}", r.status());
+                        retry_after_of(&r)
+                    }
+                    _ => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        return DeleteResult::Failed(format!("{status}: {}", body.trim()));
+                    }
+                },
+                Err(e) => {
+                    last = e;
+                    None
+                }
+            };
+            let Some(backoff) = delays.next() else {
+                return DeleteResult::Failed(format!(
+                    "{last} (gave up after {} attempts)",
+                    self.opts.max_attempts
+                ));
+            };
+            let wait = retry_after.map_or(backoff, |ra| {
+                ra.max(if ra.is_zero() {
+                    Duration::ZERO
+                } else {
+                    backoff
+                })
+            });
+            tracing::debug!(repo, %digest, ?wait, last, "retrying delete");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date, capped at 5 minutes.
+fn retry_after_of(r: &Response) -> Option<Duration> {
+    let v = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(d.min(Duration::from_secs(300)))
+}

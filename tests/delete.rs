@@ -1,0 +1,414 @@
+//! Real deletions through the real docker-registry API: exact end state, garbage-collect,
+//! basic auth over TLS, token auth, and a registry with deletes disabled.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::standard::{expected, standard};
+use common::{Registry, ca_signed_cert, pull_all_tags, regsweep, self_signed_cert};
+use regsweep::digest::Digest;
+use regsweep::testkit::scenario::{self, APP, BASE, Named, OTHER};
+
+const REPOS: [&str; 3] = [APP, OTHER, BASE];
+
+/// The revisions each repository must keep, from the expected plan.
+fn keep_sets(named: &Named) -> BTreeMap<String, BTreeSet<Digest>> {
+    let mut out: BTreeMap<String, BTreeSet<Digest>> = REPOS
+        .iter()
+        .map(|r| (r.to_string(), BTreeSet::new()))
+        .collect();
+    for ((repo, d), v) in expected(named) {
+        if v.starts_with("keep") {
+            out.entry(repo).or_default().insert(d);
+        }
+    }
+    out
+}
+
+/// Tags expected after a run: all but the expired hash tag and the signature of the deleted image.
+fn tags_after(reg: &Registry, named: &Named) -> BTreeMap<String, BTreeMap<String, Digest>> {
+    let mut out = BTreeMap::new();
+    for repo in REPOS {
+        let mut tags = reg.tags(repo);
+        if repo == APP {
+            tags.remove(&scenario::hash_tag(10));
+            tags.remove(&format!("sha256-{}.sig", named["B1"].1.hex()));
+        }
+        out.insert(repo.to_owned(), tags);
+    }
+    out
+}
+
+fn assert_end_state(
+    reg: &Registry,
+    named: &Named,
+    tags: &BTreeMap<String, BTreeMap<String, Digest>>,
+) {
+    for (repo, keep) in keep_sets(named) {
+        assert_eq!(reg.revisions(&repo), keep, "revision links left in {repo}");
+        assert_eq!(&reg.tags(&repo), &tags[&repo], "tags left in {repo}");
+    }
+}
+
+fn run_ok(env: &[(&str, &str)]) -> String {
+    let out = regsweep(env, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "regsweep failed ({:?}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn real_run_deletes_exactly_the_plan_and_garbage_collect_breaks_nothing() {
+    let (reg, named) = standard();
+    let tags = tags_after(&reg, &named);
+    let root = reg.root().to_string_lossy().into_owned();
+    let env = [
+        ("REGISTRY_URL", reg.url.as_str()),
+        ("REGISTRY_DIR", root.as_str()),
+    ];
+    let text = run_ok(&env);
+    assert!(
+        text.contains("Job done, Cleaned 10 of 10 manifests."),
+        "{text}"
+    );
+    assert_end_state(&reg, &named, &tags);
+
+    // A second run finds nothing to do.
+    let again = run_ok(&[env[0], env[1], ("OUTPUT_FORMAT", "json")]);
+    let report: serde_json::Value = serde_json::from_str(&again).expect("json");
+    assert_eq!(report["totals"]["delete"], 0);
+    assert_eq!(report["outcome"]["deleted"], 0);
+
+    // Garbage-collect with the registry stopped, restart, and pull every tag in full.
+    assert!(reg.blob_exists(&named["B1"].1));
+    reg.garbage_collect();
+    let url = reg.restart_with("", &[]);
+    assert!(
+        !reg.blob_exists(&named["B1"].1),
+        "the deleted image's manifest blob was collected"
+    );
+    assert!(
+        !reg.blob_exists(&named["I1"].1),
+        "the deleted index's blob was collected"
+    );
+    for repo in REPOS {
+        let names: Vec<String> = tags[repo].keys().cloned().collect();
+        let checked = pull_all_tags(&url, repo, &names);
+        assert!(checked > names.len(), "{repo}: pulled {checked} objects");
+    }
+    assert_end_state(&reg, &named, &tags);
+}
+
+#[test]
+fn delete_disabled_is_a_clear_error_and_deletes_nothing() {
+    let (reg, named) = standard();
+    reg.restart_with("", &[("REGISTRY_STORAGE_DELETE_ENABLED", "false")]);
+    let before: Vec<_> = REPOS.iter().map(|r| reg.revisions(r)).collect();
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &reg.url),
+            ("REGISTRY_DIR", &root),
+            ("REPO_FILTER", OTHER),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("405") && err.contains("delete: enabled: true"),
+        "{err}"
+    );
+    let after: Vec<_> = REPOS.iter().map(|r| reg.revisions(r)).collect();
+    assert_eq!(before, after);
+    assert!(reg.revisions(OTHER).contains(&named["A_OTHER"].1));
+}
+
+fn htpasswd(dir: &std::path::Path, user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "-C", "4", user, password])
+        .output()
+        .expect("htpasswd");
+    assert!(out.status.success());
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, &out.stdout).expect("write htpasswd");
+    format!(
+        "auth:\n  htpasswd:\n    realm: regsweep-test\n    path: {}\n",
+        path.display()
+    )
+}
+
+#[test]
+fn basic_auth_over_tls_with_self_signed_and_ca_cert() {
+    let (reg, named) = standard();
+    let tags = tags_after(&reg, &named);
+    let (ca, cert, key) = ca_signed_cert(reg.dir.path());
+    let ca_s = ca.to_string_lossy().into_owned();
+    let password = "pa:ss:w0rd";
+    let extra = htpasswd(reg.dir.path(), "alice", password);
+    let (cert_s, key_s) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let url = reg.restart_with(
+        &extra,
+        &[
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", &cert_s),
+            ("REGISTRY_HTTP_TLS_KEY", &key_s),
+        ],
+    );
+    assert!(url.starts_with("https://"));
+    let root = reg.root().to_string_lossy().into_owned();
+    let base = [
+        ("REGISTRY_URL", url.as_str()),
+        ("REGISTRY_DIR", root.as_str()),
+    ];
+
+    // Untrusted certificate: one clear error, nothing deleted.
+    let auth = format!("alice:{password}");
+    let out = regsweep(&[base[0], base[1], ("REGISTRY_AUTH", &auth)], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("SELF_SIGNED_CERT"), "{err}");
+    // Wrong password: the error names the user and the source, never the secret.
+    let out = regsweep(
+        &[
+            base[0],
+            base[1],
+            ("REGISTRY_AUTH", "alice:not:it"),
+            ("SELF_SIGNED_CERT", "true"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("alice") && err.contains("REGISTRY_AUTH") && !err.contains("not:it"),
+        "{err}"
+    );
+    // No credentials at all.
+    let out = regsweep(
+        &[
+            base[0],
+            base[1],
+            ("SELF_SIGNED_CERT", "true"),
+            ("HOME", &root),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires authentication"));
+    assert_eq!(reg.revisions(OTHER).len(), 2, "nothing deleted yet");
+
+    // SELF_SIGNED_CERT with a password containing ':'.
+    run_ok(&[
+        base[0],
+        base[1],
+        ("REGISTRY_AUTH", &auth),
+        ("SELF_SIGNED_CERT", "true"),
+        ("REPO_FILTER", OTHER),
+    ]);
+    // --ca-cert with credentials from docker's config.json.
+    let cfg_dir = reg.dir.path().join("docker");
+    std::fs::create_dir_all(&cfg_dir).expect("mkdir");
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&auth);
+    let host = url.trim_start_matches("https://");
+    std::fs::write(
+        cfg_dir.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
+    )
+    .expect("config.json");
+    let cfg_s = cfg_dir.to_string_lossy().into_owned();
+    run_ok(&[
+        base[0],
+        base[1],
+        ("CA_CERT", &ca_s),
+        ("DOCKER_CONFIG", &cfg_s),
+        ("REPO_FILTER", BASE),
+    ]);
+    // --username with --password-stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .env_clear()
+        .envs([
+            base[0],
+            base[1],
+            ("CA_CERT", ca_s.as_str()),
+            ("REPO_FILTER", APP),
+        ])
+        .args(["--username", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_end_state(&reg, &named, &tags);
+}
+
+/// A token issuer for the registry's `auth.token`: checks basic credentials, signs RS256
+/// JWTs whose x5c is the certificate the registry trusts, and records the scopes asked for.
+struct TokenServer {
+    port: u16,
+    scopes: Arc<Mutex<Vec<String>>>,
+}
+
+fn start_token_server(cert_pem: &str, key_pem: &[u8], user: &str, password: &str) -> TokenServer {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("token server");
+    let port = server.server_addr().to_ip().expect("ip addr").port();
+    let x5c: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).expect("rsa key");
+    use base64::Engine;
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let scopes = Arc::new(Mutex::new(Vec::new()));
+    let seen = scopes.clone();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let authorized = req
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected_auth);
+            if !authorized {
+                let _ =
+                    req.respond(tiny_http::Response::from_string("denied").with_status_code(401));
+                continue;
+            }
+            let url = reqwest::Url::parse(&format!("http://x{}", req.url())).expect("url");
+            let mut access = Vec::new();
+            for (k, v) in url.query_pairs() {
+                if k == "scope" {
+                    seen.lock().expect("lock").push(v.to_string());
+                    let (kind, rest) = v.split_once(':').unwrap_or(("", ""));
+                    let (name, actions) = rest.rsplit_once(':').unwrap_or(("", ""));
+                    access.push(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+                }
+            }
+            let now = chrono::Utc::now().timestamp();
+            let claims = serde_json::json!({"iss": "regsweep-test-issuer", "sub": "alice", "aud": "regsweep-test",
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()), "access": access});
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            header.x5c = Some(vec![x5c.clone()]);
+            let token = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+            let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+            let _ = req.respond(tiny_http::Response::from_string(body));
+        }
+    });
+    TokenServer { port, scopes }
+}
+
+#[test]
+fn token_auth_fetches_a_scoped_token_per_repository() {
+    let (reg, named) = standard();
+    let tags = tags_after(&reg, &named);
+    let (cert, key) = self_signed_cert(reg.dir.path(), "regsweep-test-issuer");
+    let cert_pem = std::fs::read_to_string(&cert).expect("cert");
+    let key_pem = std::fs::read(&key).expect("key");
+    let tokens = start_token_server(&cert_pem, &key_pem, "alice", "s3cret:x");
+    let extra = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: regsweep-test\n    issuer: regsweep-test-issuer\n    rootcertbundle: {}\n",
+        tokens.port,
+        cert.display()
+    );
+    reg.restart_with(&extra, &[]);
+    let root = reg.root().to_string_lossy().into_owned();
+    let env = [
+        ("REGISTRY_URL", reg.url.as_str()),
+        ("REGISTRY_DIR", root.as_str()),
+    ];
+    let out = regsweep(&[env[0], env[1], ("REGISTRY_AUTH", "alice:wrong")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token service"));
+    run_ok(&[env[0], env[1], ("REGISTRY_AUTH", "alice:s3cret:x")]);
+    assert_end_state(&reg, &named, &tags);
+    let scopes = tokens.scopes.lock().expect("lock").clone();
+    for repo in REPOS {
+        assert!(
+            scopes.contains(&format!("repository:{repo}:pull,delete")),
+            "{scopes:?}"
+        );
+    }
+}
+
+#[test]
+fn reverification_skips_what_changed_since_the_scan() {
+    use regsweep::delete::Reverify;
+    use regsweep::delete::verify::FsReverify;
+    use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy};
+
+    let (reg, named) = standard();
+    let policy = Policy {
+        hash_tag: regex::Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
+        keep: 10,
+        min_age_secs: 3600,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let planned = regsweep::pipeline::plan_filesystem(&reg.root(), &Default::default(), &policy, 2);
+    let plan = |name: &str| {
+        planned
+            .plans
+            .iter()
+            .find(|p| &*p.name == name)
+            .expect("plan")
+            .clone()
+    };
+    let verify = FsReverify {
+        root: reg.root(),
+        policy: policy.clone(),
+    };
+    assert!(
+        verify.changed(&plan(APP)).expect("reverify").is_empty(),
+        "nothing changed yet"
+    );
+
+    // After the scan, someone tags the untagged B1 again.
+    let b1 = named["B1"].1;
+    let body = std::fs::read(reg.root().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &b1.hex()[..2],
+        b1.hex()
+    )))
+    .expect("B1 body");
+    reg.pusher()
+        .manifest(
+            APP,
+            Some("rescued"),
+            regsweep::meta::parse::DOCKER_MANIFEST,
+            body,
+        )
+        .expect("tag B1");
+    let changed = verify.changed(&plan(APP)).expect("reverify");
+    let skipped: BTreeSet<Digest> = changed.keys().copied().collect();
+    assert_eq!(
+        skipped,
+        BTreeSet::from([b1, named["SIG_B1"].1]),
+        "{changed:?}"
+    );
+    assert!(changed[&b1].contains("now kept"));
+    assert!(verify.changed(&plan(OTHER)).expect("reverify").is_empty());
+}
