@@ -412,3 +412,43 @@ fn reverification_skips_what_changed_since_the_scan() {
     assert!(changed[&b1].contains("now kept"));
     assert!(verify.changed(&plan(OTHER)).expect("reverify").is_empty());
 }
+
+#[test]
+fn storage_of_another_registry_never_drives_deletes() {
+    let (reg, named) = standard();
+    // A stale copy of the storage in which `1.0` was untagged: A looks deletable there.
+    let copy = reg.dir.path().join("stale-copy");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(reg.root())
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let tag_dir = copy
+        .join("docker/registry/v2/repositories")
+        .join(APP)
+        .join("_manifests/tags/1.0");
+    std::fs::remove_dir_all(&tag_dir).expect("untag in the copy");
+    let before = reg.revisions(APP);
+    let copy_s = copy.to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &reg.url),
+            ("REGISTRY_DIR", &copy_s),
+            ("REPO_FILTER", APP),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("is REGISTRY_DIR the storage of REGISTRY_URL"),
+        "{stdout}"
+    );
+    assert_eq!(
+        reg.revisions(APP),
+        before,
+        "nothing deleted in the live registry"
+    );
+    assert!(reg.revisions(APP).contains(&named["A"].1));
+}

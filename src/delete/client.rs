@@ -295,78 +295,147 @@ impl RegistryClient {
         r.send().await.map_err(|e| describe_error(&e))
     }
 
-    /// `DELETE /v2/<repo>/manifests/<digest>` with retries on 429, 5xx and connection errors.
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> DeleteResult {
-        let path = format!("/v2/{repo}/manifests/{digest}");
+    /// Sends a request, retrying 429, 5xx and connection errors with backoff (honouring
+    /// `Retry-After`) and a 401 under token auth once with a fresh token. Any other answer
+    /// is returned as it is; `Err` says why it gave up.
+    async fn send_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &str,
+    ) -> Result<Response, String> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(30))
             .with_jitter()
             .with_max_times(self.opts.max_attempts.saturating_sub(1))
             .build();
+        let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
+        let mut refresh = false;
         let mut refreshed = false;
-        let mut last;
         loop {
             let outcome = {
                 let Ok(_permit) = self.permits.acquire().await else {
-                    return DeleteResult::Failed("client shut down".to_owned());
+                    return Err("client shut down".to_owned());
                 };
                 if let Some(l) = &self.limiter {
                     l.until_ready().await;
                 }
-                self.request(Method::DELETE, &path, repo, false).await
+                self.request(method.clone(), path, repo, refresh).await
             };
-            let retry_after = match outcome {
-                Ok(r) => match r.status().as_u16() {
-                    200 | 202 | 204 => return DeleteResult::Deleted,
-                    404 => return DeleteResult::AlreadyGone,
-                    405 => return DeleteResult::Fatal(Fatal::DeleteDisabled),
-                    401 if matches!(self.challenge, Some(Challenge::Bearer { .. }))
-                        && !refreshed =>
-                    {
-                        refreshed = true;
-                        let _ = self.token_for(repo, true).await;
-                        last = "401 Unauthorized".to_owned();
-                        Some(Duration::ZERO)
-                    }
-                    s @ (401 | 403) => {
-                        return DeleteResult::Fatal(Fatal::Denied {
-                            repo: repo.to_owned(),
-                            status: s,
-                        });
-                    }
-                    s if s == 429 || s >= 500 => {
-                        last = format!("{}", r.status());
-                        retry_after_of(&r)
-                    }
-                    _ => {
-                        let status = r.status();
-                        let body = r.text().await.unwrap_or_default();
-                        return DeleteResult::Failed(format!("{status}: {}", body.trim()));
-                    }
-                },
-                Err(e) => {
-                    last = e;
-                    None
+            refresh = false;
+            let (last, retry_after) = match outcome {
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && bearer && !refreshed => {
+                    refreshed = true;
+                    refresh = true;
+                    continue;
                 }
+                Ok(r)
+                    if r.status() == StatusCode::TOO_MANY_REQUESTS
+                        || r.status().is_server_error() =>
+                {
+                    (r.status().to_string(), retry_after_of(&r))
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => (e, None),
             };
             let Some(backoff) = delays.next() else {
-                return DeleteResult::Failed(format!(
+                return Err(format!(
                     "{last} (gave up after {} attempts)",
                     self.opts.max_attempts
                 ));
             };
-            let wait = retry_after.map_or(backoff, |ra| {
-                ra.max(if ra.is_zero() {
-                    Duration::ZERO
-                } else {
-                    backoff
-                })
-            });
-            tracing::debug!(repo, %digest, ?wait, last, "retrying delete");
+            let wait = retry_after.map_or(backoff, |ra| ra.max(backoff));
+            tracing::debug!(repo, path, ?wait, last, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// `DELETE /v2/<repo>/manifests/<digest>`.
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> DeleteResult {
+        let r = match self
+            .send_retrying(
+                Method::DELETE,
+                &format!("/v2/{repo}/manifests/{digest}"),
+                repo,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return DeleteResult::Failed(e),
+        };
+        match r.status().as_u16() {
+            200 | 202 | 204 => DeleteResult::Deleted,
+            404 => DeleteResult::AlreadyGone,
+            405 => DeleteResult::Fatal(Fatal::DeleteDisabled),
+            s @ (401 | 403) => DeleteResult::Fatal(Fatal::Denied {
+                repo: repo.to_owned(),
+                status: s,
+            }),
+            _ => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                DeleteResult::Failed(format!("{status}: {}", body.trim()))
+            }
+        }
+    }
+
+    /// Every tag the registry lists for `repo` (`GET /v2/<repo>/tags/list`, paginated).
+    pub async fn tag_names(&self, repo: &str) -> Result<Vec<String>, TagsError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let mut out = Vec::new();
+        let mut path = format!("/v2/{repo}/tags/list?n=1000");
+        loop {
+            let r = self
+                .send_retrying(Method::GET, &path, repo)
+                .await
+                .map_err(TagsError::Failed)?;
+            match r.status().as_u16() {
+                200 => {}
+                404 => return Ok(out), // no tags: 2.8 answers NAME_UNKNOWN
+                s @ (401 | 403) => {
+                    return Err(TagsError::Fatal(Fatal::Denied {
+                        repo: repo.to_owned(),
+                        status: s,
+                    }));
+                }
+                _ => {
+                    return Err(TagsError::Failed(format!(
+                        "GET {path} answered {}",
+                        r.status()
+                    )));
+                }
+            }
+            let next = r
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(p, _)| p.to_owned());
+            let page: TagList = r
+                .json()
+                .await
+                .map_err(|e| TagsError::Failed(format!("GET {path}: {e}")))?;
+            out.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(p) if p.starts_with("/v2/") => path = p,
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Why a tag listing failed.
+#[derive(Clone, Debug)]
+pub enum TagsError {
+    /// Stop the run.
+    Fatal(Fatal),
+    /// This repository only.
+    Failed(String),
 }
 
 /// `Retry-After` in seconds or as an HTTP date, capped at 5 minutes.

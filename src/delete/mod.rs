@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
 
-pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient};
+pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient, TagsError};
 
 use crate::digest::{Digest, DigestMap};
 use crate::plan::RepoPlan;
@@ -47,6 +47,8 @@ pub struct Outcome {
 pub trait Reverify: Send + Sync + 'static {
     /// Digests of `plan` to skip, each with the reason.
     fn changed(&self, plan: &RepoPlan) -> Result<DigestMap<String>, String>;
+    /// The repository's tag names in storage now.
+    fn current_tags(&self, repo: &str) -> Result<Vec<String>, String>;
 }
 
 /// Receives a line for each finished deletion (the original's `Deleted:` lines).
@@ -115,7 +117,63 @@ pub async fn execute(
     out
 }
 
+/// Checks that the registry at REGISTRY_URL lists the same tags as the storage under
+/// REGISTRY_DIR: a wrong directory (a backup, another registry) must never drive deletes.
+async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>, who: &str) -> Result<(), String> {
+    let mut api = match s.client.tag_names(&plan.name).await {
+        Ok(t) => t,
+        Err(TagsError::Fatal(f)) => {
+            s.stop.store(true, Ordering::SeqCst);
+            let text = fatal_text(&f, who);
+            if let Ok(mut o) = s.outcome.lock() {
+                o.fatal.get_or_insert_with(|| text.clone());
+            }
+            return Err(text);
+        }
+        Err(TagsError::Failed(e)) => {
+            return Err(format!("cannot list its tags through the API: {e}"));
+        }
+    };
+    let name = plan.name.to_string();
+    let s2 = s.clone();
+    let mut stored = tokio::task::spawn_blocking(move || s2.reverify.current_tags(&name))
+        .await
+        .unwrap_or_else(|e| Err(format!("reading tags panicked: {e}")))?;
+    api.sort();
+    stored.sort();
+    if api != stored {
+        return Err(format!(
+            "the registry lists {} tags for {} but storage under REGISTRY_DIR has {}: \
+             is REGISTRY_DIR the storage of REGISTRY_URL? (or tags changed during the run)",
+            api.len(),
+            plan.name,
+            stored.len()
+        ));
+    }
+    Ok(())
+}
+
+fn skip_all(s: &Shared, plan: &RepoPlan, why: &str) {
+    for d in &plan.delete_order {
+        s.attempted.fetch_add(1, Ordering::SeqCst);
+        s.progress.skipped(plan, d, why);
+        if let Ok(mut o) = s.outcome.lock() {
+            o.skipped.push(Missed {
+                repository: plan.name.to_string(),
+                digest: *d,
+                why: why.to_owned(),
+            });
+        }
+    }
+}
+
 async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>, who: String) {
+    if let Err(why) = same_registry(&s, &plan, &who).await {
+        if !s.stop.load(Ordering::SeqCst) {
+            skip_all(&s, &plan, &why);
+        }
+        return;
+    }
     let changed = {
         let s = s.clone();
         let plan = plan.clone();

@@ -63,4 +63,12 @@ impl Reverify for FsReverify {
         }
         Ok(skip)
     }
+
+    fn current_tags(&self, repo: &str) -> Result<Vec<String>, String> {
+        let (tags, problems) = FsLister::new(&self.root, 1).read_tags(repo);
+        match problems.first() {
+            Some(p) => Err(p.clone()),
+            None => Ok(tags.into_iter().map(|t| t.name).collect()),
+        }
+    }
 }

@@ -157,6 +157,16 @@ impl FsLister {
         count
     }
 
+    /// Reads one repository's tags' current links only; problems are returned beside them.
+    pub fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+        let mut problems = Vec::new();
+        let tags = read_tags(
+            &self.repositories.join(name).join("_manifests/tags"),
+            &mut problems,
+        );
+        (tags, problems)
+    }
+
     /// Reads one repository's revision links and tags' current links.
     pub fn read_repo(&self, name: &str) -> RepoRecord {
         let manifests = self.repositories.join(name).join("_manifests");
