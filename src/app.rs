@@ -149,7 +149,7 @@ fn print_closing(outcome: &Outcome, total: usize) -> io::Result<()> {
     if outcome.not_attempted > 0 {
         writeln!(
             out,
-            "Not attempted: {} (the run stopped early).",
+            "Not attempted: {} (a parent's delete failed, or the run stopped).",
             outcome.not_attempted
         )?;
     }
