@@ -1,12 +1,13 @@
 //! One run: validate, scan and plan, report, and (unless dry-run) delete.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::{Config, Output};
+use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::FsReverify;
 use crate::delete::{self, DeleteResult, Outcome, Progress, RegistryClient};
 use crate::digest::Digest;
@@ -22,6 +23,11 @@ pub const EXIT_FATAL: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: finished, some deletions failed.
 pub const EXIT_PARTIAL: i32 = 3;
+/// Exit code: finished, but something was skipped (a repository failed closed, a warning,
+/// a deletion skipped because storage changed).
+pub const EXIT_SKIPPED: i32 = 4;
+/// Exit code: stopped by SIGINT or SIGTERM.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The policy a configuration asks for, as of now.
 pub fn policy(cfg: &Config) -> Policy {
@@ -72,6 +78,7 @@ impl Progress for TextProgress {
                     plan.name
                 )
             }
+            (DeleteResult::Cancelled, _) => return,
             (DeleteResult::Fatal(f), _) => {
                 format!(
                     "Failed to clean manifest {digest} from repo {} with response code {f:?}",
@@ -156,9 +163,70 @@ fn print_closing(outcome: &Outcome, total: usize) -> io::Result<()> {
     text::write_gc_hint(&mut out)
 }
 
+/// Loads an unfinished journal, if the configuration names one and a run is to delete.
+fn unfinished(cfg: &Config) -> Result<Option<Unfinished>> {
+    match &cfg.journal {
+        Some(path) if !cfg.dry_run => {
+            let u = journal::load(path).map_err(|e| anyhow!(e))?;
+            if let Some(u) = &u {
+                let remaining = u.remaining().len();
+                eprintln!(
+                    "regsweep: resuming the run recorded in {}: {remaining} of {} planned deletions remain",
+                    path.display(),
+                    u.planned.len()
+                );
+                if !u.unreadable_lines.is_empty() {
+                    eprintln!(
+                        "warning: journal {}: torn lines {:?} ignored (that can only mean fewer deletes)",
+                        path.display(),
+                        u.unreadable_lines
+                    );
+                }
+            }
+            Ok(u)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Installs the Ctrl-C / SIGTERM handling: the first stops scheduling deletes, the second exits.
+fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _guard = rt.enter();
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    rt.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("regsweep: interrupted again: exiting now");
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+            eprintln!("regsweep: interrupted: no new deletes; finishing those in flight (again to exit now)");
+        }
+    });
+    Ok(cancel)
+}
+
+/// The exit code for a run that finished without fatal errors or failed deletes.
+fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> i32 {
+    let skipped = outcome.is_some_and(|o| !o.skipped.is_empty());
+    let closed = planned.plans.iter().any(|p| !p.problems.is_empty());
+    if skipped || closed || !planned.warnings.is_empty() {
+        EXIT_SKIPPED
+    } else {
+        EXIT_OK
+    }
+}
+
 /// Runs regsweep with a validated configuration; returns the process exit code.
 pub fn run(cfg: &Config) -> Result<i32> {
-    let policy = policy(cfg);
+    let mut policy = policy(cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads.max(1))
         .enable_all()
@@ -177,7 +245,20 @@ pub fn run(cfg: &Config) -> Result<i32> {
         }
         None => None,
     };
-    let planned = plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy, cfg.threads);
+    let resume = unfinished(cfg)?;
+    if let Some(u) = &resume {
+        // The same policy time as the interrupted run: the same grace-period verdicts.
+        policy.now = u.now;
+    }
+    let mut planned = plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy, cfg.threads);
+    if let Some(u) = &resume {
+        let remaining = u.remaining();
+        planned.plans = planned
+            .plans
+            .iter()
+            .map(|p| Arc::new(p.restrict_to(|d| remaining.contains(&(p.name.to_string(), *d)))))
+            .collect();
+    }
     warn_all(&planned);
     let header = text::Header {
         dry_run: cfg.dry_run,
@@ -196,10 +277,25 @@ pub fn run(cfg: &Config) -> Result<i32> {
         if cfg.output == Output::Json {
             print_json(cfg, &planned, None)?;
         }
-        return Ok(EXIT_OK);
+        return Ok(clean_exit(&planned, None));
+    };
+    let journal = match &cfg.journal {
+        Some(path) => {
+            let j = Journal::open(path).map_err(|e| anyhow!(e))?;
+            j.record(Record::Begin {
+                now: policy.now,
+                resumed: resume.is_some(),
+            });
+            Some(j)
+        }
+        None => None,
     };
     let total: usize = planned.plans.iter().map(|p| p.delete_count()).sum();
     if total == 0 {
+        if let Some(j) = journal {
+            j.record(Record::End);
+            j.close().map_err(|e| anyhow!(e))?;
+        }
         match cfg.output {
             Output::Text => {
                 let mut out = io::stdout().lock();
@@ -208,7 +304,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
             }
             Output::Json => print_json(cfg, &planned, Some(&Outcome::default()))?,
         }
-        return Ok(EXIT_OK);
+        return Ok(clean_exit(&planned, None));
     }
     let progress: Box<dyn Progress> = match cfg.output {
         Output::Text => {
@@ -226,36 +322,45 @@ pub fn run(cfg: &Config) -> Result<i32> {
         .as_ref()
         .and_then(|c| c.credentials.as_ref())
         .map_or_else(|| "no credentials".to_owned(), |c| c.describe());
-    let reverify = Box::new(FsReverify {
-        root: cfg.registry_dir.clone(),
-        policy,
-    });
-    let concurrency = cfg.client.as_ref().map_or(8, |c| c.concurrency);
-    let plans: Vec<Arc<RepoPlan>> = planned.plans.clone();
-    let outcome = rt.block_on(delete::execute(
+    let run = delete::Run {
         client,
-        plans,
         who,
-        reverify,
+        reverify: Box::new(FsReverify {
+            root: cfg.registry_dir.clone(),
+            policy,
+        }),
         progress,
-        concurrency,
-    ));
+        repo_parallelism: cfg.client.as_ref().map_or(8, |c| c.concurrency),
+        journal,
+        cancel: install_signals(&rt)?,
+    };
+    let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
     match cfg.output {
         Output::Text => print_closing(&outcome, total)?,
         Output::Json => print_json(cfg, &planned, Some(&outcome))?,
+    }
+    if let Some(e) = &outcome.journal_error {
+        eprintln!("regsweep: error: {e}");
+    }
+    for m in &outcome.failed {
+        eprintln!(
+            "regsweep: failed: {} in {}: {}",
+            m.digest, m.repository, m.why
+        );
+    }
+    if outcome.interrupted {
+        eprintln!(
+            "regsweep: interrupted: {} deletions not attempted; rerun (with the same --journal) to finish",
+            outcome.not_attempted
+        );
+        return Ok(EXIT_INTERRUPTED);
     }
     if let Some(fatal) = &outcome.fatal {
         eprintln!("regsweep: error: {fatal}");
         return Ok(EXIT_FATAL);
     }
-    if !outcome.failed.is_empty() {
-        for m in &outcome.failed {
-            eprintln!(
-                "regsweep: failed: {} in {}: {}",
-                m.digest, m.repository, m.why
-            );
-        }
+    if !outcome.failed.is_empty() || outcome.journal_error.is_some() {
         return Ok(EXIT_PARTIAL);
     }
-    Ok(EXIT_OK)
+    Ok(clean_exit(&planned, Some(&outcome)))
 }

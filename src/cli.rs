@@ -111,6 +111,15 @@ pub struct Args {
     /// Per-request timeout (30s, 2m).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s")]
     pub request_timeout: String,
+
+    /// Record planned and finished deletes here; rerun with the same file to resume.
+    #[arg(long, env = "JOURNAL")]
+    pub journal: Option<PathBuf>,
+
+    /// Debug logging on stderr (requests, retries, timings); never secrets.
+    #[arg(long, short, env = "VERBOSE", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub verbose: bool,
 }
 
 /// A validated configuration.
@@ -136,6 +145,10 @@ pub struct Config {
     pub threads: usize,
     /// How to reach the registry for deletes; `None` in dry-run without a URL.
     pub client: Option<ClientOptions>,
+    /// Journal file.
+    pub journal: Option<PathBuf>,
+    /// Debug logging.
+    pub verbose: bool,
 }
 
 fn positive(name: &str, v: &str) -> Result<usize, String> {
@@ -277,6 +290,15 @@ impl Args {
                 self.request_timeout
             )
         })?;
+        if let Some(j) = &self.journal
+            && j.parent()
+                .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
+        {
+            return Err(format!(
+                "--journal {}: its directory does not exist",
+                j.display()
+            ));
+        }
         if let Some(ca) = &self.ca_cert
             && !ca.is_file()
         {
@@ -314,6 +336,8 @@ impl Args {
                 .filter(|n| *n > 0)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             client,
+            journal: self.journal,
+            verbose: self.verbose,
         })
     }
 }

@@ -10,11 +10,19 @@ use regsweep::cli::Args;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    let args = Args::parse();
+    // Only regsweep's own events: HTTP libraries' debug output could carry headers.
+    let filter = if args.verbose {
+        tracing_subscriber::EnvFilter::new("regsweep=debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("REGSWEEP_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("REGSWEEP_LOG"))
+        .with_env_filter(filter)
         .init();
-    let cfg = match Args::parse().validate() {
+    let cfg = match args.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("regsweep: error: {e}");

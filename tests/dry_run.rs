@@ -184,7 +184,11 @@ fn malformed_link_fails_its_repository_closed_and_the_run_goes_on() {
         ],
         &[],
     );
-    assert!(out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a repository failed closed: exit 4"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&link.display().to_string()),

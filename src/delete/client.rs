@@ -61,6 +61,17 @@ pub enum DeleteResult {
     Failed(String),
     /// Stop the whole run.
     Fatal(Fatal),
+    /// Not sent: the run was cancelled before a slot was free.
+    Cancelled,
+}
+
+/// Decides, once a request may go, whether it still should (false once the run is cancelled).
+pub type Gate<'a> = dyn Fn() -> bool + Send + Sync + 'a;
+
+/// Why `send_retrying` gave up.
+enum SendError {
+    Cancelled,
+    Failed(String),
 }
 
 #[derive(Deserialize)]
@@ -162,7 +173,26 @@ impl RegistryClient {
             })
                 }
             };
-        let r = send(self.http.get(self.url("/v2/"))).await?;
+        // The first contact retries what a retry can cure (5xx, 429, refused connections).
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .with_max_times(self.opts.max_attempts.saturating_sub(1))
+            .build();
+        let r = loop {
+            let attempt = send(self.http.get(self.url("/v2/"))).await;
+            let retry = match &attempt {
+                Ok(r) => {
+                    r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(e) => !e.contains("certificate"),
+            };
+            match delays.next() {
+                Some(d) if retry => tokio::time::sleep(d).await,
+                _ => break attempt?,
+            }
+        };
         match r.status() {
             s if s.is_success() => return Ok(()),
             StatusCode::UNAUTHORIZED => {}
@@ -303,7 +333,8 @@ impl RegistryClient {
         method: Method,
         path: &str,
         repo: &str,
-    ) -> Result<Response, String> {
+        gate: &Gate<'_>,
+    ) -> Result<Response, SendError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(30))
@@ -313,14 +344,20 @@ impl RegistryClient {
         let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
         let mut refresh = false;
         let mut refreshed = false;
+        let mut first = true;
         loop {
             let outcome = {
                 let Ok(_permit) = self.permits.acquire().await else {
-                    return Err("client shut down".to_owned());
+                    return Err(SendError::Failed("client shut down".to_owned()));
                 };
                 if let Some(l) = &self.limiter {
                     l.until_ready().await;
                 }
+                // Checked once a slot is free: a cancelled run sends nothing new.
+                if first && !gate() {
+                    return Err(SendError::Cancelled);
+                }
+                first = false;
                 self.request(method.clone(), path, repo, refresh).await
             };
             refresh = false;
@@ -340,10 +377,10 @@ impl RegistryClient {
                 Err(e) => (e, None),
             };
             let Some(backoff) = delays.next() else {
-                return Err(format!(
+                return Err(SendError::Failed(format!(
                     "{last} (gave up after {} attempts)",
                     self.opts.max_attempts
-                ));
+                )));
             };
             let wait = retry_after.map_or(backoff, |ra| ra.max(backoff));
             tracing::debug!(repo, path, ?wait, last, "retrying");
@@ -351,19 +388,21 @@ impl RegistryClient {
         }
     }
 
-    /// `DELETE /v2/<repo>/manifests/<digest>`.
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> DeleteResult {
-        let r = match self
-            .send_retrying(
-                Method::DELETE,
-                &format!("/v2/{repo}/manifests/{digest}"),
-                repo,
-            )
-            .await
-        {
+    /// `DELETE /v2/<repo>/manifests/<digest>`, sent only if `gate()` still allows it once a
+    /// concurrency slot and the rate limiter let it go.
+    pub async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        gate: &Gate<'_>,
+    ) -> DeleteResult {
+        let path = format!("/v2/{repo}/manifests/{digest}");
+        let r = match self.send_retrying(Method::DELETE, &path, repo, gate).await {
             Ok(r) => r,
-            Err(e) => return DeleteResult::Failed(e),
+            Err(SendError::Cancelled) => return DeleteResult::Cancelled,
+            Err(SendError::Failed(e)) => return DeleteResult::Failed(e),
         };
+        tracing::debug!(repo, %digest, status = r.status().as_u16(), "DELETE");
         match r.status().as_u16() {
             200 | 202 | 204 => DeleteResult::Deleted,
             404 => DeleteResult::AlreadyGone,
@@ -389,10 +428,11 @@ impl RegistryClient {
         let mut out = Vec::new();
         let mut path = format!("/v2/{repo}/tags/list?n=1000");
         loop {
-            let r = self
-                .send_retrying(Method::GET, &path, repo)
-                .await
-                .map_err(TagsError::Failed)?;
+            let r = match self.send_retrying(Method::GET, &path, repo, &|| true).await {
+                Ok(r) => r,
+                Err(SendError::Cancelled) => return Err(TagsError::Failed("cancelled".to_owned())),
+                Err(SendError::Failed(e)) => return Err(TagsError::Failed(e)),
+            };
             match r.status().as_u16() {
                 200 => {}
                 404 => return Ok(out), // no tags: 2.8 answers NAME_UNKNOWN

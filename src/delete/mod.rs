@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod journal;
 pub mod verify;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient, TagsError};
 
 use crate::digest::{Digest, DigestMap};
 use crate::plan::RepoPlan;
+use journal::{Journal, Record};
 
 /// One deletion that did not happen, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +43,10 @@ pub struct Outcome {
     pub not_attempted: usize,
     /// Why the run stopped early, if it did.
     pub fatal: Option<String>,
+    /// Stopped by a signal (Ctrl-C, SIGTERM).
+    pub interrupted: bool,
+    /// The journal could not be written completely.
+    pub journal_error: Option<String>,
 }
 
 /// Re-reads a repository from storage and says which planned deletions must now be skipped.
@@ -59,13 +65,72 @@ pub trait Progress: Send + Sync + 'static {
     fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str);
 }
 
+/// Everything a deletion pass needs besides the plans.
+pub struct Run {
+    /// The registry client (already connected).
+    pub client: RegistryClient,
+    /// Who the credentials are, for error messages.
+    pub who: String,
+    /// Re-reads storage before each layer of deletes.
+    pub reverify: Box<dyn Reverify>,
+    /// Prints progress.
+    pub progress: Box<dyn Progress>,
+    /// Repositories worked on at once.
+    pub repo_parallelism: usize,
+    /// Where planned and finished deletes are recorded, if anywhere.
+    pub journal: Option<Journal>,
+    /// Set from outside (Ctrl-C) to stop scheduling new deletes.
+    pub cancel: Arc<AtomicBool>,
+}
+
 struct Shared {
     client: RegistryClient,
+    who: String,
     stop: AtomicBool,
+    cancel: Arc<AtomicBool>,
     outcome: Mutex<Outcome>,
     attempted: AtomicUsize,
     reverify: Box<dyn Reverify>,
     progress: Box<dyn Progress>,
+    journal: Option<Journal>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn journal(&self, r: Record) {
+        if let Some(j) = &self.journal {
+            j.record(r);
+        }
+    }
+
+    fn miss(&self, plan: &RepoPlan, d: &Digest, why: &str, skipped: bool) {
+        self.journal(Record::Missed {
+            repo: plan.name.to_string(),
+            digest: d.to_string(),
+            why: why.to_owned(),
+        });
+        if let Ok(mut o) = self.outcome.lock() {
+            let m = Missed {
+                repository: plan.name.to_string(),
+                digest: *d,
+                why: why.to_owned(),
+            };
+            if skipped {
+                o.skipped.push(m)
+            } else {
+                o.failed.push(m)
+            }
+        }
+    }
+
+    fn skip(&self, plan: &RepoPlan, d: &Digest, why: &str) {
+        self.attempted.fetch_add(1, Ordering::SeqCst);
+        self.progress.skipped(plan, d, why);
+        self.miss(plan, d, why, true);
+    }
 }
 
 fn fatal_text(f: &Fatal, client_who: &str) -> String {
@@ -79,52 +144,65 @@ fn fatal_text(f: &Fatal, client_who: &str) -> String {
     }
 }
 
-/// Deletes every plan's `delete_order` through `client`; repositories in parallel,
-/// inside one repository layer by layer so no child goes before its parent.
-pub async fn execute(
-    client: RegistryClient,
-    plans: Vec<Arc<RepoPlan>>,
-    who: String,
-    reverify: Box<dyn Reverify>,
-    progress: Box<dyn Progress>,
-    repo_parallelism: usize,
-) -> Outcome {
+/// Deletes every plan's `delete_order`; repositories in parallel, inside one repository
+/// layer by layer so no child goes before its parent. Returns what happened; the journal
+/// is flushed and closed before it returns.
+pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
     let total: usize = plans.iter().map(|p| p.delete_count()).sum();
     let shared = Arc::new(Shared {
-        client,
+        client: run.client,
+        who: run.who,
         stop: AtomicBool::new(false),
+        cancel: run.cancel,
         outcome: Mutex::new(Outcome::default()),
         attempted: AtomicUsize::new(0),
-        reverify,
-        progress,
+        reverify: run.reverify,
+        progress: run.progress,
+        journal: run.journal,
     });
+    for p in &plans {
+        for d in &p.delete_order {
+            shared.journal(Record::Plan {
+                repo: p.name.to_string(),
+                digest: d.to_string(),
+            });
+        }
+    }
     let mut set = JoinSet::new();
     for plan in plans.into_iter().filter(|p| p.delete_count() > 0) {
-        while set.len() >= repo_parallelism.max(1) {
+        while set.len() >= run.repo_parallelism.max(1) {
             set.join_next().await;
         }
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stopping() {
             break;
         }
         let s = shared.clone();
-        let who = who.clone();
-        set.spawn(async move { delete_repository(s, plan, who).await });
+        set.spawn(async move { delete_repository(s, plan).await });
     }
     while set.join_next().await.is_some() {}
     let attempted = shared.attempted.load(Ordering::SeqCst);
     let mut out = shared.outcome.lock().map(|o| o.clone()).unwrap_or_default();
     out.not_attempted = total.saturating_sub(attempted);
+    out.interrupted = shared.cancel.load(Ordering::SeqCst);
+    if out.not_attempted == 0 && !out.interrupted {
+        shared.journal(Record::End);
+    }
+    if let Some(j) = Arc::into_inner(shared).and_then(|s| s.journal)
+        && let Err(e) = j.close()
+    {
+        out.journal_error = Some(e);
+    }
     out
 }
 
 /// Checks that the registry at REGISTRY_URL lists the same tags as the storage under
 /// REGISTRY_DIR: a wrong directory (a backup, another registry) must never drive deletes.
-async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>, who: &str) -> Result<(), String> {
+async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), String> {
     let mut api = match s.client.tag_names(&plan.name).await {
         Ok(t) => t,
         Err(TagsError::Fatal(f)) => {
             s.stop.store(true, Ordering::SeqCst);
-            let text = fatal_text(&f, who);
+            let text = fatal_text(&f, &s.who);
             if let Ok(mut o) = s.outcome.lock() {
                 o.fatal.get_or_insert_with(|| text.clone());
             }
@@ -153,95 +231,96 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>, who: &str) -> Resu
     Ok(())
 }
 
-fn skip_all(s: &Shared, plan: &RepoPlan, why: &str) {
-    for d in &plan.delete_order {
-        s.attempted.fetch_add(1, Ordering::SeqCst);
-        s.progress.skipped(plan, d, why);
-        if let Ok(mut o) = s.outcome.lock() {
-            o.skipped.push(Missed {
-                repository: plan.name.to_string(),
-                digest: *d,
-                why: why.to_owned(),
-            });
-        }
-    }
-}
-
-async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>, who: String) {
-    if let Err(why) = same_registry(&s, &plan, &who).await {
-        if !s.stop.load(Ordering::SeqCst) {
-            skip_all(&s, &plan, &why);
-        }
-        return;
-    }
-    let changed = {
-        let s = s.clone();
-        let plan = plan.clone();
-        tokio::task::spawn_blocking(move || s.reverify.changed(&plan))
-            .await
-            .unwrap_or_else(|e| Err(format!("re-verification panicked: {e}")))
-    };
-    let changed = match changed {
-        Ok(c) => c,
-        Err(e) => plan
+/// Digests of `plan` that changed since the scan, each with why; all of them on error.
+async fn changed(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> DigestMap<String> {
+    let (s2, p2) = (s.clone(), plan.clone());
+    match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => plan
             .delete_order
             .iter()
             .map(|d| (*d, format!("cannot re-verify: {e}")))
             .collect(),
-    };
+        Err(e) => plan
+            .delete_order
+            .iter()
+            .map(|d| (*d, format!("re-verification panicked: {e}")))
+            .collect(),
+    }
+}
+
+async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
+    if let Err(why) = same_registry(&s, &plan).await {
+        if !s.stopping() {
+            for d in &plan.delete_order {
+                s.skip(&plan, d, &why);
+            }
+        }
+        return;
+    }
     let mut layers: Vec<Vec<Digest>> = Vec::new();
     for (d, layer) in plan.delete_order.iter().zip(&plan.delete_layers) {
-        if let Some(why) = changed.get(d) {
-            s.attempted.fetch_add(1, Ordering::SeqCst);
-            s.progress.skipped(&plan, d, why);
-            if let Ok(mut o) = s.outcome.lock() {
-                o.skipped.push(Missed {
-                    repository: plan.name.to_string(),
-                    digest: *d,
-                    why: why.clone(),
-                });
-            }
-            continue;
-        }
         let l = *layer as usize;
         if layers.len() <= l {
             layers.resize_with(l + 1, Vec::new);
         }
         layers[l].push(*d);
     }
+    let mut skipped = crate::digest::DigestSet::default();
     for layer in layers {
-        if s.stop.load(Ordering::SeqCst) {
+        if s.stopping() {
             return;
         }
+        // Re-verify just before each layer: the window for a concurrent tag push is one layer.
+        let changed = changed(&s, &plan).await;
         let mut set = JoinSet::new();
         for d in layer {
+            if let Some(why) = changed.get(&d) {
+                if skipped.insert(d) {
+                    s.skip(&plan, &d, why);
+                }
+                continue;
+            }
             let s = s.clone();
             let plan = plan.clone();
-            let who = who.clone();
             set.spawn(async move {
-                if s.stop.load(Ordering::SeqCst) {
+                let gate = || {
+                    let go = !s.stopping();
+                    if go {
+                        s.attempted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    go
+                };
+                let r = s.client.delete_manifest(&plan.name, &d, &gate).await;
+                if r == DeleteResult::Cancelled {
                     return;
                 }
-                s.attempted.fetch_add(1, Ordering::SeqCst);
-                let r = s.client.delete_manifest(&plan.name, &d).await;
                 s.progress.done(&plan, &d, &r);
-                let Ok(mut o) = s.outcome.lock() else { return };
                 match r {
-                    DeleteResult::Deleted => o.deleted += 1,
-                    DeleteResult::AlreadyGone => o.already_gone += 1,
-                    DeleteResult::Failed(why) => o.failed.push(Missed {
-                        repository: plan.name.to_string(),
-                        digest: d,
-                        why,
-                    }),
+                    DeleteResult::Cancelled => {}
+                    DeleteResult::Deleted | DeleteResult::AlreadyGone => {
+                        let gone = r == DeleteResult::AlreadyGone;
+                        s.journal(Record::Done {
+                            repo: plan.name.to_string(),
+                            digest: d.to_string(),
+                            result: if gone { "already-gone" } else { "deleted" }.to_owned(),
+                        });
+                        if let Ok(mut o) = s.outcome.lock() {
+                            if gone {
+                                o.already_gone += 1
+                            } else {
+                                o.deleted += 1
+                            }
+                        }
+                    }
+                    DeleteResult::Failed(why) => s.miss(&plan, &d, &why, false),
                     DeleteResult::Fatal(f) => {
                         s.stop.store(true, Ordering::SeqCst);
-                        o.failed.push(Missed {
-                            repository: plan.name.to_string(),
-                            digest: d,
-                            why: fatal_text(&f, &who),
-                        });
-                        o.fatal.get_or_insert_with(|| fatal_text(&f, &who));
+                        let text = fatal_text(&f, &s.who);
+                        s.miss(&plan, &d, &text, false);
+                        if let Ok(mut o) = s.outcome.lock() {
+                            o.fatal.get_or_insert(text);
+                        }
                     }
                 }
             });

@@ -63,6 +63,8 @@ pub enum Reason {
         /// The deleted or absent subject.
         subject: Digest,
     },
+    /// Deletable, but left for a later run: not part of the interrupted run being resumed.
+    Deferred,
 }
 
 /// Keep or delete.
@@ -149,6 +151,36 @@ impl RepoPlan {
     /// Number of revisions to delete.
     pub fn delete_count(&self) -> usize {
         self.delete_order.len()
+    }
+
+    /// The same plan deleting only what `allowed` admits; the rest is kept as deferred.
+    pub fn restrict_to(&self, allowed: impl Fn(&Digest) -> bool) -> RepoPlan {
+        let mut p = self.clone();
+        let (order, layers): (Vec<Digest>, Vec<u32>) = self
+            .delete_order
+            .iter()
+            .zip(&self.delete_layers)
+            .filter(|(d, _)| allowed(d))
+            .map(|(d, l)| (*d, *l))
+            .unzip();
+        let kept: DigestSet = self
+            .delete_order
+            .iter()
+            .filter(|d| !allowed(d))
+            .copied()
+            .collect();
+        for d in &mut p.decisions {
+            if kept.contains(&d.digest) {
+                d.verdict = Verdict::Keep;
+                d.reason = Reason::Deferred;
+            }
+        }
+        for t in &mut p.tags {
+            t.kept = t.kept || kept.contains(&t.digest);
+        }
+        p.delete_order = order;
+        p.delete_layers = layers;
+        p
     }
 }
 

@@ -1,0 +1,279 @@
+//! The journal: an append-only, fsynced record of planned and completed deletes, so an
+//! interrupted run can be resumed to exactly the end state of an uninterrupted one.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, unbounded};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// One journal line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Record {
+    /// A run begins; `now` is the policy time its plan used.
+    Begin {
+        /// Policy time (unix seconds).
+        now: i64,
+        /// True when this run resumes an earlier one.
+        resumed: bool,
+    },
+    /// A delete the run will attempt.
+    Plan {
+        /// Repository.
+        repo: String,
+        /// Manifest.
+        digest: String,
+    },
+    /// A delete that finished: `deleted` or `already-gone`.
+    Done {
+        /// Repository.
+        repo: String,
+        /// Manifest.
+        digest: String,
+        /// How.
+        result: String,
+    },
+    /// A delete that failed or was skipped.
+    Missed {
+        /// Repository.
+        repo: String,
+        /// Manifest.
+        digest: String,
+        /// Why.
+        why: String,
+    },
+    /// The run finished (every planned delete done, failed or skipped).
+    End,
+}
+
+/// What an earlier run left unfinished.
+#[derive(Clone, Debug, Default)]
+pub struct Unfinished {
+    /// Its policy time.
+    pub now: i64,
+    /// Planned deletes.
+    pub planned: BTreeSet<(String, Digest)>,
+    /// Deletes that finished.
+    pub done: BTreeSet<(String, Digest)>,
+    /// Lines that could not be read (a torn write): ignoring one can only mean fewer deletes.
+    pub unreadable_lines: Vec<usize>,
+}
+
+impl Unfinished {
+    /// Planned deletes that did not finish.
+    pub fn remaining(&self) -> BTreeSet<(String, Digest)> {
+        self.planned.difference(&self.done).cloned().collect()
+    }
+}
+
+/// Reads a journal; `Ok(None)` when it is absent, empty or its last run ended.
+pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("journal {}: {e}", path.display())),
+    };
+    let mut cur: Option<Unfinished> = None;
+    let mut torn = Vec::new();
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("journal {}: {e}", path.display()))?;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(rec) = serde_json::from_str::<Record>(line) else {
+            // A torn line is what a kill -9 mid-write leaves. Losing a plan or end record
+            // only shrinks what a resumed run deletes; losing a done record changes nothing
+            // (the fresh plan no longer has the deleted manifest).
+            torn.push(i + 1);
+            continue;
+        };
+        let key = |repo: &str, digest: &str| -> Result<(String, Digest), String> {
+            let d = Digest::parse(digest).ok_or_else(|| {
+                format!(
+                    "journal {} line {}: bad digest {digest:?}",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            Ok((repo.to_owned(), d))
+        };
+        match rec {
+            Record::Begin { now, .. } => {
+                cur = Some(Unfinished {
+                    now,
+                    ..Unfinished::default()
+                })
+            }
+            Record::Plan { repo, digest } => {
+                if let Some(c) = cur.as_mut() {
+                    c.planned.insert(key(&repo, &digest)?);
+                }
+            }
+            Record::Done { repo, digest, .. } => {
+                if let Some(c) = cur.as_mut() {
+                    c.done.insert(key(&repo, &digest)?);
+                }
+            }
+            Record::Missed { .. } => {}
+            Record::End => cur = None,
+        }
+    }
+    if let Some(c) = cur.as_mut() {
+        c.unreadable_lines = torn;
+    }
+    Ok(cur)
+}
+
+/// Appends records from any thread; a writer thread group-commits them (write, then fsync
+/// whenever it has caught up), so a record is durable soon after the event it records.
+pub struct Journal {
+    tx: Option<Sender<Record>>,
+    writer: Option<JoinHandle<Result<(), String>>>,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens `path` for appending (creating it).
+    pub fn open(path: &Path) -> Result<Journal, String> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(|e| format!("journal {}: {e}", path.display()))?;
+        // After a torn write, start on a fresh line.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            let torn = file.seek(SeekFrom::End(-1)).is_ok()
+                && file.read_exact(&mut last).is_ok()
+                && last[0] != b'\n';
+            if torn {
+                file.write_all(b"\n")
+                    .map_err(|e| format!("journal {}: {e}", path.display()))?;
+            }
+        }
+        let (tx, rx) = unbounded::<Record>();
+        let shown = path.display().to_string();
+        let writer = std::thread::spawn(move || -> Result<(), String> {
+            let mut out = BufWriter::new(file);
+            let err = |e: std::io::Error| format!("journal {shown}: {e}");
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                for r in batch {
+                    serde_json::to_writer(&mut out, &r)
+                        .map_err(|e| format!("journal {shown}: {e}"))?;
+                    out.write_all(b"\n").map_err(err)?;
+                }
+                out.flush().map_err(err)?;
+                out.get_ref().sync_data().map_err(err)?;
+            }
+            Ok(())
+        });
+        Ok(Journal {
+            tx: Some(tx),
+            writer: Some(writer),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Queues a record.
+    pub fn record(&self, r: Record) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Writes and fsyncs everything queued, then closes the journal.
+    pub fn close(mut self) -> Result<(), String> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.tx.take();
+        match self.writer.take() {
+            Some(w) => w
+                .join()
+                .map_err(|_| format!("journal {}: writer panicked", self.path.display()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        let d1 = Digest([1; 32]).to_string();
+        let d2 = Digest([2; 32]).to_string();
+        let j = Journal::open(&path).expect("open");
+        j.record(Record::Begin {
+            now: 42,
+            resumed: false,
+        });
+        for d in [&d1, &d2] {
+            j.record(Record::Plan {
+                repo: "a".into(),
+                digest: d.clone(),
+            });
+        }
+        j.record(Record::Done {
+            repo: "a".into(),
+            digest: d1.clone(),
+            result: "deleted".into(),
+        });
+        j.close().expect("close");
+        let mut f = OpenOptions::new().append(true).open(&path).expect("append");
+        f.write_all(b"{\"op\":\"do").expect("torn write");
+        let u = load(&path).expect("load").expect("unfinished");
+        assert_eq!(u.now, 42);
+        assert_eq!(
+            u.remaining(),
+            BTreeSet::from([("a".to_owned(), Digest([2; 32]))])
+        );
+        assert_eq!(u.unreadable_lines, vec![5]);
+        let j = Journal::open(&path).expect("reopen");
+        j.record(Record::End);
+        j.close().expect("close");
+        assert!(
+            load(&path).expect("load").is_none(),
+            "the torn line stays on its own line"
+        );
+    }
+
+    #[test]
+    fn ended_run_leaves_nothing_to_resume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        assert!(load(&path).expect("absent").is_none());
+        let j = Journal::open(&path).expect("open");
+        j.record(Record::Begin {
+            now: 1,
+            resumed: false,
+        });
+        j.record(Record::End);
+        j.close().expect("close");
+        assert!(load(&path).expect("load").is_none());
+    }
+}

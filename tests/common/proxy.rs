@@ -1,0 +1,208 @@
+//! A fault-injecting HTTP proxy in front of the real registry (one request per connection).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do with one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it untouched.
+    Pass,
+    /// Answer this status without forwarding (with `Retry-After: secs` when given).
+    Status(u16, Option<u64>),
+    /// Close the connection without answering, without forwarding.
+    Reset,
+    /// Forward it, then answer this status instead of the registry's.
+    StatusAfter(u16),
+    /// Forward it, then close the connection without answering.
+    ResetAfter,
+    /// Wait this long, then forward.
+    Slow(Duration),
+}
+
+/// One request the proxy saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The fault applied.
+    pub fault: Fault,
+    /// The registry's status, when forwarded and answered.
+    pub upstream: Option<u16>,
+}
+
+/// Decides the fault for the n-th request (counting from 0) of a method and path.
+pub type Schedule = dyn Fn(usize, &str, &str) -> Fault + Send + Sync;
+
+/// A running proxy.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Every request seen, in order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` applying `schedule`.
+    pub fn start(upstream: &str, schedule: Box<Schedule>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let schedule: Arc<Schedule> = Arc::from(schedule);
+        let upstream = upstream.to_owned();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, counter, schedule, upstream) = (
+                    log.clone(),
+                    counter.clone(),
+                    schedule.clone(),
+                    upstream.clone(),
+                );
+                std::thread::spawn(move || handle(stream, &upstream, &*schedule, &counter, &log));
+            }
+        });
+        FaultProxy { url, seen }
+    }
+
+    /// DELETE requests seen, as (path, fault, upstream status).
+    pub fn deletes(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.method == "DELETE")
+            .cloned()
+            .collect()
+    }
+}
+
+fn handle(
+    mut stream: TcpStream,
+    upstream: &str,
+    schedule: &Schedule,
+    counter: &AtomicUsize,
+    log: &Mutex<Vec<Seen>>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let path = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body);
+    let n = counter.fetch_add(1, Ordering::SeqCst);
+    let fault = schedule(n, &method, &path);
+    let mut seen = Seen {
+        method: method.clone(),
+        path: path.clone(),
+        fault: fault.clone(),
+        upstream: None,
+    };
+    match &fault {
+        Fault::Status(code, retry) => {
+            let extra = retry
+                .map(|r| format!("Retry-After: {r}\r\n"))
+                .unwrap_or_default();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} Injected\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            log.lock().expect("lock").push(seen);
+            return;
+        }
+        Fault::Reset => {
+            log.lock().expect("lock").push(seen);
+            return;
+        }
+        Fault::Slow(d) => std::thread::sleep(*d),
+        _ => {}
+    }
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut req = client.request(m, format!("{upstream}{path}")).body(body);
+    for (k, v) in &headers {
+        if !["host", "content-length", "connection"].contains(&k.to_ascii_lowercase().as_str()) {
+            req = req.header(k, v);
+        }
+    }
+    let resp = match req.send() {
+        Ok(r) => r,
+        Err(_) => {
+            // The registry is down (restarting): answer like a load balancer would.
+            let _ = write!(
+                stream,
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            log.lock().expect("lock").push(seen);
+            return;
+        }
+    };
+    seen.upstream = Some(resp.status().as_u16());
+    let status = resp.status();
+    let keep: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "content-length" | "connection" | "transfer-encoding"
+            )
+        })
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
+        .collect();
+    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    log.lock().expect("lock").push(seen);
+    match fault {
+        Fault::ResetAfter => {}
+        Fault::StatusAfter(code) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+        _ => {
+            let mut head = format!(
+                "HTTP/1.1 {} {}\r\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("OK")
+            );
+            for (k, v) in keep {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    }
+}
