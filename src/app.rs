@@ -250,7 +250,23 @@ pub fn run(cfg: &Config) -> Result<i32> {
         // The same policy time as the interrupted run: the same grace-period verdicts.
         policy.now = u.now;
     }
+    let started = std::time::Instant::now();
     let mut planned = plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy, cfg.threads);
+    tracing::debug!(
+        repositories = planned.plans.len(),
+        manifests = planned
+            .plans
+            .iter()
+            .map(|p| p.decisions.len())
+            .sum::<usize>(),
+        deletes = planned
+            .plans
+            .iter()
+            .map(|p| p.delete_count())
+            .sum::<usize>(),
+        seconds = started.elapsed().as_secs_f64(),
+        "scanned and planned"
+    );
     if let Some(u) = &resume {
         let remaining = u.remaining();
         planned.plans = planned

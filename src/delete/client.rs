@@ -289,6 +289,11 @@ impl RegistryClient {
             .or(t.access_token)
             .ok_or_else(|| format!("token service {realm} answered no token"))?;
         let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).max(10));
+        tracing::debug!(
+            scope = repo.unwrap_or(""),
+            expires_in = ttl.as_secs(),
+            "fetched a bearer token"
+        );
         // Refresh a little early so a token never expires in flight.
         Ok((token, Instant::now() + ttl.mul_f64(0.8)))
     }

@@ -86,14 +86,15 @@ impl FsLister {
             .process_read_dir(|_, _, _, children| {
                 children.retain(|c| match c {
                     Ok(e) => {
-                        e.file_type.is_dir()
+                        (e.file_type.is_dir() || e.file_type.is_symlink())
                             && e.file_name != "_layers"
                             && e.file_name != "_uploads"
                     }
                     Err(_) => true,
                 });
                 for e in children.iter_mut().flatten() {
-                    if e.file_name == "_manifests" {
+                    // Symlinks are reported, never followed (loops, escapes from the root).
+                    if e.file_name == "_manifests" || e.file_type.is_symlink() {
                         e.read_children_path = None;
                     }
                 }
@@ -116,6 +117,16 @@ impl FsLister {
                     warnings,
                     format!("cannot read {}: {err}", entry.path().display()),
                 );
+            }
+            if entry.file_type.is_symlink() {
+                push(
+                    warnings,
+                    format!(
+                        "skipping symlink {} (symlinks are not followed)",
+                        entry.path().display()
+                    ),
+                );
+                continue;
             }
             if entry.file_name != "_manifests" {
                 continue;
