@@ -4,6 +4,7 @@
 #   registry.sh stop DIR         SIGTERM by that pid, then wait for it to exit
 # Extra YAML (auth, tls) may be put in DIR/extra.yml before start: it is appended to the config.
 # Registry environment overrides such as REGISTRY_STORAGE_DELETE_ENABLED=false pass through.
+# With S3_TEST_ENDPOINT (and S3_TEST_BUCKET, S3_TEST_ROOT) set, storage is S3 instead.
 set -euo pipefail
 cmd=${1:?usage: registry.sh start DIR PORT | stop DIR}
 dir=${2:?usage: registry.sh start DIR PORT | stop DIR}
@@ -13,6 +14,24 @@ start)
   port=${3:?usage: registry.sh start DIR PORT}
   mkdir -p "$dir/storage"
   dir=$(cd "$dir" && pwd)
+  if [ -n "${S3_TEST_ENDPOINT:-}" ]; then
+    # S3 storage on a local S3 server (see moto.sh), as DESIGN section 7 says.
+    driver="  s3:
+    accesskey: test
+    secretkey: test
+    region: us-east-1
+    regionendpoint: $S3_TEST_ENDPOINT
+    bucket: ${S3_TEST_BUCKET:-registry}
+    forcepathstyle: true
+    secure: false
+    v4auth: true
+    rootdirectory: ${S3_TEST_ROOT:-/registry}
+  redirect:
+    disable: true"
+  else
+    driver="  filesystem:
+    rootdirectory: $dir/storage"
+  fi
   cat > "$dir/config.yml" <<YAML
 version: 0.1
 log:
@@ -20,8 +39,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: $dir/storage
+$driver
   delete:
     enabled: true
   maintenance:

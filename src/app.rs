@@ -6,14 +6,19 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::cli::StorageConfig;
 use crate::cli::{Config, Output};
 use crate::delete::journal::{self, Journal, Record, Unfinished};
-use crate::delete::verify::FsReverify;
+use crate::delete::verify::StorageReverify;
 use crate::delete::{self, DeleteResult, Outcome, Progress, RegistryClient};
 use crate::digest::Digest;
-use crate::pipeline::{Planned, plan_filesystem};
+use crate::pipeline::{Planned, plan_storage};
 use crate::plan::{Policy, RepoPlan};
 use crate::report::{json, text};
+use crate::s3::S3Store;
+use crate::scan::Storage;
+use crate::scan::fs::FsStorage;
+use crate::scan::s3::S3Storage;
 
 /// Exit code: everything done.
 pub const EXIT_OK: i32 = 0;
@@ -112,8 +117,13 @@ impl Progress for Quiet {
     fn skipped(&self, _: &RepoPlan, _: &Digest, _: &str) {}
 }
 
-fn print_json(cfg: &Config, planned: &Planned, outcome: Option<&Outcome>) -> Result<()> {
-    let report = json::build(
+fn print_json(
+    cfg: &Config,
+    planned: &Planned,
+    outcome: Option<&Outcome>,
+    requests: Option<serde_json::Value>,
+) -> Result<()> {
+    let mut report = json::build(
         &planned.plans,
         &planned.warnings,
         cfg.dry_run,
@@ -124,6 +134,7 @@ fn print_json(cfg: &Config, planned: &Planned, outcome: Option<&Outcome>) -> Res
         },
         outcome,
     );
+    report.s3_requests = requests;
     let mut out = io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
     writeln!(out)?;
@@ -251,7 +262,26 @@ pub fn run(cfg: &Config) -> Result<i32> {
         policy.now = u.now;
     }
     let started = std::time::Instant::now();
-    let mut planned = plan_filesystem(&cfg.registry_dir, &cfg.filter, &policy, cfg.threads);
+    let storage: Arc<dyn Storage> = match &cfg.storage {
+        StorageConfig::Fs(root) => Arc::new(FsStorage::new(root, cfg.threads)),
+        StorageConfig::S3(o) => {
+            let store = rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?;
+            Arc::new(S3Storage::new(Arc::new(store), rt.handle().clone()))
+        }
+    };
+    let mut planned = plan_storage(&*storage, &cfg.filter, &policy, cfg.threads);
+    if let Some(name) = &cfg.filter.exact
+        && planned.plans.is_empty()
+    {
+        eprintln!(
+            "regsweep: error: REPO_FILTER: repository {name:?} not found in the {} storage",
+            storage.kind()
+        );
+        return Ok(EXIT_USAGE);
+    }
+    if let Some(r) = storage.requests() {
+        tracing::debug!(requests = %r, "S3 requests for the scan");
+    }
     tracing::debug!(
         repositories = planned.plans.len(),
         manifests = planned
@@ -277,6 +307,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     }
     warn_all(&planned);
     let header = text::Header {
+        storage: storage.kind(),
         dry_run: cfg.dry_run,
         repo_filter: cfg.filter.exact.as_deref(),
         keep: cfg.keep,
@@ -291,7 +322,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     }
     let Some(client) = client.filter(|_| !cfg.dry_run) else {
         if cfg.output == Output::Json {
-            print_json(cfg, &planned, None)?;
+            print_json(cfg, &planned, None, storage.requests())?;
         }
         return Ok(clean_exit(&planned, None));
     };
@@ -318,7 +349,9 @@ pub fn run(cfg: &Config) -> Result<i32> {
                 writeln!(out)?;
                 writeln!(out, "No manifests without tags found. Nothing to do.")?;
             }
-            Output::Json => print_json(cfg, &planned, Some(&Outcome::default()))?,
+            Output::Json => {
+                print_json(cfg, &planned, Some(&Outcome::default()), storage.requests())?
+            }
         }
         return Ok(clean_exit(&planned, None));
     }
@@ -341,8 +374,8 @@ pub fn run(cfg: &Config) -> Result<i32> {
     let run = delete::Run {
         client,
         who,
-        reverify: Box::new(FsReverify {
-            root: cfg.registry_dir.clone(),
+        reverify: Box::new(StorageReverify {
+            storage: storage.clone(),
             policy,
         }),
         progress,
@@ -353,7 +386,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
     match cfg.output {
         Output::Text => print_closing(&outcome, total)?,
-        Output::Json => print_json(cfg, &planned, Some(&outcome))?,
+        Output::Json => print_json(cfg, &planned, Some(&outcome), storage.requests())?,
     }
     if let Some(e) = &outcome.journal_error {
         eprintln!("regsweep: error: {e}");

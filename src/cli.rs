@@ -11,6 +11,7 @@ use regex::Regex;
 use crate::delete::ClientOptions;
 use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
 use crate::plan::DEFAULT_HASH_TAG_PATTERN;
+use crate::s3::S3Options;
 use crate::scan::RepoFilter;
 
 /// Report format.
@@ -31,8 +32,40 @@ pub struct Args {
     pub registry_url: Option<String>,
 
     /// The registry's storage root (the filesystem driver's rootdirectory).
-    #[arg(long, env = "REGISTRY_DIR", default_value = "/registry")]
-    pub registry_dir: PathBuf,
+    #[arg(long, env = "REGISTRY_DIR")]
+    pub registry_dir: Option<String>,
+
+    /// Storage driver: filesystem (default) or S3.
+    #[arg(long, env = "REGISTRY_STORAGE")]
+    pub storage: Option<String>,
+
+    /// S3 bucket.
+    #[arg(long, env = "BUCKET")]
+    pub bucket: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "REGION")]
+    pub region: Option<String>,
+
+    /// S3 access key (else the standard AWS credential chain).
+    #[arg(long, env = "ACCESS_KEY", hide_env_values = true)]
+    pub access_key: Option<String>,
+
+    /// S3 secret key.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Path-style S3 addressing (default: on when --s3-endpoint is set).
+    #[arg(long, env = "S3_PATH_STYLE", value_parser = BoolishValueParser::new())]
+    pub s3_path_style: Option<bool>,
+
+    /// S3 requests in flight at once.
+    #[arg(long, env = "S3_CONCURRENCY", default_value = "32")]
+    pub s3_concurrency: String,
 
     /// Print the plan, delete nothing.
     #[arg(long, env = "DRY_RUN", value_parser = BoolishValueParser::new(), num_args = 0..=1,
@@ -127,8 +160,8 @@ pub struct Args {
 pub struct Config {
     /// Registry base URL without a trailing slash.
     pub registry_url: Option<String>,
-    /// Storage root.
-    pub registry_dir: PathBuf,
+    /// Where the registry's storage is.
+    pub storage: StorageConfig,
     /// Print only.
     pub dry_run: bool,
     /// Repositories in scope.
@@ -223,7 +256,80 @@ pub fn parse_min_age(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("MIN_AGE {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
 }
 
+/// Which storage to read, and how.
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    /// A filesystem `rootdirectory`.
+    Fs(PathBuf),
+    /// An S3 bucket.
+    S3(S3Options),
+}
+
 impl Args {
+    fn storage_config(&self, repo_filter: Option<&str>) -> Result<StorageConfig, String> {
+        let kind = self
+            .storage
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match kind.as_str() {
+            "" | "filesystem" | "fs" | "local" => {
+                let root = PathBuf::from(self.registry_dir.as_deref().unwrap_or("/registry"));
+                let repos = root.join("docker/registry/v2/repositories");
+                if !repos.is_dir() {
+                    return Err(format!(
+                        "REGISTRY_DIR {} does not contain docker/registry/v2/repositories",
+                        root.display()
+                    ));
+                }
+                if let Some(name) = repo_filter {
+                    let dir = repos.join(name).join("_manifests");
+                    if !dir.is_dir() {
+                        return Err(format!(
+                            "REPO_FILTER: repository {name:?} not found ({} does not exist)",
+                            dir.display()
+                        ));
+                    }
+                }
+                Ok(StorageConfig::Fs(root))
+            }
+            "s3" => {
+                let bucket = self
+                    .bucket
+                    .clone()
+                    .filter(|b| !b.is_empty())
+                    .ok_or("REGISTRY_STORAGE=S3 needs BUCKET")?;
+                let credentials = match (&self.access_key, &self.secret_key) {
+                    (Some(a), Some(s)) => Some((a.clone(), s.clone())),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err("ACCESS_KEY is set but SECRET_KEY is not".to_owned());
+                    }
+                    (None, Some(_)) => {
+                        return Err("SECRET_KEY is set but ACCESS_KEY is not".to_owned());
+                    }
+                };
+                if let Some(e) = &self.s3_endpoint {
+                    reqwest::Url::parse(e)
+                        .map_err(|err| format!("S3_ENDPOINT {e:?} is not a URL: {err}"))?;
+                }
+                Ok(StorageConfig::S3(S3Options {
+                    bucket,
+                    region: self.region.clone().filter(|r| !r.is_empty()),
+                    endpoint: self.s3_endpoint.clone(),
+                    path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+                    credentials,
+                    root: self.registry_dir.clone().unwrap_or_default(),
+                    concurrency: positive("S3_CONCURRENCY", &self.s3_concurrency)?,
+                }))
+            }
+            other => Err(format!(
+                "REGISTRY_STORAGE {other:?} is not one of filesystem, S3"
+            )),
+        }
+    }
+
     /// Checks every value; the error is one line naming what is wrong.
     pub fn validate(self) -> Result<Config, String> {
         let hash_tag = Regex::new(&self.hash_tag_pattern).map_err(|e| {
@@ -239,23 +345,8 @@ impl Args {
             )
         })?;
         let min_age_secs = parse_min_age(&self.min_age)?;
-        let repos = self.registry_dir.join("docker/registry/v2/repositories");
-        if !repos.is_dir() {
-            return Err(format!(
-                "REGISTRY_DIR {} does not contain docker/registry/v2/repositories",
-                self.registry_dir.display()
-            ));
-        }
         let repo_filter = self.repo_filter.clone().filter(|s| !s.is_empty());
-        if let Some(name) = &repo_filter {
-            let dir = repos.join(name).join("_manifests");
-            if !dir.is_dir() {
-                return Err(format!(
-                    "REPO_FILTER: repository {name:?} not found ({} does not exist)",
-                    dir.display()
-                ));
-            }
-        }
+        let storage = self.storage_config(repo_filter.as_deref())?;
         let globs = if self.repo.is_empty() {
             None
         } else {
@@ -321,7 +412,7 @@ impl Args {
             registry_url: self
                 .registry_url
                 .map(|u| u.trim_end_matches('/').to_owned()),
-            registry_dir: self.registry_dir,
+            storage,
             dry_run: self.dry_run,
             filter: RepoFilter {
                 exact: repo_filter,

@@ -8,6 +8,7 @@ pub mod meta;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod s3;
 pub mod scan;
 
 pub mod testkit;

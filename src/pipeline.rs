@@ -5,11 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::bounded;
 
-use crate::meta::fs::FsBlobs;
 use crate::meta::{self, BlobSource};
 use crate::plan::{Policy, RepoPlan, plan_repository};
-use crate::scan::fs::FsLister;
-use crate::scan::{Batch, RepoFilter};
+use crate::scan::fs::FsStorage;
+use crate::scan::{Batch, RepoFilter, Storage};
 
 /// Everything a scan-and-plan pass produced.
 #[derive(Debug, Default)]
@@ -27,10 +26,18 @@ pub fn plan_filesystem(
     policy: &Policy,
     threads: usize,
 ) -> Planned {
-    let lister = FsLister::new(root, threads);
-    let blobs = FsBlobs::new(root);
-    run(threads, &blobs, policy, |tx| {
-        lister.list(filter, &tx).warnings
+    plan_storage(&FsStorage::new(root, threads), filter, policy, threads)
+}
+
+/// Scans any storage and plans every repository `filter` admits, with `threads` planners.
+pub fn plan_storage(
+    storage: &dyn Storage,
+    filter: &RepoFilter,
+    policy: &Policy,
+    threads: usize,
+) -> Planned {
+    run(threads, storage.blobs(), policy, |tx| {
+        storage.list(filter, &tx).warnings
     })
 }
 

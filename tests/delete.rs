@@ -302,7 +302,7 @@ fn token_auth_fetches_a_scoped_token_per_repository() {
 #[test]
 fn reverification_skips_what_changed_since_the_scan() {
     use regsweep::delete::Reverify;
-    use regsweep::delete::verify::FsReverify;
+    use regsweep::delete::verify::StorageReverify;
     use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy};
 
     let (reg, named) = standard();
@@ -321,8 +321,8 @@ fn reverification_skips_what_changed_since_the_scan() {
             .expect("plan")
             .clone()
     };
-    let verify = FsReverify {
-        root: reg.root(),
+    let verify = StorageReverify {
+        storage: std::sync::Arc::new(regsweep::scan::fs::FsStorage::new(&reg.root(), 2)),
         policy: policy.clone(),
     };
     assert!(

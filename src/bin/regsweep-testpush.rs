@@ -1,7 +1,9 @@
 //! Pushes test content to a registry: the standard scenario (default), or N untagged manifests.
 //!
 //! `regsweep-testpush URL` prints the scenario's digests as JSON;
-//! `regsweep-testpush URL untagged REPO N` pushes N distinct untagged manifests to REPO.
+//! `regsweep-testpush URL untagged REPO N` pushes N distinct untagged manifests to REPO;
+//! `regsweep-testpush S3_ENDPOINT s3fill BUCKET ROOT REPOS REVISIONS TAGS [UNMATCHED_EVERY]`
+//! writes storage keys straight into a bucket.
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
@@ -71,8 +73,30 @@ fn main() -> Result<()> {
                 .context("N must be a number")?;
             untagged(url, repo, n)
         }
-        Some(other) => {
-            bail!("unknown command {other:?}: usage: regsweep-testpush URL [untagged REPO N]")
+        Some("s3fill") => {
+            // regsweep-testpush ENDPOINT s3fill BUCKET ROOT REPOS REVISIONS TAGS [UNMATCHED_EVERY]
+            let n = |i: usize| -> Result<usize> {
+                args.get(i)
+                    .context("s3fill needs BUCKET ROOT REPOS REVISIONS TAGS")?
+                    .parse()
+                    .context("a number")
+            };
+            let f = regsweep::testkit::s3fill::Fill {
+                repos: n(4)?,
+                revisions: n(5)?,
+                tags: n(6)?,
+                unmatched_every: if args.len() > 7 { n(7)? } else { 0 },
+            };
+            let bucket = args.get(2).context("s3fill needs BUCKET")?;
+            let root = args.get(3).context("s3fill needs ROOT")?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let (keys, tags) =
+                rt.block_on(regsweep::testkit::s3fill::fill(url, bucket, root, &f))?;
+            println!("{keys} keys, {tags} tags");
+            Ok(())
         }
+        Some(other) => bail!(
+            "unknown command {other:?}: usage: regsweep-testpush URL [untagged REPO N | s3fill ...]"
+        ),
     }
 }

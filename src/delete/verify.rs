@@ -1,24 +1,24 @@
 //! Re-verification (DESIGN rule 9): re-read a repository just before deleting in it.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::Reverify;
 use crate::digest::{Digest, DigestMap};
-use crate::meta::{self, fs::FsBlobs};
+use crate::meta;
 use crate::plan::{Policy, RepoPlan, Verdict, plan_repository};
-use crate::scan::fs::FsLister;
+use crate::scan::Storage;
 
-/// Re-reads a filesystem repository and re-plans it when anything changed since the scan.
-pub struct FsReverify {
-    /// Storage root.
-    pub root: PathBuf,
+/// Re-reads a repository from storage and re-plans it when anything changed since the scan.
+pub struct StorageReverify {
+    /// The storage the plan was made from.
+    pub storage: Arc<dyn Storage>,
     /// The policy of the scan (same `now`).
     pub policy: Policy,
 }
 
-impl Reverify for FsReverify {
+impl Reverify for StorageReverify {
     fn changed(&self, plan: &RepoPlan) -> Result<DigestMap<String>, String> {
-        let rec = FsLister::new(&self.root, 1).read_repo(&plan.name);
+        let rec = self.storage.read_repo(&plan.name);
         let mut old_tags: Vec<(&str, Digest)> = plan
             .tags
             .iter()
@@ -43,7 +43,7 @@ impl Reverify for FsReverify {
                 .map(|(n, _)| (*n).to_owned())
                 .collect()
         };
-        let snap = meta::load(&FsBlobs::new(&self.root), rec.clone());
+        let snap = meta::load(self.storage.blobs(), rec.clone());
         let fresh = plan_repository(&snap, &self.policy);
         let mut skip = DigestMap::default();
         for d in &plan.delete_order {
@@ -65,7 +65,7 @@ impl Reverify for FsReverify {
     }
 
     fn current_tags(&self, repo: &str) -> Result<Vec<String>, String> {
-        let (tags, problems) = FsLister::new(&self.root, 1).read_tags(repo);
+        let (tags, problems) = self.storage.read_tags(repo);
         match problems.first() {
             Some(p) => Err(p.clone()),
             None => Ok(tags.into_iter().map(|t| t.name).collect()),

@@ -2,6 +2,7 @@
 
 pub mod fs;
 pub mod parse;
+pub mod s3;
 
 use std::io;
 
@@ -17,6 +18,14 @@ pub trait BlobSource: Sync {
     fn read_blob(&self, digest: &Digest) -> io::Result<Vec<u8>>;
     /// Where the blob lives, for error messages.
     fn locate(&self, digest: &Digest) -> String;
+    /// Many blobs at once, in order; in parallel where that pays.
+    fn read_many(&self, digests: &[Digest]) -> Vec<io::Result<Vec<u8>>> {
+        if digests.len() > 64 {
+            digests.par_iter().map(|d| self.read_blob(d)).collect()
+        } else {
+            digests.iter().map(|d| self.read_blob(d)).collect()
+        }
+    }
 }
 
 /// A manifest as read from storage: parsed, or the reason it could not be.
@@ -88,12 +97,12 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     wanted.extend(record.tags.iter().map(|t| t.digest));
     wanted.sort_unstable();
     wanted.dedup();
-    let read = |d: &Digest| (*d, read_manifest(source, d));
-    let manifests: DigestMap<Meta> = if wanted.len() > 64 {
-        wanted.par_iter().map(read).collect()
-    } else {
-        wanted.iter().map(read).collect()
-    };
+    let bodies = source.read_many(&wanted);
+    let manifests: DigestMap<Meta> = wanted
+        .iter()
+        .zip(bodies)
+        .map(|(d, body)| (*d, manifest_meta(source, d, body)))
+        .collect();
     let configs: Vec<(Digest, Digest)> = manifests
         .iter()
         .filter_map(|(d, m)| match m {
@@ -103,12 +112,26 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
             _ => None,
         })
         .collect();
-    let read_config = |(d, c): &(Digest, Digest)| (*d, read_image_info(source, c));
-    let mut images: DigestMap<ImageInfo> = if configs.len() > 64 {
-        configs.par_iter().map(read_config).collect()
-    } else {
-        configs.iter().map(read_config).collect()
-    };
+    let mut config_digests: Vec<Digest> = configs.iter().map(|(_, c)| *c).collect();
+    config_digests.sort_unstable();
+    config_digests.dedup();
+    let config_bodies = source.read_many(&config_digests);
+    let infos: DigestMap<ImageInfo> = config_digests
+        .iter()
+        .zip(config_bodies)
+        .map(|(c, body)| {
+            (
+                *c,
+                body.ok()
+                    .and_then(|b| parse::parse_config(&b))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut images: DigestMap<ImageInfo> = configs
+        .iter()
+        .filter_map(|(d, c)| infos.get(c).map(|i| (*d, i.clone())))
+        .collect();
     for (d, m) in &manifests {
         if let Meta::Parsed(Manifest {
             schema1: Some(info),
@@ -125,8 +148,8 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     }
 }
 
-fn read_manifest(source: &dyn BlobSource, d: &Digest) -> Meta {
-    match source.read_blob(d) {
+fn manifest_meta(source: &dyn BlobSource, d: &Digest, body: io::Result<Vec<u8>>) -> Meta {
+    match body {
         Ok(body) if Digest::of(&body) != *d => Meta::Bad(format!(
             "manifest {d} at {}: content does not match its digest",
             source.locate(d)
@@ -137,12 +160,4 @@ fn read_manifest(source: &dyn BlobSource, d: &Digest) -> Meta {
         },
         Err(e) => Meta::Bad(format!("manifest {d} at {}: {e}", source.locate(d))),
     }
-}
-
-fn read_image_info(source: &dyn BlobSource, config: &Digest) -> ImageInfo {
-    source
-        .read_blob(config)
-        .ok()
-        .and_then(|b| parse::parse_config(&b))
-        .unwrap_or_default()
 }

@@ -28,6 +28,9 @@ pub struct Report<'a> {
     /// What the deletion pass did (absent in a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'a Outcome>,
+    /// S3 requests by kind and bytes read (S3 storage only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_requests: Option<serde_json::Value>,
 }
 
 /// The policy as the report states it.
@@ -162,5 +165,6 @@ pub fn build<'a>(
         repositories,
         warnings,
         outcome,
+        s3_requests: None,
     }
 }

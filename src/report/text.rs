@@ -9,6 +9,8 @@ use crate::plan::{Decision, Reason, RepoPlan, TagClass, Verdict};
 
 /// What the summary needs to know of the run.
 pub struct Header<'a> {
+    /// `local` or `S3`.
+    pub storage: &'a str,
     /// Dry-run mode.
     pub dry_run: bool,
     /// `REPO_FILTER`, if any.
@@ -52,7 +54,7 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
         writeln!(out, "Running in dry-run mode. No changes will be made.")?;
         writeln!(out)?;
     }
-    writeln!(out, "Running against local storage")?;
+    writeln!(out, "Running against {} storage", h.storage)?;
     if let Some(f) = h.repo_filter {
         writeln!(out, "Filtering to repository: {f}")?;
     }

@@ -11,8 +11,44 @@ use jwalk::{Parallelism, WalkDirGeneric};
 use rayon::prelude::*;
 
 use super::link::parse_link;
-use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, TagLink};
+use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::Digest;
+use crate::meta::BlobSource;
+use crate::meta::fs::FsBlobs;
+
+/// A filesystem registry: the jwalk lister and blob reads under one root.
+pub struct FsStorage {
+    lister: FsLister,
+    blobs: FsBlobs,
+}
+
+impl FsStorage {
+    /// The registry whose `rootdirectory` is `root`, scanned with `threads` threads.
+    pub fn new(root: &Path, threads: usize) -> FsStorage {
+        FsStorage {
+            lister: FsLister::new(root, threads),
+            blobs: FsBlobs::new(root),
+        }
+    }
+}
+
+impl Storage for FsStorage {
+    fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats {
+        self.lister.list(filter, out)
+    }
+    fn read_repo(&self, name: &str) -> RepoRecord {
+        self.lister.read_repo(name)
+    }
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+        self.lister.read_tags(name)
+    }
+    fn blobs(&self) -> &dyn BlobSource {
+        &self.blobs
+    }
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+}
 
 /// How many repositories travel together through the channels.
 const BATCH: usize = 32;

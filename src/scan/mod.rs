@@ -2,12 +2,33 @@
 
 pub mod fs;
 pub mod link;
+pub mod s3;
 
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use globset::GlobSet;
 
 use crate::digest::Digest;
+use crate::meta::BlobSource;
+
+/// A registry's storage: one trait, two implementations (filesystem, S3).
+pub trait Storage: Send + Sync {
+    /// Lists every repository `filter` admits, sending records in batches to `out`.
+    fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats;
+    /// Reads one repository now (for re-verification before deleting).
+    fn read_repo(&self, name: &str) -> RepoRecord;
+    /// Reads one repository's tags now, with any problems met.
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>);
+    /// Manifest and config bodies.
+    fn blobs(&self) -> &dyn BlobSource;
+    /// `local` or `S3`, as the original's "Running against … storage" line says.
+    fn kind(&self) -> &'static str;
+    /// Request accounting (S3 only).
+    fn requests(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
 
 /// A manifest revision linked into a repository (`_manifests/revisions/sha256/<hex>/link`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

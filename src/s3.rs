@@ -1,0 +1,289 @@
+//! S3 access shared by the S3 lister and blob reader: client setup, counted LIST and GET
+//! requests, and one clear line for every way a user can get the configuration wrong.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+
+/// Objects and common prefixes of a listing, or why it failed.
+pub type Listing = Result<(Vec<aws_sdk_s3::types::Object>, Vec<String>), String>;
+
+/// How to reach the bucket.
+#[derive(Clone, Debug)]
+pub struct S3Options {
+    /// Bucket name (`BUCKET`).
+    pub bucket: String,
+    /// Region (`REGION`); else the AWS chain, else us-east-1.
+    pub region: Option<String>,
+    /// S3-compatible endpoint URL.
+    pub endpoint: Option<String>,
+    /// Path-style addressing.
+    pub path_style: bool,
+    /// Access and secret key; `None` for the standard AWS credential chain.
+    pub credentials: Option<(String, String)>,
+    /// The registry driver's `rootdirectory` (`REGISTRY_DIR`), slashes as the user wrote them.
+    pub root: String,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// Requests made, by kind, and bytes read.
+#[derive(Debug, Default)]
+pub struct S3Stats {
+    /// ListObjectsV2 requests.
+    pub list: AtomicU64,
+    /// GETs of link files the listing could not resolve.
+    pub get_link: AtomicU64,
+    /// GETs of manifest and config blobs.
+    pub get_blob: AtomicU64,
+    /// Bytes of object bodies read.
+    pub bytes: AtomicU64,
+}
+
+impl S3Stats {
+    /// The counts as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "list_requests": self.list.load(Ordering::Relaxed),
+            "get_link_requests": self.get_link.load(Ordering::Relaxed),
+            "get_blob_requests": self.get_blob.load(Ordering::Relaxed),
+            "bytes_read": self.bytes.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What a GET is for, for accounting.
+#[derive(Clone, Copy, Debug)]
+pub enum GetKind {
+    /// A link file.
+    Link,
+    /// A manifest or config blob.
+    Blob,
+}
+
+/// A connected bucket with the registry's key prefix.
+pub struct S3Store {
+    client: Client,
+    /// Bucket name.
+    pub bucket: String,
+    /// `<root>/docker/registry/v2/` without a leading slash (or `docker/registry/v2/`).
+    pub base: String,
+    /// Request accounting.
+    pub stats: S3Stats,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// The key prefix of a registry whose driver `rootdirectory` is `root`.
+pub fn base_prefix(root: &str) -> String {
+    let root = root.trim_matches('/');
+    if root.is_empty() {
+        "docker/registry/v2/".to_owned()
+    } else {
+        format!("{root}/docker/registry/v2/")
+    }
+}
+
+/// One line for an S3 error, naming the bucket and what to check; never a secret.
+pub fn explain<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+    o: &S3Options,
+    what: &str,
+) -> String {
+    let endpoint = o.endpoint.as_deref().unwrap_or("AWS S3");
+    match e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "cannot reach the S3 endpoint {endpoint} ({what}): {}",
+            aws_sdk_s3::error::DisplayErrorContext(e)
+        ),
+        _ => {
+            let code = e.code().unwrap_or("");
+            let hint = match code {
+                "NoSuchBucket" => format!("bucket {:?} does not exist", o.bucket),
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AccessDenied"
+                | "InvalidToken"
+                | "ExpiredToken" => {
+                    format!(
+                        "S3 rejected the credentials ({}) for bucket {:?}",
+                        if o.credentials.is_some() {
+                            "ACCESS_KEY/SECRET_KEY"
+                        } else {
+                            "the AWS credential chain"
+                        },
+                        o.bucket
+                    )
+                }
+                "PermanentRedirect"
+                | "AuthorizationHeaderMalformed"
+                | "IllegalLocationConstraintException" => {
+                    format!(
+                        "bucket {:?} is not in region {:?}: set REGION to the bucket's region",
+                        o.bucket,
+                        o.region.as_deref().unwrap_or("us-east-1")
+                    )
+                }
+                _ => format!("S3 error on bucket {:?}", o.bucket),
+            };
+            format!("{hint} ({what}: {code} {})", e.message().unwrap_or(""))
+                .trim_end()
+                .to_owned()
+        }
+    }
+}
+
+impl S3Store {
+    /// Builds the client and checks the bucket and the registry prefix with one listing.
+    pub async fn connect(o: &S3Options) -> Result<S3Store, String> {
+        let region = RegionProviderChain::first_try(o.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::new("us-east-1"));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
+        if let Some((a, s)) = &o.credentials {
+            loader = loader.credentials_provider(Credentials::new(a, s, None, None, "regsweep"));
+        }
+        if let Some(e) = &o.endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        let shared = loader.load().await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(o.path_style)
+            .retry_config(RetryConfig::standard().with_max_attempts(6))
+            .build();
+        let store = S3Store {
+            client: Client::from_conf(conf),
+            bucket: o.bucket.clone(),
+            base: base_prefix(&o.root),
+            stats: S3Stats::default(),
+            concurrency: o.concurrency.max(1),
+        };
+        let probe = format!("{}repositories/", store.base);
+        let page = store
+            .list_page(&probe, Some("/"), None, Some(1))
+            .await
+            .map_err(|e| explain(&e, o, &format!("listing s3://{}/{probe}", o.bucket)))?;
+        if page.key_count().unwrap_or(0) == 0 && page.common_prefixes().is_empty() {
+            return Err(format!(
+                "REGISTRY_DIR {:?}: s3://{}/{probe} is empty; is REGISTRY_DIR the driver's rootdirectory?",
+                o.root, o.bucket
+            ));
+        }
+        Ok(store)
+    }
+
+    /// One ListObjectsV2 page.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<
+        ListObjectsV2Output,
+        SdkError<
+            aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error,
+            aws_sdk_s3::config::http::HttpResponse,
+        >,
+    > {
+        self.stats.list.fetch_add(1, Ordering::Relaxed);
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_continuation_token(token)
+            .max_keys(max_keys.unwrap_or(1000))
+            .send()
+            .await
+    }
+
+    /// Every page under `prefix`: objects and (with a delimiter) common prefixes.
+    pub async fn list_all(&self, prefix: &str, delimiter: Option<&str>) -> Listing {
+        let mut objects = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .list_page(prefix, delimiter, token, None)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "listing s3://{}/{prefix}: {}",
+                        self.bucket,
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    )
+                })?;
+            objects.extend(page.contents().iter().cloned());
+            prefixes.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+                _ => return Ok((objects, prefixes)),
+            }
+        }
+    }
+
+    /// GETs an object's body.
+    pub async fn get(&self, key: &str, kind: GetKind) -> std::io::Result<Vec<u8>> {
+        match kind {
+            GetKind::Link => self.stats.get_link.fetch_add(1, Ordering::Relaxed),
+            GetKind::Blob => self.stats.get_blob.fetch_add(1, Ordering::Relaxed),
+        };
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    std::io::ErrorKind::NotFound
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(
+                    kind,
+                    format!(
+                        "s3://{}/{key}: {}",
+                        self.bucket,
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| std::io::Error::other(format!("s3://{}/{key}: {e}", self.bucket)))?
+            .into_bytes()
+            .to_vec();
+        self.stats
+            .bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_directory_slashes_are_normalised() {
+        for root in ["", "/", "//"] {
+            assert_eq!(super::base_prefix(root), "docker/registry/v2/");
+        }
+        for root in ["registry", "/registry", "/registry/", "registry/"] {
+            assert_eq!(super::base_prefix(root), "registry/docker/registry/v2/");
+        }
+        assert_eq!(super::base_prefix("/a/b/"), "a/b/docker/registry/v2/");
+    }
+}

@@ -1,0 +1,245 @@
+//! S3 lister: delimiter listings discover repositories, one paginated listing per
+//! repository's `_manifests/` reads its links, and ETags resolve tag links without GETs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use futures_util::stream::{self, StreamExt};
+use md5::{Digest as _, Md5};
+use tokio::runtime::Handle;
+
+use super::link::parse_link;
+use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
+use crate::digest::Digest;
+use crate::meta::BlobSource;
+use crate::meta::s3::S3Blobs;
+use crate::s3::{GetKind, Listing, S3Store};
+
+/// Repositories per batch on the channel.
+const BATCH: usize = 32;
+
+/// A registry in an S3 bucket.
+pub struct S3Storage {
+    store: Arc<S3Store>,
+    blobs: S3Blobs,
+    handle: Handle,
+}
+
+impl S3Storage {
+    /// Storage over a connected bucket; requests run on `handle`'s runtime.
+    pub fn new(store: Arc<S3Store>, handle: Handle) -> S3Storage {
+        S3Storage {
+            blobs: S3Blobs::new(store.clone(), handle.clone()),
+            store,
+            handle,
+        }
+    }
+
+    fn repositories(&self) -> String {
+        format!("{}repositories/", self.store.base)
+    }
+
+    /// Walks the directory tree above `_manifests` with delimiter listings, level by level.
+    async fn discover(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
+        let top = self.repositories();
+        let mut repos = Vec::new();
+        let mut level = vec![String::new()];
+        while !level.is_empty() {
+            let pages: Vec<(String, Listing)> = stream::iter(level.drain(..).map(|dir| async {
+                let r = self.store.list_all(&format!("{top}{dir}"), Some("/")).await;
+                (dir, r)
+            }))
+            .buffer_unordered(self.store.concurrency)
+            .collect()
+            .await;
+            for (dir, page) in pages {
+                let prefixes = match page {
+                    Ok((_, p)) => p,
+                    Err(e) => {
+                        warnings.push(e);
+                        continue;
+                    }
+                };
+                for p in prefixes {
+                    let child = p.strip_prefix(&top).unwrap_or(&p).to_owned();
+                    let leaf = child.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+                    match leaf {
+                        "_manifests" => {
+                            let name = dir.trim_end_matches('/');
+                            if !name.is_empty() && filter.matches(name) {
+                                repos.push(name.to_owned());
+                            }
+                        }
+                        "_layers" | "_uploads" => {}
+                        _ => level.push(child),
+                    }
+                }
+            }
+        }
+        repos.sort();
+        repos
+    }
+
+    /// Lists one repository's `_manifests/` and resolves its links (GETs only where needed).
+    async fn read_repo_async(&self, name: &str) -> RepoRecord {
+        let mut rec = RepoRecord {
+            name: Arc::from(name),
+            ..RepoRecord::default()
+        };
+        let prefix = format!("{}{name}/_manifests/", self.repositories());
+        let objects = match self.store.list_all(&prefix, None).await {
+            Ok((o, _)) => o,
+            Err(e) => {
+                rec.problems.push(e);
+                return rec;
+            }
+        };
+        let etag = |o: &aws_sdk_s3::types::Object| {
+            o.e_tag()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_ascii_lowercase()
+        };
+        let time = |o: &aws_sdk_s3::types::Object| o.last_modified().map_or(0, |t| t.secs());
+        let mut known: Vec<Digest> = Vec::new();
+        let mut revisions = Vec::new();
+        let mut currents: BTreeMap<String, (String, i64, String)> = BTreeMap::new();
+        let mut tag_dirs: BTreeMap<String, ()> = BTreeMap::new();
+        for o in &objects {
+            let Some(key) = o.key() else { continue };
+            let rel = key.strip_prefix(&prefix).unwrap_or(key);
+            let parts: Vec<&str> = rel.split('/').collect();
+            match parts.as_slice() {
+                ["revisions", "sha256", hex, "link"] => match Digest::from_hex(hex) {
+                    Some(d) => {
+                        known.push(d);
+                        revisions.push((d, time(o), etag(o), key.to_owned()));
+                    }
+                    None => rec.problems.push(format!(
+                        "s3://{}/{key}: not a sha256 revision",
+                        self.store.bucket
+                    )),
+                },
+                ["tags", tag, "current", "link"] => {
+                    tag_dirs.insert((*tag).to_owned(), ());
+                    currents.insert((*tag).to_owned(), (etag(o), time(o), key.to_owned()));
+                }
+                ["tags", tag, "index", "sha256", hex, "link"] => {
+                    tag_dirs.insert((*tag).to_owned(), ());
+                    known.extend(Digest::from_hex(hex));
+                }
+                _ => {}
+            }
+        }
+        let by_md5: HashMap<String, Digest> = known.iter().map(|d| (md5_hex(d), *d)).collect();
+        for (d, at, tag, key) in revisions {
+            if tag == md5_hex(&d) {
+                rec.revisions.push(Revision {
+                    digest: d,
+                    linked_at: at,
+                });
+                continue;
+            }
+            // The ETag does not vouch for the body: read it.
+            match self.store.get(&key, GetKind::Link).await {
+                Ok(body) if parse_link(&body) == Some(d) => rec.revisions.push(Revision {
+                    digest: d,
+                    linked_at: at,
+                }),
+                Ok(_) => rec.problems.push(format!(
+                    "s3://{}/{key}: malformed link (want exactly {d})",
+                    self.store.bucket
+                )),
+                Err(e) => rec.problems.push(e.to_string()),
+            }
+        }
+        for tag in tag_dirs.keys() {
+            let Some((tag_etag, at, key)) = currents.get(tag) else {
+                rec.problems.push(format!(
+                    "s3://{}/{prefix}tags/{tag}/current/link: missing",
+                    self.store.bucket
+                ));
+                continue;
+            };
+            let digest = match by_md5.get(tag_etag) {
+                Some(d) => Some(*d),
+                None => match self.store.get(key, GetKind::Link).await {
+                    Ok(body) => parse_link(&body),
+                    Err(e) => {
+                        rec.problems.push(e.to_string());
+                        continue;
+                    }
+                },
+            };
+            match digest {
+                Some(digest) => rec.tags.push(TagLink {
+                    name: tag.clone(),
+                    digest,
+                    linked_at: *at,
+                }),
+                None => rec.problems.push(format!(
+                    "s3://{}/{key}: malformed link (want exactly sha256:<64 lowercase hex>)",
+                    self.store.bucket
+                )),
+            }
+        }
+        rec
+    }
+}
+
+/// Hex md5 of a link body `sha256:<hex>`: the ETag S3 gives a single-part upload of it.
+fn md5_hex(d: &Digest) -> String {
+    hex::encode(Md5::digest(d.to_string().as_bytes()))
+}
+
+impl Storage for S3Storage {
+    fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats {
+        let mut warnings = Vec::new();
+        let repos = self.handle.block_on(self.discover(filter, &mut warnings));
+        let count = repos.len();
+        self.handle.block_on(async {
+            let mut records = stream::iter(repos.iter().map(|r| self.read_repo_async(r)))
+                .buffer_unordered(self.store.concurrency);
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(rec) = records.next().await {
+                batch.push(rec);
+                if batch.len() == BATCH
+                    && out
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = out.send(batch);
+            }
+        });
+        ScanStats {
+            repositories: count,
+            warnings,
+        }
+    }
+
+    fn read_repo(&self, name: &str) -> RepoRecord {
+        self.handle.block_on(self.read_repo_async(name))
+    }
+
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+        let rec = self.read_repo(name);
+        (rec.tags, rec.problems)
+    }
+
+    fn blobs(&self) -> &dyn BlobSource {
+        &self.blobs
+    }
+
+    fn kind(&self) -> &'static str {
+        "S3"
+    }
+
+    fn requests(&self) -> Option<serde_json::Value> {
+        Some(self.store.stats.to_json())
+    }
+}

@@ -1,0 +1,224 @@
+//! S3 storage: the real registry on a local S3 server (moto), dry and real runs with the
+//! filesystem tests' expectations, garbage-collect, and LIST/GET request counts at scale.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::s3::{BUCKET, Moto, ROOT, keys, registry_on, s3_env};
+use common::standard::expected;
+use common::{Verdicts, pull_all_tags, regsweep, verdicts};
+use regsweep::digest::Digest;
+use regsweep::testkit::scenario::{self, APP, BASE, OTHER};
+
+fn repo_prefix(repo: &str) -> String {
+    format!(
+        "{}/docker/registry/v2/repositories/{repo}/_manifests/",
+        ROOT.trim_matches('/')
+    )
+}
+
+/// Revision digests linked in `repo`, straight from the bucket.
+fn revisions(moto: &Moto, repo: &str) -> BTreeSet<Digest> {
+    let p = format!("{}revisions/sha256/", repo_prefix(repo));
+    keys(moto, &p)
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(&p)?
+                .strip_suffix("/link")
+                .and_then(Digest::from_hex)
+        })
+        .collect()
+}
+
+/// Tag names with a current link in `repo`, straight from the bucket.
+fn tag_names(moto: &Moto, repo: &str) -> BTreeSet<String> {
+    let p = format!("{}tags/", repo_prefix(repo));
+    keys(moto, &p)
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(&p)?
+                .strip_suffix("/current/link")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn env<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut v: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path());
+    let reg = registry_on(&moto);
+    let named = scenario::push_standard(&reg.pusher()).expect("push scenario");
+    let s3 = s3_env(&moto);
+
+    // Just pushed: the default grace period keeps everything.
+    let out = regsweep(
+        &env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        report["totals"]["delete"], 0,
+        "young revisions are protected"
+    );
+    assert_eq!(
+        report["s3_requests"]["get_link_requests"], 0,
+        "every link resolved from the listing"
+    );
+
+    // With no grace period: exactly the filesystem plan (LastModified cannot be aged).
+    let out = regsweep(
+        &env(
+            &s3,
+            &[
+                ("DRY_RUN", "true"),
+                ("OUTPUT_FORMAT", "json"),
+                ("MIN_AGE", "0"),
+            ],
+        ),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut named_young = named.clone();
+    named_young.insert("YOUNG".into(), (APP.into(), Digest([0; 32])));
+    let mut want: Verdicts = expected(&named_young);
+    want.remove(&(APP.to_owned(), Digest([0; 32])));
+    assert_eq!(verdicts(&report), want);
+    let text = regsweep(&env(&s3, &[("DRY_RUN", "true"), ("MIN_AGE", "0")]), &[]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Running against S3 storage"));
+
+    // Real run through the registry API.
+    let tags_before: BTreeMap<&str, BTreeSet<String>> = [APP, OTHER, BASE]
+        .iter()
+        .map(|r| (*r, tag_names(&moto, r)))
+        .collect();
+    let out = regsweep(
+        &env(&s3, &[("REGISTRY_URL", &reg.url), ("MIN_AGE", "0")]),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for repo in [APP, OTHER, BASE] {
+        let keep: BTreeSet<Digest> = want
+            .iter()
+            .filter(|((r, _), v)| r == repo && v.starts_with("keep"))
+            .map(|((_, d), _)| *d)
+            .collect();
+        assert_eq!(revisions(&moto, repo), keep, "revisions left in {repo}");
+        let mut tags = tags_before[repo].clone();
+        if repo == APP {
+            tags.remove(&scenario::hash_tag(10));
+            tags.remove(&format!("sha256-{}.sig", named["B1"].1.hex()));
+        }
+        assert_eq!(tag_names(&moto, repo), tags, "tags left in {repo}");
+    }
+    let again = regsweep(
+        &env(&s3, &[("REGISTRY_URL", &reg.url), ("MIN_AGE", "0")]),
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
+
+    // garbage-collect with the registry stopped, restart, pull every kept tag in full.
+    reg.garbage_collect();
+    let url = reg.restart_with(
+        "",
+        &[
+            ("S3_TEST_ENDPOINT", &moto.url),
+            ("S3_TEST_BUCKET", BUCKET),
+            ("S3_TEST_ROOT", ROOT),
+        ],
+    );
+    for repo in [APP, OTHER, BASE] {
+        let names: Vec<String> = tag_names(&moto, repo).into_iter().collect();
+        assert!(pull_all_tags(&url, repo, &names) > names.len());
+    }
+    let b1 = named["B1"].1.hex();
+    let blob = format!(
+        "{}/docker/registry/v2/blobs/sha256/{}/{b1}/data",
+        ROOT.trim_matches('/'),
+        &b1[..2]
+    );
+    assert!(
+        keys(&moto, &blob).is_empty(),
+        "the deleted image's blob was collected"
+    );
+}
+
+#[test]
+fn s3_listing_stays_near_the_minimum_of_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path());
+    let fill = regsweep::testkit::s3fill::Fill {
+        repos: 1000,
+        revisions: 2,
+        tags: 2,
+        unmatched_every: 200,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (_, tags) = rt
+        .block_on(regsweep::testkit::s3fill::fill(
+            &moto.url, BUCKET, ROOT, &fill,
+        ))
+        .expect("fill");
+    let manifest_keys = keys(
+        &moto,
+        &format!(
+            "{}/docker/registry/v2/repositories/",
+            ROOT.trim_matches('/')
+        ),
+    )
+    .len();
+    let s3 = s3_env(&moto);
+    let out = regsweep(
+        &env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["totals"]["repositories"], 1000);
+    assert_eq!(report["totals"]["manifests"], 2000);
+    let req = &report["s3_requests"];
+    let lists = req["list_requests"].as_u64().expect("lists") as usize;
+    let link_gets = req["get_link_requests"].as_u64().expect("gets") as usize;
+    // Discovery: the top level, `fill/`, then one delimiter listing per repository
+    // directory; reading: one listing per repository (under 1000 keys each); one probe.
+    let discovery = 2 + fill.repos;
+    let bound = fill.repos + manifest_keys.div_ceil(1000) + discovery + 1;
+    assert!(lists <= bound, "{lists} LIST requests > {bound}");
+    assert!(
+        link_gets * 100 <= tags,
+        "{link_gets} tag-link GETs for {tags} tags"
+    );
+    assert!(link_gets > 0, "the unmatched tags needed GETs");
+}
