@@ -44,6 +44,50 @@ fn untagged(url: &str, repo: &str, n: usize) -> Result<()> {
     })
 }
 
+fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
+    use regsweep::scan::Storage;
+    let rt = tokio::runtime::Runtime::new()?;
+    let opts = regsweep::s3::S3Options {
+        bucket: bucket.to_owned(),
+        region: Some("us-east-1".to_owned()),
+        endpoint: Some(endpoint.to_owned()),
+        path_style: true,
+        credentials: Some(("test".to_owned(), "test".to_owned())),
+        root: root.to_owned(),
+        concurrency: 32,
+    };
+    let t0 = std::time::Instant::now();
+    let store = std::sync::Arc::new(
+        rt.block_on(regsweep::s3::S3Store::connect(&opts))
+            .map_err(anyhow::Error::msg)?,
+    );
+    let storage = regsweep::scan::s3::S3Storage::new(store, rt.handle().clone());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let counter = std::thread::spawn(move || {
+        let (mut repos, mut revisions, mut tags) = (0usize, 0usize, 0usize);
+        for batch in rx {
+            for r in batch {
+                let r: regsweep::scan::RepoRecord = r;
+                repos += 1;
+                revisions += r.revisions.len();
+                tags += r.tags.len();
+            }
+        }
+        (repos, revisions, tags)
+    });
+    storage.list(&regsweep::scan::RepoFilter::default(), &tx);
+    drop(tx);
+    let (repos, revisions, tags) = counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("counter panicked"))?;
+    println!(
+        "regsweep S3 lister: {repos} repositories, {revisions} revisions, {tags} tags in {:.2} s; requests {}",
+        t0.elapsed().as_secs_f64(),
+        storage.requests().unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let url = args
@@ -86,6 +130,7 @@ fn main() -> Result<()> {
                 revisions: n(5)?,
                 tags: n(6)?,
                 unmatched_every: if args.len() > 7 { n(7)? } else { 0 },
+                blobs: std::env::var("S3FILL_NO_BLOBS").is_err(),
             };
             let bucket = args.get(2).context("s3fill needs BUCKET")?;
             let root = args.get(3).context("s3fill needs ROOT")?;
@@ -94,6 +139,12 @@ fn main() -> Result<()> {
                 rt.block_on(regsweep::testkit::s3fill::fill(url, bucket, root, &f))?;
             println!("{keys} keys, {tags} tags");
             Ok(())
+        }
+        Some("s3list") => {
+            // regsweep-testpush ENDPOINT s3list BUCKET ROOT: regsweep's S3 lister alone, timed.
+            let bucket = args.get(2).context("s3list needs BUCKET ROOT")?;
+            let root = args.get(3).context("s3list needs BUCKET ROOT")?;
+            s3list(url, bucket, root)
         }
         Some(other) => bail!(
             "unknown command {other:?}: usage: regsweep-testpush URL [untagged REPO N | s3fill ...]"

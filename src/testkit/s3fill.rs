@@ -23,6 +23,8 @@ pub struct Fill {
     /// Every this many tags, one tag whose current link names a digest the listing
     /// cannot match (no revision, no index entry): it needs a GET. 0 for none.
     pub unmatched_every: usize,
+    /// Write manifest blobs too (needed to plan; a listing benchmark can do without).
+    pub blobs: bool,
 }
 
 /// A client for a local S3 server (any credentials, path style).
