@@ -179,6 +179,7 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
         revisions: 2,
         tags: 2,
         unmatched_every: 200,
+        blobs: true,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (_, tags) = rt
