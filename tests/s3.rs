@@ -44,6 +44,18 @@ fn tag_names(moto: &Moto, repo: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Runs regsweep, asserts exit 0, and parses its JSON report.
+fn run_json(env: &[(&str, &str)]) -> serde_json::Value {
+    let out = regsweep(env, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
 fn env<'a>(
     base: &'a [(&'static str, String)],
     extra: &[(&'a str, &'a str)],
@@ -62,17 +74,7 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     let s3 = s3_env(&moto);
 
     // Just pushed: the default grace period keeps everything.
-    let out = regsweep(
-        &env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]),
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report = run_json(&env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]));
     assert_eq!(
         report["totals"]["delete"], 0,
         "young revisions are protected"
@@ -83,24 +85,14 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     );
 
     // With no grace period: exactly the filesystem plan (LastModified cannot be aged).
-    let out = regsweep(
-        &env(
-            &s3,
-            &[
-                ("DRY_RUN", "true"),
-                ("OUTPUT_FORMAT", "json"),
-                ("MIN_AGE", "0"),
-            ],
-        ),
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report = run_json(&env(
+        &s3,
+        &[
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+            ("MIN_AGE", "0"),
+        ],
+    ));
     let mut named_young = named.clone();
     named_young.insert("YOUNG".into(), (APP.into(), Digest([0; 32])));
     let mut want: Verdicts = expected(&named_young);
@@ -196,17 +188,7 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
     )
     .len();
     let s3 = s3_env(&moto);
-    let out = regsweep(
-        &env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]),
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report = run_json(&env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]));
     assert_eq!(report["totals"]["repositories"], 1000);
     assert_eq!(report["totals"]["manifests"], 2000);
     let req = &report["s3_requests"];

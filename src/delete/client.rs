@@ -157,31 +157,39 @@ impl RegistryClient {
         )
     }
 
-    async fn ping(&mut self) -> Result<(), String> {
+    /// `GET /v2/`, with basic credentials when `authed`; errors say what to check.
+    async fn get_v2(&self, authed: bool) -> Result<Response, String> {
         let url = self.url("/v2/");
-        let send =
-            |r: RequestBuilder| {
-                let url = url.clone();
-                async move {
-                    r.send().await.map_err(|e| {
-                let hint = if describe_error(&e).contains("certificate") {
-                    " (a self-signed certificate? set SELF_SIGNED_CERT=true or --ca-cert FILE)"
-                } else {
-                    ""
-                };
-                format!("cannot reach the registry at {url}: {}{hint}", describe_error(&e))
-            })
-                }
+        let mut r = self.http.get(&url);
+        if authed {
+            r = self.authed_basic(r);
+        }
+        r.send().await.map_err(|e| {
+            let text = describe_error(&e);
+            let hint = if text.contains("certificate") {
+                " (a self-signed certificate? set SELF_SIGNED_CERT=true or --ca-cert FILE)"
+            } else {
+                ""
             };
-        // The first contact retries what a retry can cure (5xx, 429, refused connections).
-        let mut delays = ExponentialBuilder::default()
+            format!("cannot reach the registry at {url}: {text}{hint}")
+        })
+    }
+
+    /// Exponential backoff with jitter over the configured number of attempts.
+    fn backoff(&self, max_delay: Duration) -> backon::ExponentialBackoff {
+        ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
+            .with_max_delay(max_delay)
             .with_jitter()
             .with_max_times(self.opts.max_attempts.saturating_sub(1))
-            .build();
+            .build()
+    }
+
+    async fn ping(&mut self) -> Result<(), String> {
+        // The first contact retries what a retry can cure (5xx, 429, refused connections).
+        let mut delays = self.backoff(Duration::from_secs(10));
         let r = loop {
-            let attempt = send(self.http.get(self.url("/v2/"))).await;
+            let attempt = self.get_v2(false).await;
             let retry = match &attempt {
                 Ok(r) => {
                     r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS
@@ -223,7 +231,7 @@ impl RegistryClient {
         self.challenge = Some(challenge.clone());
         match challenge {
             Challenge::Basic => {
-                let r = send(self.authed_basic(self.http.get(self.url("/v2/")))).await?;
+                let r = self.get_v2(true).await?;
                 if !r.status().is_success() {
                     return Err(format!(
                         "the registry rejected {} on /v2/ ({})",
@@ -340,12 +348,7 @@ impl RegistryClient {
         repo: &str,
         gate: &Gate<'_>,
     ) -> Result<Response, SendError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .with_max_times(self.opts.max_attempts.saturating_sub(1))
-            .build();
+        let mut delays = self.backoff(Duration::from_secs(30));
         let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
         let mut refresh = false;
         let mut refreshed = false;
