@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo bench --locked --no-run
+# --all-targets also builds every criterion bench and runs each once as a smoke test
+# (a release `cargo bench --no-run` would double the build time of a fresh machine).
 cargo test --locked --all-targets
