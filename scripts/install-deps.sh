@@ -15,7 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # The local S3 server for the S3 tests (PyPI).
-if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask, flask_cors' >/dev/null 2>&1; then
+if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "installing: moto[server] flask flask-cors (pip)" >&2
   python3 -m pip install -q "moto[server]" flask flask-cors
 fi

@@ -10,7 +10,7 @@ start)
   port=${3:?usage: moto.sh start DIR PORT [BUCKET]}
   bucket=${4:-registry}
   mkdir -p "$dir"
-  env -u AWS_CA_BUNDLE moto_server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+  env -u AWS_CA_BUNDLE python3 -m moto.server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
   echo $! > "$dir/moto.pid"
   for _ in $(seq 1 200); do
     if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
@@ -19,11 +19,11 @@ start)
       exit 0
     fi
     if ! kill -0 "$(cat "$dir/moto.pid")" 2>/dev/null; then
-      echo "moto_server exited; its log:" >&2; cat "$dir/moto.log" >&2; exit 1
+      echo "moto (python3 -m moto.server) exited; its log:" >&2; cat "$dir/moto.log" >&2; exit 1
     fi
     sleep 0.05
   done
-  echo "moto_server did not answer on 127.0.0.1:$port within 10 s" >&2
+  echo "moto did not answer on 127.0.0.1:$port within 10 s" >&2
   exit 1
   ;;
 stop)
