@@ -205,3 +205,48 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
     );
     assert!(link_gets > 0, "the unmatched tags needed GETs");
 }
+
+#[test]
+fn s3_configuration_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path());
+    let s3 = s3_env(&moto);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let cases: Vec<(Vec<(&str, &str)>, i32, &str)> = vec![
+        (
+            vec![("BUCKET", "no-such-bucket")],
+            1,
+            "bucket \"no-such-bucket\" does not exist",
+        ),
+        (
+            vec![("S3_ENDPOINT", &dead)],
+            1,
+            "cannot reach the S3 endpoint",
+        ),
+        (vec![("REGISTRY_DIR", "/elsewhere")], 1, "is empty"),
+        (vec![("BUCKET", "")], 2, "needs BUCKET"), // empty: left out of the environment
+        (vec![("REGISTRY_STORAGE", "gcs")], 2, "REGISTRY_STORAGE"),
+    ];
+    for (extra, code, needle) in cases {
+        let mut e: Vec<(&str, &str)> = env(&s3, &[("DRY_RUN", "true")]);
+        e.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
+        e.extend(extra.iter().copied().filter(|(_, v)| !v.is_empty()));
+        let out = regsweep(&e, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(
+            err.contains(needle) && err.trim().lines().count() == 1,
+            "{extra:?}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{extra:?}: nothing planned or printed"
+        );
+    }
+    // ACCESS_KEY without SECRET_KEY is a usage error.
+    let mut e: Vec<(&str, &str)> = env(&s3, &[("DRY_RUN", "true")]);
+    e.retain(|(k, _)| *k != "SECRET_KEY");
+    let out = regsweep(&e, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SECRET_KEY"));
+}
