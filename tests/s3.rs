@@ -206,13 +206,16 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
     assert!(link_gets > 0, "the unmatched tags needed GETs");
 }
 
+/// Environment overrides, the exit code they must give, and what stderr must say.
+type ErrorCase<'a> = (Vec<(&'a str, &'a str)>, i32, &'a str);
+
 #[test]
 fn s3_configuration_errors_are_one_clear_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let moto = Moto::start(dir.path());
     let s3 = s3_env(&moto);
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let cases: Vec<(Vec<(&str, &str)>, i32, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             vec![("BUCKET", "no-such-bucket")],
             1,
