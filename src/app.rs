@@ -1,8 +1,8 @@
 //! One run: validate, scan and plan, report, and (unless dry-run) delete.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -10,10 +10,10 @@ use crate::cli::StorageConfig;
 use crate::cli::{Config, Output};
 use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::StorageReverify;
-use crate::delete::{self, DeleteResult, Outcome, Progress, RegistryClient};
-use crate::digest::Digest;
+use crate::delete::{self, Outcome, Progress, RegistryClient};
 use crate::pipeline::{Planned, plan_storage};
-use crate::plan::{Policy, RepoPlan};
+use crate::plan::Policy;
+use crate::report::progress::{Quiet, TextProgress};
 use crate::report::{json, text};
 use crate::s3::S3Store;
 use crate::scan::Storage;
@@ -64,59 +64,6 @@ fn warn_all(planned: &Planned) {
     }
 }
 
-/// Prints the original's per-deletion lines as deletions finish.
-struct TextProgress {
-    total: usize,
-    count: AtomicUsize,
-    lock: Mutex<()>,
-}
-
-impl Progress for TextProgress {
-    fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult) {
-        let i = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        let line = match (result, plan.decision(digest)) {
-            (DeleteResult::Deleted, Some(d)) => text::delete_line("Deleted:", plan, d),
-            (DeleteResult::AlreadyGone, Some(d)) => text::delete_line("Already gone:", plan, d),
-            (DeleteResult::Failed(why), _) => {
-                format!(
-                    "Failed to clean manifest {digest} from repo {} with response code {why}",
-                    plan.name
-                )
-            }
-            (DeleteResult::Cancelled, _) => return,
-            (DeleteResult::Fatal(f), _) => {
-                format!(
-                    "Failed to clean manifest {digest} from repo {} with response code {f:?}",
-                    plan.name
-                )
-            }
-            (_, None) => format!("  Deleted: {digest}  repo={}", plan.name),
-        };
-        let _g = self.lock.lock();
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "  Cleaning {i} of {}", self.total);
-        let _ = writeln!(out, "{line}");
-    }
-
-    fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        let _g = self.lock.lock();
-        let _ = writeln!(
-            io::stdout().lock(),
-            "  Skipped: {digest}  repo={}  ({why})",
-            plan.name
-        );
-    }
-}
-
-/// Prints nothing while deleting (JSON output).
-struct Quiet;
-
-impl Progress for Quiet {
-    fn done(&self, _: &RepoPlan, _: &Digest, _: &DeleteResult) {}
-    fn skipped(&self, _: &RepoPlan, _: &Digest, _: &str) {}
-}
-
 fn print_json(
     cfg: &Config,
     planned: &Planned,
@@ -139,39 +86,6 @@ fn print_json(
     serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
     writeln!(out)?;
     Ok(())
-}
-
-fn print_closing(outcome: &Outcome, total: usize) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    writeln!(out)?;
-    writeln!(
-        out,
-        "Job done, Cleaned {} of {total} manifests.",
-        outcome.deleted + outcome.already_gone
-    )?;
-    if outcome.already_gone > 0 {
-        writeln!(out, "({} of them were already gone.)", outcome.already_gone)?;
-    }
-    if !outcome.failed.is_empty() {
-        writeln!(out, "Failed deletions ({}):", outcome.failed.len())?;
-        for m in &outcome.failed {
-            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
-        }
-    }
-    if !outcome.skipped.is_empty() {
-        writeln!(out, "Skipped deletions ({}):", outcome.skipped.len())?;
-        for m in &outcome.skipped {
-            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
-        }
-    }
-    if outcome.not_attempted > 0 {
-        writeln!(
-            out,
-            "Not attempted: {} (a parent's delete failed, or the run stopped).",
-            outcome.not_attempted
-        )?;
-    }
-    text::write_gc_hint(&mut out)
 }
 
 /// Loads an unfinished journal, if the configuration names one and a run is to delete.
@@ -358,11 +272,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     let progress: Box<dyn Progress> = match cfg.output {
         Output::Text => {
             text::write_untagged_heading(&mut io::stdout().lock(), &planned.plans)?;
-            Box::new(TextProgress {
-                total,
-                count: AtomicUsize::new(0),
-                lock: Mutex::new(()),
-            })
+            Box::new(TextProgress::new(total))
         }
         Output::Json => Box::new(Quiet),
     };
@@ -385,7 +295,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     };
     let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
     match cfg.output {
-        Output::Text => print_closing(&outcome, total)?,
+        Output::Text => text::write_closing(&mut io::stdout().lock(), &outcome, total)?,
         Output::Json => print_json(cfg, &planned, Some(&outcome), storage.requests())?,
     }
     if let Some(e) = &outcome.journal_error {

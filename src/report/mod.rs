@@ -1,6 +1,7 @@
 //! Reports: the original tool's text summary and a JSON document of every decision.
 
 pub mod json;
+pub mod progress;
 pub mod text;
 
 use chrono::{DateTime, Utc};

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::format_time;
+use crate::delete::Outcome;
 use crate::meta::Kind;
 use crate::plan::{Decision, Reason, RepoPlan, TagClass, Verdict};
 
@@ -177,4 +178,37 @@ pub fn write_gc_hint(out: &mut dyn Write) -> io::Result<()> {
         "Please run a garbage-collect on the registry now to free up disk space \
          (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped)."
     )
+}
+
+/// The closing lines of a real run: counts, failed, skipped and unattempted deletions.
+pub fn write_closing(out: &mut dyn Write, outcome: &Outcome, total: usize) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Job done, Cleaned {} of {total} manifests.",
+        outcome.deleted + outcome.already_gone
+    )?;
+    if outcome.already_gone > 0 {
+        writeln!(out, "({} of them were already gone.)", outcome.already_gone)?;
+    }
+    if !outcome.failed.is_empty() {
+        writeln!(out, "Failed deletions ({}):", outcome.failed.len())?;
+        for m in &outcome.failed {
+            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
+        }
+    }
+    if !outcome.skipped.is_empty() {
+        writeln!(out, "Skipped deletions ({}):", outcome.skipped.len())?;
+        for m in &outcome.skipped {
+            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
+        }
+    }
+    if outcome.not_attempted > 0 {
+        writeln!(
+            out,
+            "Not attempted: {} (a parent's delete failed, or the run stopped).",
+            outcome.not_attempted
+        )?;
+    }
+    write_gc_hint(out)
 }
