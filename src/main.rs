@@ -10,7 +10,17 @@ use regsweep::cli::Args;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line naming what is wrong, like every other usage error.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("regsweep: {first}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
     // Only regsweep's own events: HTTP libraries' debug output could carry headers.
     let filter = if args.verbose {
         tracing_subscriber::EnvFilter::new("regsweep=debug")
@@ -25,16 +35,25 @@ fn main() {
     let cfg = match args.validate() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("regsweep: error: {e}");
+            eprintln!("regsweep: error: {}", one_line(&e));
             std::process::exit(EXIT_USAGE);
         }
     };
     let code = match app::run(&cfg) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("regsweep: error: {e:#}");
+            eprintln!("regsweep: error: {}", one_line(&format!("{e:#}")));
             EXIT_FATAL
         }
     };
     std::process::exit(code);
+}
+
+/// Folds a multi-line message (a regex error, say) onto one line.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

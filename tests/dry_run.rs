@@ -269,8 +269,15 @@ fn usage_errors_exit_2_with_one_line() {
             err.contains(needle),
             "{extra:?}: error should name {needle}: {err}"
         );
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: one line: {err}");
         assert!(out.stdout.is_empty(), "{extra:?}: nothing on stdout");
     }
+    let out = regsweep(&[("REGISTRY_DIR", root.as_str())], &["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
     let out = regsweep(
         &[
             ("REGISTRY_DIR", "/nonexistent/registry"),
