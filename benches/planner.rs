@@ -1,26 +1,52 @@
-//! Criterion benchmark of the pure planner over synthetic repositories.
+//! Criterion benchmark of the pure planner: one large repository, and whole registries of
+//! 1M and 10M manifests (100 per repository), with the bytes each planned manifest keeps.
+//! Under `cargo test` (no `--bench`) only small sizes run, once, as a smoke test.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use regex::Regex;
 use regsweep::digest::Digest;
 use regsweep::meta::{Child, ImageInfo, Kind, Manifest, Meta, Platform, Snapshot};
-use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy, plan_repository};
+use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy, RepoPlan, plan_repository};
 use regsweep::scan::{RepoRecord, Revision, TagLink};
+
+/// Counts live heap bytes, to measure what plans keep.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 const NOW: i64 = 1_800_000_000;
 
-fn digest(i: u64) -> Digest {
-    Digest::of(&i.to_le_bytes())
+fn digest(repo: u64, i: u64) -> Digest {
+    Digest::of(&[repo.to_le_bytes(), i.to_le_bytes()].concat())
 }
 
 /// A repository of `n` manifests: a third tagged (half of those hash tags), every tenth an index.
-fn snapshot(n: u64) -> Snapshot {
+fn snapshot(repo: u64, n: u64) -> Snapshot {
     let mut s = Snapshot {
         record: RepoRecord {
-            name: Arc::from("bench/app"),
+            name: Arc::from(format!("bench/app{repo}")),
             ..RepoRecord::default()
         },
         ..Snapshot::default()
@@ -30,7 +56,7 @@ fn snapshot(n: u64) -> Snapshot {
         architecture: "amd64".into(),
     });
     for i in 0..n {
-        let d = digest(i);
+        let d = digest(repo, i);
         s.record.revisions.push(Revision {
             digest: d,
             linked_at: NOW - 86_400 - i as i64,
@@ -40,7 +66,7 @@ fn snapshot(n: u64) -> Snapshot {
                 kind: Kind::Index,
                 children: (1..=2)
                     .map(|k| Child {
-                        digest: digest(i - k),
+                        digest: digest(repo, i - k),
                         platform: platform.clone(),
                     })
                     .collect(),
@@ -67,7 +93,7 @@ fn snapshot(n: u64) -> Snapshot {
         s.manifests.insert(d, Meta::Parsed(m));
         if i % 3 == 0 {
             let name = if i % 6 == 0 {
-                format!("{:08x}", i)
+                format!("{i:08x}")
             } else {
                 format!("v{i}")
             };
@@ -81,16 +107,25 @@ fn snapshot(n: u64) -> Snapshot {
     s
 }
 
-fn bench(c: &mut Criterion) {
-    let policy = Policy {
+fn policy() -> Policy {
+    Policy {
         hash_tag: Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
         keep: 10,
         min_age_secs: 3600,
         now: NOW,
-    };
+    }
+}
+
+/// Under `cargo bench` criterion gets `--bench`; under `cargo test` it does not.
+fn full() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn one_repository(c: &mut Criterion) {
+    let policy = policy();
     let mut g = c.benchmark_group("plan_repository");
     for n in [1_000u64, 100_000] {
-        let snap = snapshot(n);
+        let snap = snapshot(0, n);
         g.throughput(Throughput::Elements(n));
         g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, s| {
             b.iter(|| plan_repository(black_box(s), &policy))
@@ -99,5 +134,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn whole_registry(c: &mut Criterion) {
+    let policy = policy();
+    let sizes: &[u64] = if full() {
+        &[1_000_000, 10_000_000]
+    } else {
+        &[10_000]
+    };
+    let mut g = c.benchmark_group("plan_registry");
+    g.sample_size(10);
+    for &n in sizes {
+        let repos = n / 100;
+        let snaps: Vec<Snapshot> = (0..repos).map(|r| snapshot(r, 100)).collect();
+        // What the plans keep, per manifest (everything the report and deleter need).
+        let before = LIVE.load(Ordering::Relaxed);
+        let plans: Vec<RepoPlan> = snaps.iter().map(|s| plan_repository(s, &policy)).collect();
+        let kept = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+        eprintln!(
+            "plan_registry/{n}: plans keep {:.1} bytes per manifest",
+            kept as f64 / n as f64
+        );
+        drop(plans);
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &snaps, |b, snaps| {
+            b.iter(|| {
+                snaps
+                    .iter()
+                    .map(|s| plan_repository(black_box(s), &policy).delete_count())
+                    .sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, one_repository, whole_registry);
 criterion_main!(benches);

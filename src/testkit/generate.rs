@@ -132,7 +132,10 @@ fn repository(root: &Path, spec: &GenSpec, r: usize) -> io::Result<(usize, usize
             "rootfs": {"type": "layers", "diff_ids": []}}))
         .map_err(io::Error::other)?;
         let cd = w.blob(&config)?;
-        w.link(repo_dir.join(format!("_layers/sha256/{}/link", cd.hex())), &cd)?;
+        w.link(
+            repo_dir.join(format!("_layers/sha256/{}/link", cd.hex())),
+            &cd,
+        )?;
         let (mt, cmt, lmt) = if oci {
             (
                 OCI_MANIFEST,
