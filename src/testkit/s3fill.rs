@@ -55,7 +55,9 @@ pub async fn fill(endpoint: &str, bucket: &str, root: &str, f: &Fill) -> Result<
                 "layers": [], "annotations": {"r": r.to_string(), "i": i.to_string()}}))?;
             let d = Digest::of(&body);
             let hex = d.hex();
-            puts.push((format!("{base}blobs/sha256/{}/{hex}/data", &hex[..2]), body));
+            if f.blobs {
+                puts.push((format!("{base}blobs/sha256/{}/{hex}/data", &hex[..2]), body));
+            }
             puts.push((
                 format!("{repo}revisions/sha256/{hex}/link"),
                 d.to_string().into_bytes(),
