@@ -120,3 +120,54 @@ fn config_created_and_platform() {
     assert_eq!(parse_config(b"{}").map(|i| i.created), Some(None));
     assert_eq!(parse_config(b"garbage"), None);
 }
+
+#[test]
+fn fixtures_of_every_media_type() {
+    let d = |h: &str| Digest::parse(&format!("sha256:{h}")).expect("fixture digest");
+    let m = parse_manifest(include_bytes!(
+        "../../../fixtures/manifests/docker-schema2.json"
+    ))
+    .expect("schema2");
+    assert_eq!(m.kind, Kind::Image);
+    assert_eq!(
+        m.config,
+        Some(d(
+            "9c7a54a9a43cca047013b82af109fe963fde787f63f9e016fdc3384500c2823d"
+        ))
+    );
+    let m = parse_manifest(include_bytes!(
+        "../../../fixtures/manifests/docker-manifest-list.json"
+    ))
+    .expect("list");
+    assert_eq!(m.kind, Kind::Index);
+    let platforms: Vec<String> = m
+        .children
+        .iter()
+        .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(platforms, vec!["linux/amd64", "linux/arm64"]);
+    let m = parse_manifest(include_bytes!(
+        "../../../fixtures/manifests/oci-manifest-with-subject.json"
+    ))
+    .expect("referrer");
+    assert_eq!(m.kind, Kind::Image);
+    assert_eq!(
+        m.subject,
+        Some(d(
+            "e2e16842c9b54d985bf1ef9242a313f36b856181f188de21313820e177002501"
+        ))
+    );
+    let m = parse_manifest(include_bytes!(
+        "../../../fixtures/manifests/oci-index-nested.json"
+    ))
+    .expect("nested");
+    assert_eq!(m.kind, Kind::Index);
+    assert_eq!(m.children.len(), 2);
+    assert_eq!(m.children[0].platform, None);
+    let m = parse_manifest(include_bytes!(
+        "../../../fixtures/manifests/docker-schema1-signed.json"
+    ))
+    .expect("schema1");
+    assert_eq!(m.kind, Kind::Schema1);
+    assert_eq!(m.schema1.and_then(|i| i.created), Some(1_546_306_167));
+}
