@@ -6,6 +6,7 @@
 # Registry environment overrides such as REGISTRY_STORAGE_DELETE_ENABLED=false pass through.
 # With S3_TEST_ENDPOINT (and S3_TEST_BUCKET, S3_TEST_ROOT) set, storage is S3 instead.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cmd=${1:?usage: registry.sh start DIR PORT | stop DIR}
 dir=${2:?usage: registry.sh start DIR PORT | stop DIR}
 
@@ -52,27 +53,11 @@ YAML
   scheme=http; [ -n "${REGISTRY_HTTP_TLS_CERTIFICATE:-}" ] && scheme=https
   env -u AWS_CA_BUNDLE docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $! > "$dir/registry.pid"
-  for _ in $(seq 1 100); do
-    if curl -sk -o /dev/null "$scheme://127.0.0.1:$port/v2/"; then
-      echo "$scheme://127.0.0.1:$port"
-      exit 0
-    fi
-    if ! kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
-      echo "docker-registry exited; its log:" >&2; cat "$dir/registry.log" >&2; exit 1
-    fi
-    sleep 0.05
-  done
-  echo "docker-registry did not answer on 127.0.0.1:$port within 5 s" >&2
-  exit 1
+  wait_up docker-registry "$scheme://127.0.0.1:$port/v2/" "$dir/registry.pid" "$dir/registry.log" 100
+  echo "$scheme://127.0.0.1:$port"
   ;;
 stop)
-  pidfile="$dir/registry.pid"
-  [ -f "$pidfile" ] || exit 0
-  pid=$(cat "$pidfile")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
+  stop_pidfile "$dir/registry.pid"
   ;;
 *)
   echo "usage: registry.sh start DIR PORT | stop DIR" >&2; exit 2 ;;

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::standard::{expected, standard};
-use common::token::start_token_server;
-use common::{Registry, ca_signed_cert, pull_all_tags, regsweep, self_signed_cert};
+use common::token::token_registry;
+use common::{Registry, ca_signed_cert, pull_all_tags, regsweep};
 use regsweep::digest::Digest;
 use regsweep::testkit::scenario::{self, APP, BASE, Named, OTHER};
 
@@ -270,16 +270,7 @@ fn basic_auth_over_tls_with_self_signed_and_ca_cert() {
 fn token_auth_fetches_a_scoped_token_per_repository() {
     let (reg, named) = standard();
     let tags = tags_after(&reg, &named);
-    let (cert, key) = self_signed_cert(reg.dir.path(), "regsweep-test-issuer");
-    let cert_pem = std::fs::read_to_string(&cert).expect("cert");
-    let key_pem = std::fs::read(&key).expect("key");
-    let tokens = start_token_server(&cert_pem, &key_pem, "alice", "s3cret:x");
-    let extra = format!(
-        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: regsweep-test\n    issuer: regsweep-test-issuer\n    rootcertbundle: {}\n",
-        tokens.port,
-        cert.display()
-    );
-    reg.restart_with(&extra, &[]);
+    let tokens = token_registry(&reg, "alice", "s3cret:x");
     let root = reg.root().to_string_lossy().into_owned();
     let env = [
         ("REGISTRY_URL", reg.url.as_str()),

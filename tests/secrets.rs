@@ -7,8 +7,8 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::standard::standard;
-use common::token::start_token_server;
-use common::{regsweep, self_signed_cert};
+use common::token::token_registry;
+use common::regsweep;
 
 const PASSWORD: &str = "t0p:s3cret-Pa55word";
 
@@ -25,19 +25,7 @@ fn assert_clean(what: &str, text: &str, secrets: &[String]) {
 #[test]
 fn token_auth_run_leaks_neither_password_nor_tokens() {
     let (reg, _named) = standard();
-    let (cert, key) = self_signed_cert(reg.dir.path(), "regsweep-test-issuer");
-    let tokens = start_token_server(
-        &std::fs::read_to_string(&cert).expect("cert"),
-        &std::fs::read(&key).expect("key"),
-        "alice",
-        PASSWORD,
-    );
-    let extra = format!(
-        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: regsweep-test\n    issuer: regsweep-test-issuer\n    rootcertbundle: {}\n",
-        tokens.port,
-        cert.display()
-    );
-    reg.restart_with(&extra, &[]);
+    let tokens = token_registry(&reg, "alice", PASSWORD);
     let root = reg.root().to_string_lossy().into_owned();
     let journal = reg.dir.path().join("journal.jsonl");
     let journal_s = journal.to_string_lossy().into_owned();

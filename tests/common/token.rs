@@ -74,3 +74,21 @@ pub fn start_token_server(
         issued,
     }
 }
+
+/// Restarts `reg` with token auth issued by a new [`TokenServer`] for `user`:`password`.
+pub fn token_registry(reg: &super::Registry, user: &str, password: &str) -> TokenServer {
+    let (cert, key) = super::self_signed_cert(reg.dir.path(), "regsweep-test-issuer");
+    let tokens = start_token_server(
+        &std::fs::read_to_string(&cert).expect("cert"),
+        &std::fs::read(&key).expect("key"),
+        user,
+        password,
+    );
+    let extra = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: regsweep-test\n    issuer: regsweep-test-issuer\n    rootcertbundle: {}\n",
+        tokens.port,
+        cert.display()
+    );
+    reg.restart_with(&extra, &[]);
+    tokens
+}
