@@ -6,9 +6,9 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::regsweep;
 use common::standard::standard;
 use common::token::token_registry;
-use common::regsweep;
 
 const PASSWORD: &str = "t0p:s3cret-Pa55word";
 
