@@ -271,6 +271,10 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         })
         .collect();
     keep.propagate(&attachments);
+    let mut attached_to: DigestMap<Digest> = DigestMap::default();
+    for (subject, target) in &attachments {
+        attached_to.entry(*target).or_insert(*subject);
+    }
 
     let parents = parents_of(snap, &revisions);
     let mut decisions = Vec::with_capacity(rec.revisions.len());
@@ -279,7 +283,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             Some(reason) => (Verdict::Keep, *reason),
             None => (
                 Verdict::Delete,
-                delete_reason(snap, r.digest, &ranks, &attachments, &parents),
+                delete_reason(snap, r.digest, &ranks, &attached_to, &parents),
             ),
         };
         let (kind, label) = describe(snap, &r.digest);
@@ -412,13 +416,13 @@ fn delete_reason(
     snap: &Snapshot,
     d: Digest,
     ranks: &DigestMap<u32>,
-    attachments: &[(Digest, Digest)],
+    attached_to: &DigestMap<Digest>,
     parents: &DigestMap<Vec<Digest>>,
 ) -> Reason {
     if let Some(rank) = ranks.get(&d) {
         return Reason::HashTagExpired { rank: *rank };
     }
-    if let Some((subject, _)) = attachments.iter().find(|(_, t)| *t == d) {
+    if let Some(subject) = attached_to.get(&d) {
         return Reason::AttachmentOfDeleted { subject: *subject };
     }
     if let Some(subject) = snap.manifest(&d).and_then(|m| m.subject) {

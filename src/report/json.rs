@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::rfc3339;
 use crate::delete::Outcome;
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap};
 use crate::meta::Kind;
 use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, Verdict};
 
@@ -106,7 +106,11 @@ pub struct DecisionView<'a> {
     pub tags: Vec<&'a str>,
 }
 
-fn decision_view<'a>(plan: &'a RepoPlan, d: &Decision) -> DecisionView<'a> {
+fn decision_view<'a>(
+    plan: &'a RepoPlan,
+    d: &Decision,
+    tags: &DigestMap<Vec<&'a str>>,
+) -> DecisionView<'a> {
     DecisionView {
         digest: d.digest,
         verdict: d.verdict,
@@ -115,12 +119,7 @@ fn decision_view<'a>(plan: &'a RepoPlan, d: &Decision) -> DecisionView<'a> {
         created: d.created.and_then(rfc3339),
         linked_at: rfc3339(d.linked_at),
         platform: plan.label(d),
-        tags: plan
-            .tags
-            .iter()
-            .filter(|t| t.digest == d.digest)
-            .map(|t| t.name.as_str())
-            .collect(),
+        tags: tags.get(&d.digest).cloned().unwrap_or_default(),
     }
 }
 
@@ -147,7 +146,17 @@ pub fn build<'a>(
                 notes: &p.notes,
                 tags: &p.tags,
                 delete_order: &p.delete_order,
-                decisions: p.decisions.iter().map(|d| decision_view(p, d)).collect(),
+                decisions: {
+                    // Tags by digest once per repository, not a scan of all tags per decision.
+                    let mut tags: DigestMap<Vec<&str>> = DigestMap::default();
+                    for t in &p.tags {
+                        tags.entry(t.digest).or_default().push(t.name.as_str());
+                    }
+                    p.decisions
+                        .iter()
+                        .map(|d| decision_view(p, d, &tags))
+                        .collect()
+                },
             };
             totals.repositories += 1;
             totals.manifests += view.manifests;

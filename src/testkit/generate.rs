@@ -83,6 +83,26 @@ impl Writer {
     fn link(&mut self, path: PathBuf, d: &Digest) -> io::Result<()> {
         self.put(&path, d.to_string().as_bytes())
     }
+
+    /// A blob linked into the repository's `_layers` (layers and configs).
+    fn layer(&mut self, repo_dir: &Path, body: &[u8]) -> io::Result<Digest> {
+        let d = self.blob(body)?;
+        self.link(
+            repo_dir.join(format!("_layers/sha256/{}/link", d.hex())),
+            &d,
+        )?;
+        Ok(d)
+    }
+
+    /// A manifest blob linked as a revision of the repository.
+    fn manifest(&mut self, manifests_dir: &Path, body: &[u8]) -> io::Result<Digest> {
+        let d = self.blob(body)?;
+        self.link(
+            manifests_dir.join(format!("revisions/sha256/{}/link", d.hex())),
+            &d,
+        )?;
+        Ok(d)
+    }
 }
 
 struct Made {
@@ -109,11 +129,7 @@ fn repository(root: &Path, spec: &GenSpec, r: usize) -> io::Result<(usize, usize
     let mut layers = Vec::new();
     for l in 0..2 {
         let body = format!("layer {r} {l} ").repeat(32).into_bytes();
-        let d = w.blob(&body)?;
-        w.link(
-            repo_dir.join(format!("_layers/sha256/{}/link", d.hex())),
-            &d,
-        )?;
+        let d = w.layer(&repo_dir, &body)?;
         layers.push((d, body.len()));
     }
     let mut revisions = 0;
@@ -131,11 +147,7 @@ fn repository(root: &Path, spec: &GenSpec, r: usize) -> io::Result<(usize, usize
             "created": created.to_rfc3339(), "config": {"Env": [format!("N={r}-{n}")]},
             "rootfs": {"type": "layers", "diff_ids": []}}))
         .map_err(io::Error::other)?;
-        let cd = w.blob(&config)?;
-        w.link(
-            repo_dir.join(format!("_layers/sha256/{}/link", cd.hex())),
-            &cd,
-        )?;
+        let cd = w.layer(&repo_dir, &config)?;
         let (mt, cmt, lmt) = if oci {
             (
                 OCI_MANIFEST,
@@ -156,11 +168,7 @@ fn repository(root: &Path, spec: &GenSpec, r: usize) -> io::Result<(usize, usize
         let body = serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": mt,
             "config": {"mediaType": cmt, "size": config.len(), "digest": cd.to_string()}, "layers": ls}))
         .map_err(io::Error::other)?;
-        let d = w.blob(&body)?;
-        w.link(
-            manifests_dir.join(format!("revisions/sha256/{}/link", d.hex())),
-            &d,
-        )?;
+        let d = w.manifest(&manifests_dir, &body)?;
         Ok(Made {
             digest: d,
             media_type: mt,
@@ -181,11 +189,7 @@ fn repository(root: &Path, spec: &GenSpec, r: usize) -> io::Result<(usize, usize
                 &json!({"schemaVersion": 2, "mediaType": mt, "manifests": entries}),
             )
             .map_err(io::Error::other)?;
-            let d = w.blob(&body)?;
-            w.link(
-                manifests_dir.join(format!("revisions/sha256/{}/link", d.hex())),
-                &d,
-            )?;
+            let d = w.manifest(&manifests_dir, &body)?;
             roots.push(Made {
                 digest: d,
                 media_type: mt,
