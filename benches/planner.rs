@@ -108,12 +108,12 @@ fn snapshot(repo: u64, n: u64) -> Snapshot {
 }
 
 fn policy() -> Policy {
-    Policy {
-        hash_tag: Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
-        keep: 10,
-        min_age_secs: 3600,
-        now: NOW,
-    }
+    Policy::new(
+        Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
+        10,
+        3600,
+        NOW,
+    )
 }
 
 /// Under `cargo bench` criterion gets `--bench`; under `cargo test` it does not.
@@ -136,14 +136,15 @@ fn one_repository(c: &mut Criterion) {
 
 fn whole_registry(c: &mut Criterion) {
     let policy = policy();
-    let sizes: &[u64] = if full() {
-        &[1_000_000, 10_000_000]
-    } else {
-        &[10_000]
+    // PLANNER_SIZES=1000000,5000000 picks other registry sizes.
+    let sizes: Vec<u64> = match std::env::var("PLANNER_SIZES") {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) if full() => vec![1_000_000, 10_000_000],
+        Err(_) => vec![10_000],
     };
     let mut g = c.benchmark_group("plan_registry");
     g.sample_size(10);
-    for &n in sizes {
+    for &n in &sizes {
         let repos = n / 100;
         let snaps: Vec<Snapshot> = (0..repos).map(|r| snapshot(r, 100)).collect();
         // What the plans keep, per manifest (everything the report and deleter need).

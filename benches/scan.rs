@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regex::Regex;
 use regsweep::pipeline::plan_filesystem;
-use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy};
+use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use regsweep::scan::RepoFilter;
 use regsweep::testkit::generate::{GenSpec, generate};
 
@@ -41,12 +41,13 @@ fn scan(c: &mut Criterion) {
         (2_000, 400)
     };
     let root = tree(manifests, tags);
-    let policy = Policy {
-        hash_tag: Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
-        keep: 10,
-        min_age_secs: 3600,
-        now: chrono::Utc::now().timestamp(),
-    };
+    let policy: Policies = Policy::new(
+        Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
+        10,
+        3600,
+        chrono::Utc::now().timestamp(),
+    )
+    .into();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut g = c.benchmark_group("scan_filesystem");
     g.sample_size(10);

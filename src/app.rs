@@ -12,7 +12,7 @@ use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::StorageReverify;
 use crate::delete::{self, Outcome, Progress, RegistryClient};
 use crate::pipeline::{Planned, plan_storage};
-use crate::plan::Policy;
+use crate::plan::Policies;
 use crate::report::progress::{Quiet, TextProgress};
 use crate::report::{json, text};
 use crate::s3::S3Store;
@@ -34,14 +34,11 @@ pub const EXIT_SKIPPED: i32 = 4;
 /// Exit code: stopped by SIGINT or SIGTERM.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-/// The policy a configuration asks for, as of now.
-pub fn policy(cfg: &Config) -> Policy {
-    Policy {
-        hash_tag: cfg.hash_tag.clone(),
-        keep: cfg.keep,
-        min_age_secs: cfg.min_age_secs,
-        now: chrono::Utc::now().timestamp(),
-    }
+/// The policies a configuration asks for, as of now.
+pub fn policies(cfg: &Config) -> Policies {
+    let mut p = cfg.policies.clone();
+    p.set_now(chrono::Utc::now().timestamp());
+    p
 }
 
 /// Prints every warning, failed-closed repository and note on stderr, one line each.
@@ -75,7 +72,16 @@ fn print_json(
         &planned.warnings,
         cfg.dry_run,
         json::PolicyView {
-            hash_tag_pattern: cfg.hash_tag.as_str(),
+            hash_tag_pattern: cfg.hash_tag_patterns.first().map_or("", String::as_str),
+            hash_tag_patterns: &cfg.hash_tag_patterns,
+            keep_tags: cfg.policies.base.keep_tags.as_ref().map(|r| r.as_str()),
+            older_than_seconds: cfg.policies.base.older_than_secs,
+            rules: cfg
+                .policies
+                .rules
+                .iter()
+                .map(|r| r.patterns.clone())
+                .collect(),
             hash_tag_keep: cfg.keep,
             min_age_seconds: cfg.min_age_secs,
         },
@@ -151,7 +157,7 @@ fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> i32 {
 
 /// Runs regsweep with a validated configuration; returns the process exit code.
 pub fn run(cfg: &Config) -> Result<i32> {
-    let mut policy = policy(cfg);
+    let mut policy = policies(cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads.max(1))
         .enable_all()
@@ -173,7 +179,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
     let resume = unfinished(cfg)?;
     if let Some(u) = &resume {
         // The same policy time as the interrupted run: the same grace-period verdicts.
-        policy.now = u.now;
+        policy.set_now(u.now);
     }
     let started = std::time::Instant::now();
     let storage: Arc<dyn Storage> = match &cfg.storage {
@@ -244,7 +250,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
         Some(path) => {
             let j = Journal::open(path).map_err(|e| anyhow!(e))?;
             j.record(Record::Begin {
-                now: policy.now,
+                now: policy.now(),
                 resumed: resume.is_some(),
             });
             Some(j)

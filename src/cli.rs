@@ -10,9 +10,9 @@ use regex::Regex;
 
 use crate::delete::ClientOptions;
 use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
-use crate::plan::DEFAULT_HASH_TAG_PATTERN;
+use crate::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use crate::s3::S3Options;
-use crate::scan::RepoFilter;
+use crate::scan::{RepoFilter, Shard};
 
 /// Report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,9 +80,26 @@ pub struct Args {
     #[arg(long = "repo", env = "REPO_GLOB", value_delimiter = ',')]
     pub repo: Vec<String>,
 
-    /// Tags matching this regex are commit-hash tags.
+    /// Only shard K of N (stable hash of the repository name), so that N processes split a
+    /// registry; K may be `index` for a Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
+    #[arg(long, env = "SHARD")]
+    pub shard: Option<String>,
+
+    /// Tags matching this regex are commit-hash tags (repeatable: a tag matching any is one).
     #[arg(long, env = "HASH_TAG_PATTERN", default_value = DEFAULT_HASH_TAG_PATTERN)]
-    pub hash_tag_pattern: String,
+    pub hash_tag_pattern: Vec<String>,
+
+    /// Tags matching this regex are never deleted, nor anything they reach.
+    #[arg(long, env = "KEEP_TAGS")]
+    pub keep_tags: Option<String>,
+
+    /// Hash-tagged images beyond the newest N go only when older than this (e.g. 30d).
+    #[arg(long, env = "OLDER_THAN")]
+    pub older_than: Option<String>,
+
+    /// Policy file (TOML): per-repository-glob rules overriding the policy flags.
+    #[arg(long, env = "POLICY_FILE")]
+    pub policy: Option<PathBuf>,
 
     /// Hash-tagged images kept per repository.
     #[arg(long, env = "HASH_TAG_KEEP", default_value = "10")]
@@ -166,8 +183,10 @@ pub struct Config {
     pub dry_run: bool,
     /// Repositories in scope.
     pub filter: RepoFilter,
-    /// Hash-tag regex.
-    pub hash_tag: Regex,
+    /// Hash-tag regexes as given.
+    pub hash_tag_patterns: Vec<String>,
+    /// The policies, with `now` unset (0): see `app::policies`.
+    pub policies: Policies,
     /// Hash-tagged images kept per repository.
     pub keep: usize,
     /// Grace period in seconds.
@@ -247,13 +266,32 @@ fn credentials(a: &Args, url: &str) -> Result<Option<Credentials>, String> {
 
 /// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
 pub fn parse_min_age(s: &str) -> Result<i64, String> {
+    parse_duration_secs("MIN_AGE", s)
+}
+
+/// Parses seconds (`0`, `3600`) or a humantime duration (`30m`, `1h`, `2d`) for `what`.
+pub fn parse_duration_secs(what: &str, s: &str) -> Result<i64, String> {
     let s = s.trim();
     if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-        return s.parse::<i64>().map_err(|e| format!("MIN_AGE {s:?}: {e}"));
+        return s.parse::<i64>().map_err(|e| format!("{what} {s:?}: {e}"));
     }
     humantime::parse_duration(s)
-        .map(|d| d.as_secs() as i64)
-        .map_err(|e| format!("MIN_AGE {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_err(|e| format!("{what} {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
+}
+
+/// Parses `--shard K/N`; `index/N` takes K from `job_index` (JOB_COMPLETION_INDEX).
+pub fn parse_shard(s: &str, job_index: Option<String>) -> Result<Shard, String> {
+    match s.split_once('/') {
+        Some(("index", n)) => {
+            let k = job_index.ok_or_else(|| {
+                format!("--shard {s:?}: JOB_COMPLETION_INDEX is not set (not in an Indexed Job?)")
+            })?;
+            Shard::parse(&format!("{}/{n}", k.trim()))
+                .map_err(|e| format!("{e} (JOB_COMPLETION_INDEX={k:?})"))
+        }
+        _ => Shard::parse(s),
+    }
 }
 
 /// Which storage to read, and how.
@@ -332,12 +370,26 @@ impl Args {
 
     /// Checks every value; the error is one line naming what is wrong.
     pub fn validate(self) -> Result<Config, String> {
-        let hash_tag = Regex::new(&self.hash_tag_pattern).map_err(|e| {
-            format!(
-                "HASH_TAG_PATTERN {:?} is not a valid regex: {e}",
-                self.hash_tag_pattern
-            )
-        })?;
+        let hash_tags = self
+            .hash_tag_pattern
+            .iter()
+            .map(|p| {
+                Regex::new(p)
+                    .map_err(|e| format!("HASH_TAG_PATTERN {p:?} is not a valid regex: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut hash_tags = hash_tags.into_iter();
+        let hash_tag = hash_tags.next().ok_or("HASH_TAG_PATTERN is empty")?;
+        let keep_tags = match self.keep_tags.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => Some(
+                Regex::new(k).map_err(|e| format!("KEEP_TAGS {k:?} is not a valid regex: {e}"))?,
+            ),
+            None => None,
+        };
+        let older_than_secs = match self.older_than.as_deref().filter(|k| !k.is_empty()) {
+            Some(o) => parse_duration_secs("OLDER_THAN", o)?,
+            None => 0,
+        };
         let keep = self.hash_tag_keep.trim().parse::<usize>().map_err(|_| {
             format!(
                 "HASH_TAG_KEEP {:?} is not a non-negative whole number",
@@ -345,6 +397,19 @@ impl Args {
             )
         })?;
         let min_age_secs = parse_min_age(&self.min_age)?;
+        let base = Policy {
+            hash_tag,
+            extra_hash_tags: hash_tags.collect(),
+            keep,
+            keep_tags,
+            older_than_secs,
+            min_age_secs,
+            now: 0,
+        };
+        let policies = match &self.policy {
+            Some(path) => crate::policy_file::load(path, &base)?,
+            None => Policies::from(base),
+        };
         let repo_filter = self.repo_filter.clone().filter(|s| !s.is_empty());
         let storage = self.storage_config(repo_filter.as_deref())?;
         let globs = if self.repo.is_empty() {
@@ -360,6 +425,21 @@ impl Args {
             }
             Some(b.build().map_err(|e| format!("--repo globs: {e}"))?)
         };
+        let shard = match self
+            .shard
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(s) => Some(parse_shard(s, std::env::var("JOB_COMPLETION_INDEX").ok())?),
+        };
+        if shard.is_some() && repo_filter.is_some() {
+            return Err(
+                "--shard and REPO_FILTER cannot be combined: REPO_FILTER names one repository"
+                    .to_owned(),
+            );
+        }
         if let Some(url) = &self.registry_url {
             reqwest::Url::parse(url)
                 .map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
@@ -417,8 +497,10 @@ impl Args {
             filter: RepoFilter {
                 exact: repo_filter,
                 globs,
+                shard,
             },
-            hash_tag,
+            hash_tag_patterns: self.hash_tag_pattern.clone(),
+            policies,
             keep,
             min_age_secs,
             output: self.output,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::bounded;
 
 use crate::meta::{self, BlobSource};
-use crate::plan::{Policy, RepoPlan, plan_repository};
+use crate::plan::{Policies, RepoPlan, plan_repository};
 use crate::scan::fs::FsStorage;
 use crate::scan::{Batch, RepoFilter, Storage};
 
@@ -23,7 +23,7 @@ pub struct Planned {
 pub fn plan_filesystem(
     root: &Path,
     filter: &RepoFilter,
-    policy: &Policy,
+    policy: &Policies,
     threads: usize,
 ) -> Planned {
     plan_storage(&FsStorage::new(root, threads), filter, policy, threads)
@@ -33,7 +33,7 @@ pub fn plan_filesystem(
 pub fn plan_storage(
     storage: &dyn Storage,
     filter: &RepoFilter,
-    policy: &Policy,
+    policy: &Policies,
     threads: usize,
 ) -> Planned {
     run(threads, storage.blobs(), policy, |tx| {
@@ -42,7 +42,7 @@ pub fn plan_storage(
 }
 
 /// Runs a lister (which sends batches into the channel it is given) into `threads` planners.
-fn run<L>(threads: usize, blobs: &dyn BlobSource, policy: &Policy, lister: L) -> Planned
+fn run<L>(threads: usize, blobs: &dyn BlobSource, policy: &Policies, lister: L) -> Planned
 where
     L: FnOnce(crossbeam_channel::Sender<Batch>) -> Vec<String> + Send,
 {
@@ -58,7 +58,8 @@ where
                 for batch in rx.iter() {
                     for record in batch {
                         let snap = meta::load(blobs, record);
-                        mine.push(Arc::new(plan_repository(&snap, policy)));
+                        let p = policy.for_repo(&snap.record.name);
+                        mine.push(Arc::new(plan_repository(&snap, p)));
                     }
                 }
                 if let Ok(mut all) = plans.lock() {

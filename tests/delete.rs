@@ -294,15 +294,16 @@ fn token_auth_fetches_a_scoped_token_per_repository() {
 fn reverification_skips_what_changed_since_the_scan() {
     use regsweep::delete::Reverify;
     use regsweep::delete::verify::StorageReverify;
-    use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy};
+    use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 
     let (reg, named) = standard();
-    let policy = Policy {
-        hash_tag: regex::Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
-        keep: 10,
-        min_age_secs: 3600,
-        now: chrono::Utc::now().timestamp(),
-    };
+    let policy: Policies = Policy::new(
+        regex::Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("pattern"),
+        10,
+        3600,
+        chrono::Utc::now().timestamp(),
+    )
+    .into();
     let planned = regsweep::pipeline::plan_filesystem(&reg.root(), &Default::default(), &policy, 2);
     let plan = |name: &str| {
         planned

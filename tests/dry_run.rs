@@ -292,3 +292,86 @@ fn usage_errors_exit_2_with_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn keep_tags_older_than_extra_patterns_and_a_policy_file() {
+    let (reg, named) = standard();
+    let app = |k: &str| (APP.to_owned(), named[k].1);
+    let h5 = regsweep::testkit::scenario::hash_tag(5);
+    let keep_re = format!("^{h5}$");
+    let report = dry_run_json(
+        &reg.root(),
+        &[("HASH_TAG_KEEP", "3"), ("KEEP_TAGS", keep_re.as_str())],
+    );
+    let got = verdicts(&report);
+    assert_eq!(got[&app("H5")], "keep keep-tag");
+    assert_eq!(got[&app("H4")], "delete hash-tag-expired rank=4");
+    assert_eq!(report["policy"]["keep_tags"], keep_re.as_str());
+
+    // Every hash-tagged image is younger than 100 years: none beyond N goes.
+    let got = verdicts(&dry_run_json(
+        &reg.root(),
+        &[("HASH_TAG_KEEP", "3"), ("OLDER_THAN", "36500d")],
+    ));
+    assert_eq!(got[&app("H3")], "keep hash-tag-recent rank=3");
+    assert_eq!(got[&app("H10")], "keep hash-tag-recent rank=10");
+    assert_eq!(got[&app("B1")], "delete untagged", "untagged still goes");
+
+    // Extra patterns: `stable` becomes a hash tag too, so H11 is ranked like the others.
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = common::regsweep(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[
+            "--hash-tag-pattern",
+            "^[0-9a-f]{7}$",
+            "--hash-tag-pattern",
+            "^stable$",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        verdicts(&report)[&app("H11")],
+        "delete hash-tag-expired rank=11"
+    );
+
+    // A policy file: demo/app keeps one hash-tagged image, everything else the default.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        format!("[[rule]]\nrepos = [\"{APP}\"]\nhash_tag_keep = 1\nmin_age = \"0\"\n"),
+    )
+    .expect("write policy");
+    let file_s = file.to_string_lossy().into_owned();
+    let report = dry_run_json(&reg.root(), &[("POLICY_FILE", file_s.as_str())]);
+    let got = verdicts(&report);
+    assert_eq!(got[&app("H0")], "keep hash-tag-kept rank=0");
+    assert_eq!(got[&app("H1")], "delete hash-tag-expired rank=1");
+    assert_eq!(
+        got[&app("YOUNG")],
+        "delete untagged",
+        "min_age 0 in the rule"
+    );
+    assert_eq!(report["policy"]["rules"][0][0], APP);
+
+    std::fs::write(&file, "[[rule]]\nrepos = [\"x\"]\nhash_tag_keep = \"3\"\n").expect("write");
+    let out = common::regsweep(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("DRY_RUN", "true"),
+            ("POLICY_FILE", file_s.as_str()),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("policy file {file_s}: line 3")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -161,7 +161,7 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
         journal: run.journal,
     });
     for p in &plans {
-        for d in &p.delete_order {
+        for d in p.delete_digests() {
             shared.journal(Record::Plan {
                 repo: p.name.to_string(),
                 digest: d.to_string(),
@@ -237,14 +237,12 @@ async fn changed(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> DigestMap<String> {
     match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => plan
-            .delete_order
-            .iter()
-            .map(|d| (*d, format!("cannot re-verify: {e}")))
+            .delete_digests()
+            .map(|d| (d, format!("cannot re-verify: {e}")))
             .collect(),
         Err(e) => plan
-            .delete_order
-            .iter()
-            .map(|d| (*d, format!("re-verification panicked: {e}")))
+            .delete_digests()
+            .map(|d| (d, format!("re-verification panicked: {e}")))
             .collect(),
     }
 }
@@ -252,19 +250,19 @@ async fn changed(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> DigestMap<String> {
 async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     if let Err(why) = same_registry(&s, &plan).await {
         if !s.stopping() {
-            for d in &plan.delete_order {
-                s.skip(&plan, d, &why);
+            for d in plan.delete_digests() {
+                s.skip(&plan, &d, &why);
             }
         }
         return;
     }
     let mut layers: Vec<Vec<Digest>> = Vec::new();
-    for (d, layer) in plan.delete_order.iter().zip(&plan.delete_layers) {
-        let l = *layer as usize;
+    for (d, layer) in plan.deletes() {
+        let l = layer as usize;
         if layers.len() <= l {
             layers.resize_with(l + 1, Vec::new);
         }
-        layers[l].push(*d);
+        layers[l].push(d);
     }
     let mut skipped = crate::digest::DigestSet::default();
     for layer in layers {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::Reverify;
 use crate::digest::{Digest, DigestMap};
 use crate::meta;
-use crate::plan::{Policy, RepoPlan, Verdict, plan_repository};
+use crate::plan::{Policies, RepoPlan, Verdict, plan_repository};
 use crate::scan::Storage;
 
 /// Re-reads a repository from storage and re-plans it when anything changed since the scan.
@@ -13,17 +13,14 @@ pub struct StorageReverify {
     /// The storage the plan was made from.
     pub storage: Arc<dyn Storage>,
     /// The policy of the scan (same `now`).
-    pub policy: Policy,
+    pub policy: Policies,
 }
 
 impl Reverify for StorageReverify {
     fn changed(&self, plan: &RepoPlan) -> Result<DigestMap<String>, String> {
         let rec = self.storage.read_repo(&plan.name);
-        let mut old_tags: Vec<(&str, Digest)> = plan
-            .tags
-            .iter()
-            .map(|t| (t.name.as_str(), t.digest))
-            .collect();
+        let mut old_tags: Vec<(&str, Digest)> =
+            plan.tags.iter().map(|t| (&*t.name, t.digest)).collect();
         let mut new_tags: Vec<(&str, Digest)> = rec
             .tags
             .iter()
@@ -44,14 +41,15 @@ impl Reverify for StorageReverify {
                 .collect()
         };
         let snap = meta::load(self.storage.blobs(), rec.clone());
-        let fresh = plan_repository(&snap, &self.policy);
+        let fresh = plan_repository(&snap, self.policy.for_repo(&plan.name));
         let mut skip = DigestMap::default();
-        for d in &plan.delete_order {
+        for d in &plan.delete_digests().collect::<Vec<_>>() {
             let why = match fresh.decision(d) {
                 None => Some("its revision link disappeared since the scan".to_owned()),
-                Some(x) if x.verdict == Verdict::Keep => {
-                    Some(format!("changed since the scan, now kept ({:?})", x.reason))
-                }
+                Some(x) if x.verdict == Verdict::Keep => Some(format!(
+                    "changed since the scan, now kept ({:?})",
+                    fresh.reason(x)
+                )),
                 Some(_) if tags_on(&old_tags, d) != tags_on(&new_tags, d) => {
                     Some("its tags changed since the scan".to_owned())
                 }

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::{Kind, Meta, Snapshot};
-pub use policy::{DEFAULT_HASH_TAG_PATTERN, Policy, TagClass, classify_tag};
+pub use policy::{
+    DEFAULT_HASH_TAG_PATTERN, Policies, Policy, Rule, TagClass, attachment_subject, classify_tag,
+};
 
 /// Why a manifest is kept or deleted; the first reason found wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -19,6 +21,13 @@ pub enum Reason {
     VersionTag,
     /// One of the newest hash-tagged images (rank 0 is the newest).
     HashTagKept {
+        /// Position among the repository's hash-tagged images, newest first.
+        rank: u32,
+    },
+    /// A tag matching `--keep-tags` points to it.
+    KeepTag,
+    /// Beyond the newest N hash-tagged images, but younger than `--older-than`.
+    HashTagRecent {
         /// Position among the repository's hash-tagged images, newest first.
         rank: u32,
     },
@@ -77,40 +86,104 @@ pub enum Verdict {
     Delete,
 }
 
-/// The verdict on one revision, with what the report shows of it.
+/// [`Reason`] without its payload, one byte in a [`Decision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Code {
+    VersionTag,
+    HashTagKept,
+    KeepTag,
+    HashTagRecent,
+    GracePeriod,
+    ChildOf,
+    ReferrerOf,
+    AttachmentOf,
+    FailClosed,
+    Untagged,
+    HashTagExpired,
+    ChildOfDeleted,
+    ReferrerOfDeleted,
+    AttachmentOfDeleted,
+    Deferred,
+}
+
+/// No creation date, in [`Decision`]'s compact `created`.
+const NO_DATE: i64 = i64::MIN;
+
+/// The verdict on one revision, with what the report shows of it; compact, since a
+/// registry's plans hold one per manifest (56 bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The revision's digest.
     pub digest: Digest,
-    /// Keep or delete.
-    pub verdict: Verdict,
-    /// Why.
-    pub reason: Reason,
-    /// Image, index, schema 1, unknown; `None` when unreadable.
-    pub kind: Option<Kind>,
-    /// Image creation time (unix seconds), for an index that of its representative child.
-    pub created: Option<i64>,
-    /// When its revision link was written (unix seconds).
-    pub linked_at: i64,
+    /// Image creation time, [`NO_DATE`] when unknown.
+    created: i64,
+    /// When its revision link was written (unix seconds, clamped to `u32`).
+    linked_at: u32,
     /// Index into [`RepoPlan::labels`] of its platform label (`linux/amd64`, `index [...]`).
     pub label: u32,
+    /// The reason's payload: a rank, or the related digest's index (see [`RepoPlan::related`]).
+    arg: u32,
+    /// Keep or delete.
+    pub verdict: Verdict,
+    /// Image, index, schema 1, unknown; `None` when unreadable.
+    pub kind: Option<Kind>,
+    /// Why, without payload.
+    code: Code,
+}
+
+impl Decision {
+    /// Image creation time (unix seconds), for an index that of its representative child.
+    pub fn created(&self) -> Option<i64> {
+        (self.created != NO_DATE).then_some(self.created)
+    }
+
+    /// When its revision link was written (unix seconds).
+    pub fn linked_at(&self) -> i64 {
+        i64::from(self.linked_at)
+    }
+
+    /// Whether it goes because only expired hash tags point to it.
+    pub fn is_hash_expired(&self) -> bool {
+        self.verdict == Verdict::Delete && self.code == Code::HashTagExpired
+    }
+}
+
+/// What a tag is to the plan, without an attachment's subject (see [`PlannedTag::class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TagKind {
+    Version,
+    Hash,
+    Attachment,
 }
 
 /// A tag as the plan sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedTag {
     /// Tag name.
-    pub name: String,
+    pub name: Box<str>,
     /// Current target.
     pub digest: Digest,
-    /// Version, hash or attachment tag.
-    #[serde(flatten)]
-    pub class: TagClass,
     /// Hash tags only: rank of its image among hash-tagged images, newest first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<u32>,
+    /// Version, hash or attachment tag.
+    kind: TagKind,
     /// Whether the tag survives the plan.
     pub kept: bool,
+}
+
+impl PlannedTag {
+    /// Version, hash or attachment tag (with the attachment's subject, read off the name).
+    pub fn class(&self) -> TagClass {
+        match self.kind {
+            TagKind::Version => TagClass::Version,
+            TagKind::Hash => TagClass::Hash,
+            TagKind::Attachment => attachment_subject(&self.name)
+                .map_or(TagClass::Version, |subject| TagClass::Attachment {
+                    subject,
+                }),
+        }
+    }
 }
 
 /// The plan for one repository.
@@ -120,10 +193,13 @@ pub struct RepoPlan {
     pub name: Arc<str>,
     /// One decision per revision, sorted by digest.
     pub decisions: Vec<Decision>,
-    /// The digests to delete, parents before children.
-    pub delete_order: Vec<Digest>,
+    /// Indexes into `decisions` of those to delete, parents before children.
+    delete_order: Vec<u32>,
     /// For each of `delete_order`, its layer: a layer may go only after the one before it.
-    pub delete_layers: Vec<u32>,
+    delete_layers: Vec<u32>,
+    /// Digests that reasons name and that are not revisions (an absent subject); a
+    /// reason's index `i >= decisions.len()` means `related[i - decisions.len()]`.
+    related: Vec<Digest>,
     /// Every tag, sorted by name.
     pub tags: Vec<PlannedTag>,
     /// Interned platform labels; index 0 is the empty label.
@@ -137,10 +213,11 @@ pub struct RepoPlan {
 impl RepoPlan {
     /// The decision on `d`, if `d` is a revision of this repository.
     pub fn decision(&self, d: &Digest) -> Option<&Decision> {
-        self.decisions
-            .binary_search_by(|x| x.digest.cmp(d))
-            .ok()
-            .map(|i| &self.decisions[i])
+        self.index_of(d).map(|i| &self.decisions[i])
+    }
+
+    fn index_of(&self, d: &Digest) -> Option<usize> {
+        self.decisions.binary_search_by(|x| x.digest.cmp(d)).ok()
     }
 
     /// The platform label of a decision.
@@ -153,33 +230,114 @@ impl RepoPlan {
         self.delete_order.len()
     }
 
+    /// The digests to delete, parents before children.
+    pub fn delete_digests(&self) -> impl ExactSizeIterator<Item = Digest> + '_ {
+        self.delete_order
+            .iter()
+            .map(|i| self.decisions[*i as usize].digest)
+    }
+
+    /// The decisions to delete, parents before children.
+    pub fn delete_decisions(&self) -> impl ExactSizeIterator<Item = &Decision> + '_ {
+        self.delete_order
+            .iter()
+            .map(|i| &self.decisions[*i as usize])
+    }
+
+    /// Each digest to delete with its layer: a layer may go only after the one before it.
+    pub fn deletes(&self) -> impl Iterator<Item = (Digest, u32)> + '_ {
+        self.delete_digests()
+            .zip(self.delete_layers.iter().copied())
+    }
+
+    /// Why `d` is kept or deleted, with the related digest where there is one.
+    pub fn reason(&self, d: &Decision) -> Reason {
+        let rank = d.arg;
+        let related = || {
+            let i = d.arg as usize;
+            match self.decisions.get(i) {
+                Some(x) => x.digest,
+                None => self
+                    .related
+                    .get(i - self.decisions.len())
+                    .copied()
+                    .unwrap_or(Digest([0; 32])),
+            }
+        };
+        match d.code {
+            Code::VersionTag => Reason::VersionTag,
+            Code::HashTagKept => Reason::HashTagKept { rank },
+            Code::KeepTag => Reason::KeepTag,
+            Code::HashTagRecent => Reason::HashTagRecent { rank },
+            Code::GracePeriod => Reason::GracePeriod,
+            Code::ChildOf => Reason::ChildOf { parent: related() },
+            Code::ReferrerOf => Reason::ReferrerOf { subject: related() },
+            Code::AttachmentOf => Reason::AttachmentOf { subject: related() },
+            Code::FailClosed => Reason::FailClosed,
+            Code::Untagged => Reason::Untagged,
+            Code::HashTagExpired => Reason::HashTagExpired { rank },
+            Code::ChildOfDeleted => Reason::ChildOfDeleted { parent: related() },
+            Code::ReferrerOfDeleted => Reason::ReferrerOfDeleted { subject: related() },
+            Code::AttachmentOfDeleted => Reason::AttachmentOfDeleted { subject: related() },
+            Code::Deferred => Reason::Deferred,
+        }
+    }
+
+    /// The compact form of `r`; digests not among the revisions go to `related`.
+    fn encode(&mut self, r: Reason) -> (Code, u32) {
+        let mut at = |d: Digest| -> u32 {
+            let i = match self.index_of(&d) {
+                Some(i) => i,
+                None => match self.related.iter().position(|x| *x == d) {
+                    Some(k) => self.decisions.len() + k,
+                    None => {
+                        self.related.push(d);
+                        self.decisions.len() + self.related.len() - 1
+                    }
+                },
+            };
+            u32::try_from(i).unwrap_or(u32::MAX)
+        };
+        match r {
+            Reason::VersionTag => (Code::VersionTag, 0),
+            Reason::HashTagKept { rank } => (Code::HashTagKept, rank),
+            Reason::KeepTag => (Code::KeepTag, 0),
+            Reason::HashTagRecent { rank } => (Code::HashTagRecent, rank),
+            Reason::GracePeriod => (Code::GracePeriod, 0),
+            Reason::ChildOf { parent } => (Code::ChildOf, at(parent)),
+            Reason::ReferrerOf { subject } => (Code::ReferrerOf, at(subject)),
+            Reason::AttachmentOf { subject } => (Code::AttachmentOf, at(subject)),
+            Reason::FailClosed => (Code::FailClosed, 0),
+            Reason::Untagged => (Code::Untagged, 0),
+            Reason::HashTagExpired { rank } => (Code::HashTagExpired, rank),
+            Reason::ChildOfDeleted { parent } => (Code::ChildOfDeleted, at(parent)),
+            Reason::ReferrerOfDeleted { subject } => (Code::ReferrerOfDeleted, at(subject)),
+            Reason::AttachmentOfDeleted { subject } => (Code::AttachmentOfDeleted, at(subject)),
+            Reason::Deferred => (Code::Deferred, 0),
+        }
+    }
+
     /// The same plan deleting only what `allowed` admits; the rest is kept as deferred.
     pub fn restrict_to(&self, allowed: impl Fn(&Digest) -> bool) -> RepoPlan {
         let mut p = self.clone();
-        let (order, layers): (Vec<Digest>, Vec<u32>) = self
-            .delete_order
-            .iter()
-            .zip(&self.delete_layers)
-            .filter(|(d, _)| allowed(d))
-            .map(|(d, l)| (*d, *l))
-            .unzip();
-        let kept: DigestSet = self
-            .delete_order
-            .iter()
-            .filter(|d| !allowed(d))
-            .copied()
-            .collect();
-        for d in &mut p.decisions {
-            if kept.contains(&d.digest) {
+        let mut kept = DigestSet::default();
+        p.delete_order.clear();
+        p.delete_layers.clear();
+        for (i, layer) in self.delete_order.iter().zip(&self.delete_layers) {
+            let d = &mut p.decisions[*i as usize];
+            if allowed(&d.digest) {
+                p.delete_order.push(*i);
+                p.delete_layers.push(*layer);
+            } else {
+                kept.insert(d.digest);
                 d.verdict = Verdict::Keep;
-                d.reason = Reason::Deferred;
+                d.code = Code::Deferred;
+                d.arg = 0;
             }
         }
         for t in &mut p.tags {
             t.kept = t.kept || kept.contains(&t.digest);
         }
-        p.delete_order = order;
-        p.delete_layers = layers;
         p
     }
 }
@@ -228,17 +386,25 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             keep.mark(r.digest, Reason::FailClosed);
         }
     }
-    // Rule 1: live roots, strongest reason first.
+    // Rule 1: live roots, strongest reason first: `--keep-tags`, then version tags.
+    for t in &rec.tags {
+        if policy.is_kept_tag(&t.name) {
+            keep.mark(t.digest, Reason::KeepTag);
+        }
+    }
     for (t, class) in rec.tags.iter().zip(&classes) {
         if *class == TagClass::Version {
             keep.mark(t.digest, Reason::VersionTag);
         }
     }
-    let mut by_rank: Vec<(&Digest, &u32)> = ranks.iter().collect();
-    by_rank.sort_by_key(|(_, r)| **r);
-    for (d, rank) in by_rank {
-        if (*rank as usize) < policy.keep {
-            keep.mark(*d, Reason::HashTagKept { rank: *rank });
+    let mut by_rank: Vec<(&Digest, &(u32, i64))> = ranks.iter().collect();
+    by_rank.sort_by_key(|(_, (r, _))| *r);
+    for (d, (rank, date)) in by_rank {
+        let rank = *rank;
+        if (rank as usize) < policy.keep {
+            keep.mark(*d, Reason::HashTagKept { rank });
+        } else if policy.older_than_secs > 0 && policy.now - date < policy.older_than_secs {
+            keep.mark(*d, Reason::HashTagRecent { rank });
         }
     }
     // Rule 6: grace period.
@@ -277,6 +443,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     }
 
     let parents = parents_of(snap, &revisions);
+    let mut reasons: Vec<(Digest, Reason)> = Vec::with_capacity(rec.revisions.len());
     let mut decisions = Vec::with_capacity(rec.revisions.len());
     for r in &rec.revisions {
         let (verdict, reason) = match keep.reasons.get(&r.digest) {
@@ -287,43 +454,66 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             ),
         };
         let (kind, label) = describe(snap, &r.digest);
+        reasons.push((r.digest, reason));
         decisions.push(Decision {
             digest: r.digest,
             verdict,
-            reason,
+            code: Code::Untagged,
+            arg: 0,
             kind,
-            created: snap.created_of(&r.digest),
-            linked_at: r.linked_at,
+            created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
+            linked_at: u32::try_from(r.linked_at.max(0)).unwrap_or(u32::MAX),
             label: intern(&mut plan.labels, label),
         });
     }
     decisions.sort_by_key(|d| d.digest);
     decisions.dedup_by(|a, b| a.digest == b.digest);
-    (plan.delete_order, plan.delete_layers) = order::delete_order(snap, &decisions, &attachments);
+    decisions.shrink_to_fit();
     plan.decisions = decisions;
+    for (d, reason) in reasons {
+        if let Some(i) = plan.index_of(&d) {
+            let (code, arg) = plan.encode(reason);
+            plan.decisions[i].code = code;
+            plan.decisions[i].arg = arg;
+        }
+    }
+    let order = order::delete_order(snap, &plan.decisions, &attachments);
+    plan.delete_order = order
+        .0
+        .iter()
+        .filter_map(|d| plan.index_of(d).and_then(|i| u32::try_from(i).ok()))
+        .collect();
+    plan.delete_layers = order.1;
 
-    let deleted: DigestSet = plan.delete_order.iter().copied().collect();
+    let deleted: DigestSet = plan.delete_digests().collect();
     plan.tags = rec
         .tags
         .iter()
         .zip(classes)
         .map(|(t, class)| PlannedTag {
-            name: t.name.clone(),
+            name: t.name.as_str().into(),
             digest: t.digest,
             rank: (class == TagClass::Hash)
-                .then(|| ranks.get(&t.digest).copied())
+                .then(|| ranks.get(&t.digest).map(|(r, _)| *r))
                 .flatten(),
-            class,
+            kind: match class {
+                TagClass::Version => TagKind::Version,
+                TagClass::Hash => TagKind::Hash,
+                TagClass::Attachment { .. } => TagKind::Attachment,
+            },
             kept: !deleted.contains(&t.digest),
         })
         .collect();
     plan.tags.sort_by(|a, b| a.name.cmp(&b.name));
+    plan.notes.shrink_to_fit();
+    plan.labels.shrink_to_fit();
     plan
 }
 
 /// Ranks the distinct digests of hash tags by creation date, newest first; ties and
-/// missing dates fall back to the tag link's push time, then the digest.
-fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<u32> {
+/// missing dates fall back to the tag link's push time, then the digest. Gives each its
+/// rank and the date it was ranked by.
+fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<(u32, i64)> {
     let mut pushed: DigestMap<i64> = DigestMap::default();
     for (t, c) in snap.record.tags.iter().zip(classes) {
         if *c == TagClass::Hash {
@@ -339,7 +529,7 @@ fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<u32> {
     images
         .into_iter()
         .enumerate()
-        .map(|(i, (_, _, d))| (d, i as u32))
+        .map(|(i, (date, _, d))| (d, (i as u32, date)))
         .collect()
 }
 
@@ -415,11 +605,11 @@ fn parents_of(snap: &Snapshot, revisions: &DigestSet) -> DigestMap<Vec<Digest>> 
 fn delete_reason(
     snap: &Snapshot,
     d: Digest,
-    ranks: &DigestMap<u32>,
+    ranks: &DigestMap<(u32, i64)>,
     attached_to: &DigestMap<Digest>,
     parents: &DigestMap<Vec<Digest>>,
 ) -> Reason {
-    if let Some(rank) = ranks.get(&d) {
+    if let Some((rank, _)) = ranks.get(&d) {
         return Reason::HashTagExpired { rank: *rank };
     }
     if let Some(subject) = attached_to.get(&d) {

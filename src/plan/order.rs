@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{Decision, Reason, Verdict};
+use super::{Decision, Verdict};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::Snapshot;
 
@@ -19,12 +19,7 @@ pub fn delete_order(
     let doomed: DigestMap<u8> = decisions
         .iter()
         .filter(|d| d.verdict == Verdict::Delete)
-        .map(|d| {
-            (
-                d.digest,
-                u8::from(!matches!(d.reason, Reason::HashTagExpired { .. })),
-            )
-        })
+        .map(|d| (d.digest, u8::from(!d.is_hash_expired())))
         .collect();
     // Edges referrer -> referred, both doomed.
     let mut edges: DigestMap<Vec<Digest>> = DigestMap::default();

@@ -18,12 +18,12 @@ fn d(n: u8) -> Digest {
 }
 
 fn policy(keep: usize) -> Policy {
-    Policy {
-        hash_tag: Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("default pattern"),
+    Policy::new(
+        Regex::new(DEFAULT_HASH_TAG_PATTERN).expect("default pattern"),
         keep,
-        min_age_secs: 3600,
-        now: NOW,
-    }
+        3600,
+        NOW,
+    )
 }
 
 fn amd64() -> Option<Platform> {
@@ -163,7 +163,7 @@ impl B {
 fn verdicts(p: &RepoPlan) -> BTreeMap<u8, (Verdict, Reason)> {
     p.decisions
         .iter()
-        .map(|x| (x.digest.0[0], (x.verdict, x.reason)))
+        .map(|x| (x.digest.0[0], (x.verdict, p.reason(x))))
         .collect()
 }
 
@@ -176,9 +176,8 @@ fn del(r: Reason) -> (Verdict, Reason) {
 }
 
 fn pos(p: &RepoPlan, n: u8) -> usize {
-    p.delete_order
-        .iter()
-        .position(|x| *x == d(n))
+    p.delete_digests()
+        .position(|x| x == d(n))
         .unwrap_or_else(|| panic!("{n} not in delete order"))
 }
 
@@ -193,7 +192,7 @@ fn untagged_is_deleted_and_tagged_kept() {
         verdicts(&p),
         BTreeMap::from([(1, keep(Reason::VersionTag)), (2, del(Reason::Untagged))])
     );
-    assert_eq!(p.delete_order, vec![d(2)]);
+    assert_eq!(p.delete_digests().collect::<Vec<_>>(), vec![d(2)]);
     assert!(p.tags.iter().all(|t| t.kept));
 }
 
@@ -222,7 +221,7 @@ fn hash_tags_keep_the_newest_n_images_by_created_not_push_order() {
         .tags
         .iter()
         .filter(|t| !t.kept)
-        .map(|t| t.name.as_str())
+        .map(|t| &*t.name)
         .collect();
     assert_eq!(expired, vec!["abcdef10", "abcdef11"]);
 }
@@ -257,7 +256,7 @@ fn expired_hash_tag_with_a_version_tag_stays() {
         .plan(1);
     let v = verdicts(&p);
     assert_eq!(v[&2], keep(Reason::VersionTag));
-    assert!(p.delete_order.is_empty());
+    assert_eq!(p.delete_count(), 0);
     assert!(
         p.tags.iter().all(|t| t.kept),
         "a kept digest keeps all its tags"
@@ -401,8 +400,14 @@ fn nested_index_deletion_orders_every_level() {
         .index(10, &[1])
         .index(20, &[10])
         .plan(10);
-    assert_eq!(p.delete_order, vec![d(20), d(10), d(1)]);
-    assert_eq!(p.delete_layers, vec![0, 1, 2]);
+    assert_eq!(
+        p.delete_digests().collect::<Vec<_>>(),
+        vec![d(20), d(10), d(1)]
+    );
+    assert_eq!(
+        p.deletes().map(|(_, l)| l).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
 }
 
 #[test]
@@ -487,7 +492,7 @@ fn grace_period_protects_young_revisions_and_their_children() {
 #[test]
 fn unreadable_manifest_fails_the_repository_closed() {
     let p = B::new("app").image(1).image(2).bad(3).tag("v1", 1).plan(10);
-    assert!(p.delete_order.is_empty());
+    assert_eq!(p.delete_count(), 0);
     assert!(p.decisions.iter().all(|x| x.verdict == Verdict::Keep));
     assert_eq!(verdicts(&p)[&2], keep(Reason::FailClosed));
     assert_eq!(verdicts(&p)[&1], keep(Reason::FailClosed));
@@ -500,7 +505,7 @@ fn unreadable_tag_target_without_revision_fails_closed() {
     let mut b = B::new("app").image(1);
     b.0.manifests.insert(d(9), Meta::Bad("gone".into()));
     let p = b.tag("v1", 9).plan(10);
-    assert!(p.delete_order.is_empty());
+    assert_eq!(p.delete_count(), 0);
     assert_eq!(p.notes.len(), 1, "the dangling tag is noted");
 }
 
@@ -542,6 +547,73 @@ fn labels_describe_images_and_indexes() {
     let idx = p.decision(&d(10)).expect("index decision");
     assert_eq!(p.label(idx), "index [linux/amd64, linux/amd64]");
     assert_eq!(idx.kind, Some(Kind::Index));
-    assert_eq!(idx.created, Some(OLD - DAY));
+    assert_eq!(idx.created(), Some(OLD - DAY));
     assert_eq!(p.label(p.decision(&d(1)).expect("image")), "linux/amd64");
+}
+
+#[test]
+fn plans_stay_compact() {
+    // Plans of a whole registry are held until the report: one decision per manifest.
+    assert!(std::mem::size_of::<Decision>() <= 56);
+    assert!(std::mem::size_of::<PlannedTag>() <= 64);
+}
+
+#[test]
+fn keep_tags_protect_what_they_reach_even_hash_tags() {
+    let pol = Policy {
+        keep_tags: Some(Regex::new("^release-").expect("regex")),
+        ..policy(0)
+    };
+    let p = plan_repository(
+        &B::new("app")
+            .image(1)
+            .image(2)
+            .image(3)
+            .index(4, &[3])
+            .tag("abcdef1", 1)
+            .tag("abcdef2", 2)
+            .tag("release-2", 2)
+            .tag("release-4", 4)
+            .0,
+        &pol,
+    );
+    let v = verdicts(&p);
+    assert_eq!(v[&1], del(Reason::HashTagExpired { rank: 0 }));
+    assert_eq!(v[&2], keep(Reason::KeepTag));
+    assert_eq!(v[&4], keep(Reason::KeepTag));
+    assert_eq!(v[&3], keep(Reason::ChildOf { parent: d(4) }));
+}
+
+#[test]
+fn older_than_keeps_young_hash_tagged_images_beyond_n() {
+    let pol = Policy {
+        older_than_secs: 10 * DAY,
+        ..policy(1)
+    };
+    let p = plan_repository(
+        &B::new("app")
+            .image_at(1, Some(NOW - 2 * DAY))
+            .image_at(2, Some(NOW - 5 * DAY))
+            .image_at(3, Some(NOW - 20 * DAY))
+            .tag("abcdef1", 1)
+            .tag("abcdef2", 2)
+            .tag("abcdef3", 3)
+            .0,
+        &pol,
+    );
+    let v = verdicts(&p);
+    assert_eq!(v[&1], keep(Reason::HashTagKept { rank: 0 }));
+    assert_eq!(v[&2], keep(Reason::HashTagRecent { rank: 1 }));
+    assert_eq!(v[&3], del(Reason::HashTagExpired { rank: 2 }));
+}
+
+#[test]
+fn extra_hash_tag_patterns_add_to_the_first() {
+    let pol = Policy {
+        extra_hash_tags: vec![Regex::new("^git-[0-9a-f]+$").expect("regex")],
+        ..policy(0)
+    };
+    assert_eq!(classify_tag("git-abc", &pol), TagClass::Hash);
+    assert_eq!(classify_tag("abcdef1", &pol), TagClass::Hash);
+    assert_eq!(classify_tag("git-xyz", &pol), TagClass::Version);
 }

@@ -8,7 +8,7 @@ use super::rfc3339;
 use crate::delete::Outcome;
 use crate::digest::{Digest, DigestMap};
 use crate::meta::Kind;
-use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, Verdict};
+use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, TagClass, Verdict};
 
 /// Top-level document.
 #[derive(Serialize)]
@@ -36,8 +36,16 @@ pub struct Report<'a> {
 /// The policy as the report states it.
 #[derive(Serialize)]
 pub struct PolicyView<'a> {
-    /// `HASH_TAG_PATTERN`.
+    /// `HASH_TAG_PATTERN` (the first pattern).
     pub hash_tag_pattern: &'a str,
+    /// Every hash-tag pattern.
+    pub hash_tag_patterns: &'a [String],
+    /// `--keep-tags`.
+    pub keep_tags: Option<&'a str>,
+    /// `--older-than` in seconds (0: none).
+    pub older_than_seconds: i64,
+    /// The repository globs of each policy-file rule, in order.
+    pub rules: Vec<Vec<String>>,
     /// `HASH_TAG_KEEP`.
     pub hash_tag_keep: usize,
     /// `--min-age` in seconds.
@@ -77,11 +85,40 @@ pub struct RepoView<'a> {
     /// Observations that changed no verdict.
     pub notes: &'a [String],
     /// Every tag and what became of it.
-    pub tags: &'a [PlannedTag],
+    pub tags: Vec<TagView<'a>>,
     /// Digests to delete, parents before children.
-    pub delete_order: &'a [Digest],
+    pub delete_order: Vec<Digest>,
     /// One decision per revision, sorted by digest.
     pub decisions: Vec<DecisionView<'a>>,
+}
+
+/// One tag.
+#[derive(Serialize)]
+pub struct TagView<'a> {
+    /// Tag name.
+    pub name: &'a str,
+    /// Current target.
+    pub digest: Digest,
+    /// version, hash or attachment (with its subject).
+    #[serde(flatten)]
+    pub class: TagClass,
+    /// Hash tags only: rank of its image among hash-tagged images, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// Whether the tag survives the plan.
+    pub kept: bool,
+}
+
+impl<'a> From<&'a PlannedTag> for TagView<'a> {
+    fn from(t: &'a PlannedTag) -> Self {
+        TagView {
+            name: &t.name,
+            digest: t.digest,
+            class: t.class(),
+            rank: t.rank,
+            kept: t.kept,
+        }
+    }
 }
 
 /// One decision.
@@ -114,10 +151,10 @@ fn decision_view<'a>(
     DecisionView {
         digest: d.digest,
         verdict: d.verdict,
-        reason: d.reason,
+        reason: plan.reason(d),
         kind: d.kind,
-        created: d.created.and_then(rfc3339),
-        linked_at: rfc3339(d.linked_at),
+        created: d.created().and_then(rfc3339),
+        linked_at: rfc3339(d.linked_at()),
         platform: plan.label(d),
         tags: tags.get(&d.digest).cloned().unwrap_or_default(),
     }
@@ -144,13 +181,13 @@ pub fn build<'a>(
                 failed_closed: !p.problems.is_empty(),
                 problems: &p.problems,
                 notes: &p.notes,
-                tags: &p.tags,
-                delete_order: &p.delete_order,
+                tags: p.tags.iter().map(TagView::from).collect(),
+                delete_order: p.delete_digests().collect(),
                 decisions: {
                     // Tags by digest once per repository, not a scan of all tags per decision.
                     let mut tags: DigestMap<Vec<&str>> = DigestMap::default();
                     for t in &p.tags {
-                        tags.entry(t.digest).or_default().push(t.name.as_str());
+                        tags.entry(t.digest).or_default().push(&t.name);
                     }
                     p.decisions
                         .iter()

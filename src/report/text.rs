@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::format_time;
 use crate::delete::Outcome;
 use crate::meta::Kind;
-use crate::plan::{Decision, Reason, RepoPlan, TagClass, Verdict};
+use crate::plan::{Decision, Reason, RepoPlan, TagClass};
 
 /// What the summary needs to know of the run.
 pub struct Header<'a> {
@@ -22,7 +22,7 @@ pub struct Header<'a> {
 
 /// The ` created=…  os/arch` or ` index [...]` tail of a line, as the original prints it.
 pub fn detail(plan: &RepoPlan, d: &Decision) -> String {
-    let created = d.created.map(format_time);
+    let created = d.created().map(format_time);
     match d.kind {
         Some(Kind::Image | Kind::Schema1) => format!(
             "  created={:<19}  {}",
@@ -62,7 +62,7 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
     writeln!(out)?;
     writeln!(out, "Version-tagged manifests (always kept):")?;
     for plan in plans {
-        for t in plan.tags.iter().filter(|t| t.class == TagClass::Version) {
+        for t in plan.tags.iter().filter(|t| t.class() == TagClass::Version) {
             if let Some(d) = plan.decision(&t.digest) {
                 writeln!(out, "{}", keep_line(plan, d, &t.name))?;
             }
@@ -78,9 +78,9 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
         let mut kept: Vec<_> = plan
             .tags
             .iter()
-            .filter(|t| t.class == TagClass::Hash && t.kept)
+            .filter(|t| t.class() == TagClass::Hash && t.kept)
             .collect();
-        kept.sort_by_key(|t| (t.rank, t.name.clone()));
+        kept.sort_by(|a, b| (a.rank, &a.name).cmp(&(b.rank, &b.name)));
         for t in kept {
             if let Some(d) = plan.decision(&t.digest) {
                 writeln!(out, "{}", keep_line(plan, d, &t.name))?;
@@ -107,11 +107,9 @@ pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
     let mut v: Vec<&Decision> = plan
         .decisions
         .iter()
-        .filter(|d| {
-            d.verdict == Verdict::Delete && matches!(d.reason, Reason::HashTagExpired { .. })
-        })
+        .filter(|d| d.is_hash_expired())
         .collect();
-    v.sort_by_key(|d| match d.reason {
+    v.sort_by_key(|d| match plan.reason(d) {
         Reason::HashTagExpired { rank } => rank,
         _ => u32::MAX,
     });
@@ -120,10 +118,8 @@ pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
 
 /// The other deletions (untagged, children and attachments of deleted manifests), in delete order.
 pub fn other_deletes(plan: &RepoPlan) -> Vec<&Decision> {
-    plan.delete_order
-        .iter()
-        .filter_map(|d| plan.decision(d))
-        .filter(|d| !matches!(d.reason, Reason::HashTagExpired { .. }))
+    plan.delete_decisions()
+        .filter(|d| !d.is_hash_expired())
         .collect()
 }
 

@@ -73,6 +73,8 @@ pub struct RepoFilter {
     pub exact: Option<String>,
     /// Glob patterns (`--repo`); a repository must match one of them.
     pub globs: Option<GlobSet>,
+    /// `--shard K/N`: only repositories whose name hashes to shard K of N.
+    pub shard: Option<Shard>,
 }
 
 impl RepoFilter {
@@ -80,6 +82,39 @@ impl RepoFilter {
     pub fn matches(&self, name: &str) -> bool {
         self.exact.as_deref().is_none_or(|e| e == name)
             && self.globs.as_ref().is_none_or(|g| g.is_match(name))
+            && self.shard.is_none_or(|s| s.owns(name))
+    }
+}
+
+/// One of N disjoint parts of the registry, by a stable hash of the repository name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This part, `0..count`.
+    pub index: u32,
+    /// How many parts.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `K/N` with `0 <= K < N`.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {s:?} is not K/N with 0 <= K < N (e.g. 0/4)");
+        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let index = k.trim().parse::<u32>().map_err(|_| bad())?;
+        let count = n.trim().parse::<u32>().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether repository `name` belongs to this shard: the first 8 bytes of the SHA-256
+    /// of its name, modulo N (stable across versions, machines and runs).
+    pub fn owns(&self, name: &str) -> bool {
+        let h = Digest::of(name.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h.0[..8]);
+        u64::from_be_bytes(first) % u64::from(self.count) == u64::from(self.index)
     }
 }
 
