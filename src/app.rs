@@ -11,9 +11,10 @@ use crate::cli::{Config, Output};
 use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::StorageReverify;
 use crate::delete::{self, Outcome, Progress, RegistryClient};
-use crate::pipeline::{Planned, plan_storage};
+use crate::pipeline::{Planned, plan_storage_counted};
 use crate::plan::Policies;
 use crate::report::progress::{Quiet, TextProgress};
+use crate::report::status::{Counting, Status};
 use crate::report::{json, text};
 use crate::s3::S3Store;
 use crate::scan::Storage;
@@ -189,7 +190,15 @@ pub fn run(cfg: &Config) -> Result<i32> {
             Arc::new(S3Storage::new(Arc::new(store), rt.handle().clone()))
         }
     };
-    let mut planned = plan_storage(&*storage, &cfg.filter, &policy, cfg.threads);
+    let status = Status::start(cfg.progress);
+    let mut planned = plan_storage_counted(
+        &*storage,
+        &cfg.filter,
+        &policy,
+        cfg.threads,
+        Some(&status.counters),
+    );
+    status.counters.scan_done();
     if let Some(name) = &cfg.filter.exact
         && planned.plans.is_empty()
     {
@@ -282,6 +291,11 @@ pub fn run(cfg: &Config) -> Result<i32> {
         }
         Output::Json => Box::new(Quiet),
     };
+    status.counters.start_deletes(total);
+    let progress = Box::new(Counting {
+        inner: progress,
+        counters: status.counters.clone(),
+    });
     let who = cfg
         .client
         .as_ref()
@@ -300,6 +314,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
         cancel: install_signals(&rt)?,
     };
     let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
+    drop(status);
     match cfg.output {
         Output::Text => text::write_closing(&mut io::stdout().lock(), &outcome, total)?,
         Output::Json => print_json(cfg, &planned, Some(&outcome), storage.requests())?,

@@ -166,6 +166,15 @@ pub struct Args {
     #[arg(long, env = "JOURNAL")]
     pub journal: Option<PathBuf>,
 
+    /// No progress on stderr (bars on a terminal, a line every PROGRESS_INTERVAL otherwise).
+    #[arg(long, short, env = "QUIET", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub quiet: bool,
+
+    /// How often a progress line is printed when stderr is not a terminal (0: never).
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "10s")]
+    pub progress_interval: String,
+
     /// Debug logging on stderr (requests, retries, timings); never secrets.
     #[arg(long, short, env = "VERBOSE", value_parser = BoolishValueParser::new(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true")]
@@ -201,6 +210,8 @@ pub struct Config {
     pub journal: Option<PathBuf>,
     /// Debug logging.
     pub verbose: bool,
+    /// How progress is shown.
+    pub progress: crate::report::status::Mode,
 }
 
 fn positive(name: &str, v: &str) -> Result<usize, String> {
@@ -267,6 +278,16 @@ fn credentials(a: &Args, url: &str) -> Result<Option<Credentials>, String> {
 /// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
 pub fn parse_min_age(s: &str) -> Result<i64, String> {
     parse_duration_secs("MIN_AGE", s)
+}
+
+/// Parses `PROGRESS_INTERVAL`: `0`, seconds, or a duration such as `500ms`, `10s`.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("PROGRESS_INTERVAL {s:?} is not a duration like 10s: {e}"))
 }
 
 /// Parses seconds (`0`, `3600`) or a humantime duration (`30m`, `1h`, `2d`) for `what`.
@@ -511,6 +532,10 @@ impl Args {
             client,
             journal: self.journal,
             verbose: self.verbose,
+            progress: crate::report::status::Mode::detect(
+                self.quiet,
+                parse_interval(&self.progress_interval)?,
+            ),
         })
     }
 }

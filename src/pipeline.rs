@@ -7,6 +7,7 @@ use crossbeam_channel::bounded;
 
 use crate::meta::{self, BlobSource};
 use crate::plan::{Policies, RepoPlan, plan_repository};
+use crate::report::status::Counters;
 use crate::scan::fs::FsStorage;
 use crate::scan::{Batch, RepoFilter, Storage};
 
@@ -36,13 +37,30 @@ pub fn plan_storage(
     policy: &Policies,
     threads: usize,
 ) -> Planned {
-    run(threads, storage.blobs(), policy, |tx| {
+    plan_storage_counted(storage, filter, policy, threads, None)
+}
+
+/// [`plan_storage`], counting each planned repository into `counters` (for progress).
+pub fn plan_storage_counted(
+    storage: &dyn Storage,
+    filter: &RepoFilter,
+    policy: &Policies,
+    threads: usize,
+    counters: Option<&Counters>,
+) -> Planned {
+    run(threads, storage.blobs(), policy, counters, |tx| {
         storage.list(filter, &tx).warnings
     })
 }
 
 /// Runs a lister (which sends batches into the channel it is given) into `threads` planners.
-fn run<L>(threads: usize, blobs: &dyn BlobSource, policy: &Policies, lister: L) -> Planned
+fn run<L>(
+    threads: usize,
+    blobs: &dyn BlobSource,
+    policy: &Policies,
+    counters: Option<&Counters>,
+    lister: L,
+) -> Planned
 where
     L: FnOnce(crossbeam_channel::Sender<Batch>) -> Vec<String> + Send,
 {
@@ -59,7 +77,11 @@ where
                     for record in batch {
                         let snap = meta::load(blobs, record);
                         let p = policy.for_repo(&snap.record.name);
-                        mine.push(Arc::new(plan_repository(&snap, p)));
+                        let plan = plan_repository(&snap, p);
+                        if let Some(c) = counters {
+                            c.planned(&plan);
+                        }
+                        mine.push(Arc::new(plan));
                     }
                 }
                 if let Ok(mut all) = plans.lock() {

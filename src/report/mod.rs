@@ -2,6 +2,7 @@
 
 pub mod json;
 pub mod progress;
+pub mod status;
 pub mod text;
 
 use chrono::{DateTime, Utc};

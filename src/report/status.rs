@@ -1,0 +1,212 @@
+//! Live progress on stderr: indicatif bars on a terminal, a plain line at intervals otherwise.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::delete::{DeleteResult, Progress};
+use crate::digest::Digest;
+use crate::plan::RepoPlan;
+
+/// The counters the pipeline and the deleter update and the status thread shows.
+#[derive(Debug, Default)]
+pub struct Counters {
+    phase: AtomicU8,
+    /// Repositories planned.
+    pub repositories: AtomicU64,
+    /// Manifests planned.
+    pub manifests: AtomicU64,
+    /// Deletes planned in all.
+    pub delete_total: AtomicU64,
+    /// Deletes finished (deleted, gone, failed or skipped).
+    pub delete_done: AtomicU64,
+    delete_started: std::sync::OnceLock<Instant>,
+    stop: AtomicBool,
+}
+
+const SCAN: u8 = 0;
+const DELETE: u8 = 1;
+const PAUSED: u8 = 2;
+
+impl Counters {
+    /// One repository planned.
+    pub fn planned(&self, plan: &RepoPlan) {
+        self.repositories.fetch_add(1, Ordering::Relaxed);
+        self.manifests
+            .fetch_add(plan.decisions.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The scan is over; the report is being written (nothing is shown).
+    pub fn scan_done(&self) {
+        self.phase.store(PAUSED, Ordering::Relaxed);
+    }
+
+    /// The scan is over; `total` deletes follow.
+    pub fn start_deletes(&self, total: usize) {
+        self.delete_total.store(total as u64, Ordering::Relaxed);
+        let _ = self.delete_started.set(Instant::now());
+        self.phase.store(DELETE, Ordering::Relaxed);
+    }
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing (`--quiet`).
+    Off,
+    /// indicatif bars (stderr is a terminal).
+    Bars,
+    /// A plain line every so often (CI logs).
+    Lines(Duration),
+}
+
+impl Mode {
+    /// Bars on a terminal, lines every `every` otherwise, nothing when `quiet`.
+    pub fn detect(quiet: bool, every: Duration) -> Mode {
+        if quiet || every.is_zero() {
+            Mode::Off
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines(every)
+        }
+    }
+}
+
+/// The running status display; stops (and clears its bar) when dropped.
+pub struct Status {
+    /// Shared counters.
+    pub counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Status {
+    /// Starts showing progress in `mode`.
+    pub fn start(mode: Mode) -> Status {
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = match mode {
+            Mode::Off => None,
+            Mode::Bars => Some(std::thread::spawn(move || bars(&c))),
+            Mode::Lines(every) => Some(std::thread::spawn(move || lines(&c, every))),
+        };
+        Status { counters, thread }
+    }
+}
+
+impl Drop for Status {
+    fn drop(&mut self) {
+        self.counters.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn scan_text(c: &Counters, since: Instant) -> String {
+    let m = c.manifests.load(Ordering::Relaxed);
+    let secs = since.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "scanned {} repositories, {m} manifests ({:.0} manifests/s)",
+        c.repositories.load(Ordering::Relaxed),
+        m as f64 / secs
+    )
+}
+
+fn bars(c: &Counters) {
+    let started = Instant::now();
+    let scan = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    scan.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut deletes: Option<ProgressBar> = None;
+    // On a terminal stdout the original's `Cleaning i of N` lines are the delete progress.
+    let delete_bar = !std::io::stdout().is_terminal();
+    while !c.stop.load(Ordering::SeqCst) {
+        let phase = c.phase.load(Ordering::Relaxed);
+        if phase != SCAN && !scan.is_finished() {
+            scan.finish_and_clear();
+        }
+        if phase == DELETE && delete_bar {
+            let bar = deletes.get_or_insert_with(|| {
+                let b = ProgressBar::with_draw_target(
+                    Some(c.delete_total.load(Ordering::Relaxed)),
+                    ProgressDrawTarget::stderr(),
+                );
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "deleting [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b
+            });
+            bar.set_position(c.delete_done.load(Ordering::Relaxed));
+        } else if phase == SCAN {
+            scan.set_message(scan_text(c, started));
+            scan.tick();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    scan.finish_and_clear();
+    if let Some(b) = deletes {
+        b.finish_and_clear();
+    }
+}
+
+fn lines(c: &Counters, every: Duration) {
+    let started = Instant::now();
+    let mut next = started + every;
+    while !c.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100).min(every));
+        if Instant::now() < next {
+            continue;
+        }
+        next += every;
+        let phase = c.phase.load(Ordering::Relaxed);
+        if phase == PAUSED {
+            continue;
+        }
+        let line = if phase == DELETE {
+            let since = c.delete_started.get().copied().unwrap_or(started);
+            let done = c.delete_done.load(Ordering::Relaxed);
+            let total = c.delete_total.load(Ordering::Relaxed);
+            let rate = done as f64 / since.elapsed().as_secs_f64().max(0.001);
+            let eta = if rate > 0.0 {
+                format!("{:.0}s", total.saturating_sub(done) as f64 / rate)
+            } else {
+                "?".to_owned()
+            };
+            format!("deleted {done} of {total} ({rate:.0}/s, ETA {eta})")
+        } else {
+            scan_text(c, started)
+        };
+        let _ = writeln!(std::io::stderr().lock(), "regsweep: progress: {line}");
+    }
+}
+
+/// Forwards deletion events to the report's progress and counts them for the status.
+pub struct Counting {
+    /// The report's own progress lines.
+    pub inner: Box<dyn Progress>,
+    /// Where finished deletes are counted.
+    pub counters: Arc<Counters>,
+}
+
+impl Progress for Counting {
+    fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult) {
+        self.counters.delete_done.fetch_add(1, Ordering::Relaxed);
+        self.inner.done(plan, digest, result);
+    }
+
+    fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str) {
+        self.counters.delete_done.fetch_add(1, Ordering::Relaxed);
+        self.inner.skipped(plan, digest, why);
+    }
+}
