@@ -73,6 +73,8 @@ fn snapshot(repo: u64, n: u64) -> Snapshot {
                 subject: None,
                 config: None,
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             }
         } else {
             s.images.insert(
@@ -88,6 +90,8 @@ fn snapshot(repo: u64, n: u64) -> Snapshot {
                 subject: None,
                 config: Some(d),
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             }
         };
         s.manifests.insert(d, Meta::Parsed(m));

@@ -89,10 +89,20 @@ fn print_json(
         outcome,
     );
     report.s3_requests = requests;
+    report.totals.bytes_freed = planned.bytes_freed;
+    report.totals.unsized_blobs = planned.unsized_blobs;
     let mut out = io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The garbage-collect estimate of a plan.
+fn estimate(planned: &Planned) -> text::Freed {
+    text::Freed {
+        bytes: planned.bytes_freed,
+        unsized_blobs: planned.unsized_blobs,
+    }
 }
 
 /// Loads an unfinished journal, if the configuration names one and a run is to delete.
@@ -245,7 +255,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
         let mut out = io::stdout().lock();
         text::write_summary(&mut out, &header, &planned.plans)?;
         if cfg.dry_run {
-            text::write_dry_run(&mut out, &planned.plans)?;
+            text::write_dry_run(&mut out, &planned.plans, &estimate(&planned))?;
         }
         out.flush()?;
     }
@@ -316,7 +326,12 @@ pub fn run(cfg: &Config) -> Result<i32> {
     let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
     drop(status);
     match cfg.output {
-        Output::Text => text::write_closing(&mut io::stdout().lock(), &outcome, total)?,
+        Output::Text => text::write_closing(
+            &mut io::stdout().lock(),
+            &outcome,
+            total,
+            &estimate(&planned),
+        )?,
         Output::Json => print_json(cfg, &planned, Some(&outcome), storage.requests())?,
     }
     if let Some(e) = &outcome.journal_error {

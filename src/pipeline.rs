@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::bounded;
 
 use crate::meta::{self, BlobSource};
+use crate::plan::freed::{Ledger, blob_use};
 use crate::plan::{Policies, RepoPlan, plan_repository};
 use crate::report::status::Counters;
 use crate::scan::fs::FsStorage;
@@ -18,6 +19,11 @@ pub struct Planned {
     pub plans: Vec<Arc<RepoPlan>>,
     /// Problems outside any single repository.
     pub warnings: Vec<String>,
+    /// Bytes garbage-collect frees after the plan: blobs no kept manifest of any
+    /// repository in the run references.
+    pub bytes_freed: u64,
+    /// Blobs of deleted manifests whose size the manifests do not give.
+    pub unsized_blobs: u64,
 }
 
 /// Scans a filesystem registry under `root` and plans every repository `filter` admits.
@@ -65,7 +71,7 @@ where
     L: FnOnce(crossbeam_channel::Sender<Batch>) -> Vec<String> + Send,
 {
     let (tx, rx) = bounded::<Batch>(threads * 4);
-    let plans = Mutex::new(Vec::new());
+    let plans = Mutex::new((Vec::new(), Ledger::default()));
     let mut warnings = Vec::new();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
@@ -73,11 +79,16 @@ where
             let plans = &plans;
             s.spawn(move || {
                 let mut mine = Vec::new();
+                let mut ledger = Ledger::default();
                 for batch in rx.iter() {
                     for record in batch {
                         let snap = meta::load(blobs, record);
                         let p = policy.for_repo(&snap.record.name);
-                        let plan = plan_repository(&snap, p);
+                        let mut plan = plan_repository(&snap, p);
+                        let used = blob_use(&snap, &plan);
+                        plan.bytes_freed = used.bytes();
+                        plan.unsized_blobs = used.no_size;
+                        ledger.add(&used);
                         if let Some(c) = counters {
                             c.planned(&plan);
                         }
@@ -85,14 +96,21 @@ where
                     }
                 }
                 if let Ok(mut all) = plans.lock() {
-                    all.append(&mut mine);
+                    all.0.append(&mut mine);
+                    all.1.merge(ledger);
                 }
             });
         }
         drop(rx);
         warnings = lister(tx);
     });
-    let mut plans = plans.into_inner().unwrap_or_default();
+    let (mut plans, ledger) = plans.into_inner().unwrap_or_default();
     plans.sort_by(|a, b| a.name.cmp(&b.name));
-    Planned { plans, warnings }
+    let unsized_blobs = ledger.no_size;
+    Planned {
+        plans,
+        warnings,
+        bytes_freed: ledger.total(),
+        unsized_blobs,
+    }
 }

@@ -81,6 +81,11 @@ pub struct Manifest {
     pub config: Option<Digest>,
     /// Creation time and platform that schema 1 carries inline.
     pub schema1: Option<ImageInfo>,
+    /// Blobs it references (config and layers) with their sizes; `None` where the
+    /// manifest gives none (schema 1).
+    pub blobs: Vec<(Digest, Option<u64>)>,
+    /// Size of the manifest's own body in bytes.
+    pub size: u64,
 }
 
 /// Image facts from a config blob.
@@ -100,14 +105,24 @@ struct RawManifest {
     media_type: Option<String>,
     manifests: Option<Vec<RawDescriptor>>,
     config: Option<RawDescriptor>,
+    layers: Option<Vec<RawDescriptor>>,
+    #[serde(rename = "fsLayers")]
+    fs_layers: Option<Vec<RawFsLayer>>,
     subject: Option<RawDescriptor>,
     history: Option<Vec<RawHistory>>,
     architecture: Option<String>,
 }
 
 #[derive(Deserialize)]
+struct RawFsLayer {
+    #[serde(rename = "blobSum")]
+    blob_sum: String,
+}
+
+#[derive(Deserialize)]
 struct RawDescriptor {
     digest: String,
+    size: Option<u64>,
     platform: Option<RawPlatform>,
 }
 
@@ -162,11 +177,21 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
         subject,
         config: None,
         schema1: None,
+        blobs: Vec::new(),
+        size: body.len() as u64,
     };
     match kind {
         Kind::Image => {
             let config = raw.config.as_ref().ok_or("image manifest without config")?;
-            m.config = Some(digest_field(&config.digest, "config")?);
+            let c = digest_field(&config.digest, "config")?;
+            m.config = Some(c);
+            m.blobs.push((c, config.size));
+            for l in raw.layers.iter().flatten() {
+                // A layer that is not a sha256 blob (a foreign URL layer) frees nothing here.
+                if let Some(d) = Digest::parse(&l.digest) {
+                    m.blobs.push((d, l.size));
+                }
+            }
         }
         Kind::Index => {
             for d in raw.manifests.unwrap_or_default() {
@@ -179,7 +204,14 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
                 });
             }
         }
-        Kind::Schema1 => m.schema1 = Some(schema1_info(&raw)),
+        Kind::Schema1 => {
+            m.schema1 = Some(schema1_info(&raw));
+            for l in raw.fs_layers.iter().flatten() {
+                if let Some(d) = Digest::parse(&l.blob_sum) {
+                    m.blobs.push((d, None));
+                }
+            }
+        }
         Kind::Unknown => {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| format!("unparsable manifest JSON: {e}"))?;

@@ -1,5 +1,6 @@
 //! Planner: a pure function from one repository's snapshot and the policy to a plan.
 
+pub mod freed;
 mod order;
 mod policy;
 
@@ -208,6 +209,10 @@ pub struct RepoPlan {
     pub problems: Vec<String>,
     /// Observations that did not change any verdict (a tag pointing at no revision).
     pub notes: Vec<String>,
+    /// Bytes of blobs that only this plan's deleted manifests reference in this repository.
+    pub bytes_freed: u64,
+    /// Blobs of deleted manifests whose size is unknown (schema 1 layers).
+    pub unsized_blobs: u32,
 }
 
 impl RepoPlan {

@@ -73,6 +73,8 @@ impl B {
                 subject: None,
                 config: Some(d(200)),
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             },
         )
     }
@@ -95,6 +97,8 @@ impl B {
                 subject: None,
                 config: None,
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             },
         )
     }
@@ -107,6 +111,8 @@ impl B {
                 subject: Some(d(subject)),
                 config: Some(d(201)),
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             },
         )
     }
@@ -126,6 +132,8 @@ impl B {
                 subject: None,
                 config: None,
                 schema1: None,
+                blobs: vec![],
+                size: 0,
             },
         )
     }
@@ -318,6 +326,8 @@ fn index_date_comes_from_its_amd64_child() {
             subject: None,
             config: None,
             schema1: None,
+            blobs: vec![],
+            size: 0,
         },
     );
     assert_eq!(b.0.created_of(&d(3)), Some(OLD - DAY));

@@ -65,6 +65,11 @@ pub struct Totals {
     pub delete: usize,
     /// Repositories where nothing is deleted because something could not be trusted.
     pub failed_closed_repositories: usize,
+    /// Bytes garbage-collect frees once the plan is carried out: blobs (manifest bodies,
+    /// configs, layers) that no kept manifest of any repository in the run references.
+    pub bytes_freed: u64,
+    /// Blobs of deleted manifests whose size is unknown (schema 1 layers), not in bytes_freed.
+    pub unsized_blobs: u64,
 }
 
 /// One repository.
@@ -80,6 +85,8 @@ pub struct RepoView<'a> {
     pub delete: usize,
     /// True when nothing in it is deleted because something could not be trusted.
     pub failed_closed: bool,
+    /// Bytes of blobs that only its deleted manifests reference (within this repository).
+    pub bytes_freed: u64,
     /// Why it failed closed.
     pub problems: &'a [String],
     /// Observations that changed no verdict.
@@ -179,6 +186,7 @@ pub fn build<'a>(
                 keep: p.decisions.len() - delete,
                 delete,
                 failed_closed: !p.problems.is_empty(),
+                bytes_freed: p.bytes_freed,
                 problems: &p.problems,
                 notes: &p.notes,
                 tags: p.tags.iter().map(TagView::from).collect(),

@@ -141,8 +141,21 @@ pub fn write_untagged_heading(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> i
     Ok(total)
 }
 
+/// What garbage-collect is expected to free after the plan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Freed {
+    /// Bytes of blobs no kept manifest references.
+    pub bytes: u64,
+    /// Such blobs whose size the manifests do not give.
+    pub unsized_blobs: u64,
+}
+
 /// Writes the dry-run listing of untagged deletions and the closing lines.
-pub fn write_dry_run(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result<()> {
+pub fn write_dry_run(
+    out: &mut dyn Write,
+    plans: &[Arc<RepoPlan>],
+    freed: &Freed,
+) -> io::Result<()> {
     let total = write_untagged_heading(out, plans)?;
     let mut i = 0;
     for plan in plans {
@@ -163,21 +176,44 @@ pub fn write_dry_run(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result
         writeln!(out, "Job done, Cleaned 0 of {all} manifests.")?;
         writeln!(out, "Dry run: {all} manifests would be deleted.")?;
     }
-    write_gc_hint(out)
+    write_gc_hint(out, freed, all > 0)
 }
 
-/// The closing hint: blobs are freed only by the registry's garbage collection.
-pub fn write_gc_hint(out: &mut dyn Write) -> io::Result<()> {
+/// The closing hint: blobs are freed only by the registry's garbage collection; with the
+/// estimate of what it frees when anything is deleted.
+pub fn write_gc_hint(out: &mut dyn Write, freed: &Freed, deletes: bool) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
         "Please run a garbage-collect on the registry now to free up disk space \
          (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped)."
-    )
+    )?;
+    if deletes {
+        let extra = if freed.unsized_blobs > 0 {
+            format!(
+                ", plus {} blobs of unknown size (schema 1 layers)",
+                freed.unsized_blobs
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "Estimated space it frees: {} ({} bytes){extra}.",
+            indicatif::BinaryBytes(freed.bytes),
+            freed.bytes
+        )?;
+    }
+    Ok(())
 }
 
 /// The closing lines of a real run: counts, failed, skipped and unattempted deletions.
-pub fn write_closing(out: &mut dyn Write, outcome: &Outcome, total: usize) -> io::Result<()> {
+pub fn write_closing(
+    out: &mut dyn Write,
+    outcome: &Outcome,
+    total: usize,
+    freed: &Freed,
+) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
@@ -206,5 +242,5 @@ pub fn write_closing(out: &mut dyn Write, outcome: &Outcome, total: usize) -> io
             outcome.not_attempted
         )?;
     }
-    write_gc_hint(out)
+    write_gc_hint(out, freed, outcome.deleted > 0)
 }

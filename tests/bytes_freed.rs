@@ -1,0 +1,68 @@
+//! The bytes-freed estimate equals what the registry's own garbage-collect frees.
+
+mod common;
+
+use std::path::Path;
+
+use common::standard::standard;
+use common::{dry_run_json, regsweep};
+
+/// Total size of every blob's `data` file.
+fn blob_bytes(root: &Path) -> u64 {
+    common::snapshot(&root.join("docker/registry/v2/blobs"))
+        .iter()
+        .filter(|(p, _)| p.file_name().is_some_and(|n| n == "data"))
+        .map(|(_, (size, _, _))| *size)
+        .sum()
+}
+
+#[test]
+fn estimate_matches_garbage_collect() {
+    let (reg, _named) = standard();
+    let plan = dry_run_json(&reg.root(), &[]);
+    let estimate = plan["totals"]["bytes_freed"].as_u64().expect("bytes_freed");
+    assert!(estimate > 0, "the scenario frees something");
+    let per_repo: u64 = plan["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .map(|r| {
+            r["bytes_freed"]
+                .as_u64()
+                .expect("per-repository bytes_freed")
+        })
+        .sum();
+    assert!(
+        per_repo >= estimate,
+        "the total also excludes blobs other repositories keep"
+    );
+
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", reg.url.as_str()),
+            ("REGISTRY_DIR", root.as_str()),
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Estimated space it frees: ")
+            && text.contains(&format!("({estimate} bytes)")),
+        "{text}"
+    );
+
+    let before = blob_bytes(&reg.root());
+    reg.garbage_collect();
+    let after = blob_bytes(&reg.root());
+    eprintln!(
+        "estimate {estimate} bytes (per repository {per_repo}); garbage-collect freed {}",
+        before - after
+    );
+    assert_eq!(
+        before - after,
+        estimate,
+        "garbage-collect freed exactly the estimate"
+    );
+}
