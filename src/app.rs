@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::StorageConfig;
-use crate::cli::{Config, Output};
+use crate::cli::{Config, Mode, Output};
 use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::StorageReverify;
-use crate::delete::{self, Outcome, Progress, RegistryClient};
+use crate::delete::{self, Missed, Outcome, Progress, RegistryClient};
 use crate::pipeline::{Planned, plan_storage_counted};
 use crate::plan::Policies;
+use crate::planfile;
 use crate::report::progress::{Quiet, TextProgress};
 use crate::report::status::{Counting, Status};
 use crate::report::{json, text};
@@ -166,9 +167,67 @@ fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> i32 {
     }
 }
 
+/// The plan file path of an apply run, for messages.
+fn mode_path(mode: &Mode) -> String {
+    match mode {
+        Mode::Apply(p) | Mode::Plan(p) => p.display().to_string(),
+        Mode::Run => String::new(),
+    }
+}
+
+/// Exit 4 (something skipped) when a plan file's entries were refused.
+fn refused_exit(code: i32, refused: &[Missed]) -> i32 {
+    if code == EXIT_OK && !refused.is_empty() {
+        EXIT_SKIPPED
+    } else {
+        code
+    }
+}
+
+/// Restricts the fresh plans to the plan file's entries that still hold; returns the others.
+fn restrict_to_plan_file(planned: &mut Planned, file: &planfile::PlanFile) -> Vec<Missed> {
+    let mut refused = Vec::new();
+    let mut plans = Vec::with_capacity(planned.plans.len());
+    for entry in &file.repositories {
+        let Some(fresh) = planned.plans.iter().find(|p| *p.name == *entry.name) else {
+            refused.extend(entry.delete.iter().map(|e| Missed {
+                repository: entry.name.clone(),
+                digest: e.digest,
+                why: "the repository is gone since the plan".to_owned(),
+            }));
+            continue;
+        };
+        let (ok, no) = planfile::admit(entry, fresh);
+        let ok: crate::digest::DigestSet = ok.into_iter().collect();
+        refused.extend(no.into_iter().map(|(digest, why)| Missed {
+            repository: entry.name.clone(),
+            digest,
+            why,
+        }));
+        plans.push(Arc::new(fresh.restrict_to(|d| ok.contains(d))));
+    }
+    planned.plans = plans;
+    refused
+}
+
 /// Runs regsweep with a validated configuration; returns the process exit code.
 pub fn run(cfg: &Config) -> Result<i32> {
+    run_mode(cfg, &Mode::Run)
+}
+
+/// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
+pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     let mut policy = policies(cfg);
+    let plan_file = match mode {
+        Mode::Apply(path) => Some(planfile::read(path).map_err(|e| anyhow!(e))?),
+        _ => None,
+    };
+    let mut filter = cfg.filter.clone();
+    if let Some(f) = &plan_file {
+        // Plan as of the plan's time (same grace-period verdicts), only its repositories.
+        policy.set_now(f.now);
+        filter.names = Some(f.repositories.iter().map(|r| r.name.clone()).collect());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads.max(1))
         .enable_all()
@@ -201,9 +260,19 @@ pub fn run(cfg: &Config) -> Result<i32> {
         }
     };
     let status = Status::start(cfg.progress);
+    if let Some(f) = &plan_file
+        && f.storage != storage.kind()
+    {
+        return Err(anyhow!(
+            "plan file {}: made on {} storage, this run reads {} storage",
+            mode_path(mode),
+            f.storage,
+            storage.kind()
+        ));
+    }
     let mut planned = plan_storage_counted(
         &*storage,
-        &cfg.filter,
+        &filter,
         &policy,
         cfg.threads,
         Some(&status.counters),
@@ -244,6 +313,16 @@ pub fn run(cfg: &Config) -> Result<i32> {
             .map(|p| Arc::new(p.restrict_to(|d| remaining.contains(&(p.name.to_string(), *d)))))
             .collect();
     }
+    let mut refused: Vec<Missed> = Vec::new();
+    if let Some(f) = &plan_file {
+        refused = restrict_to_plan_file(&mut planned, f);
+        for m in &refused {
+            eprintln!(
+                "regsweep: refused: {} in {}: {}",
+                m.digest, m.repository, m.why
+            );
+        }
+    }
     warn_all(&planned);
     let header = text::Header {
         storage: storage.kind(),
@@ -259,11 +338,27 @@ pub fn run(cfg: &Config) -> Result<i32> {
         }
         out.flush()?;
     }
+    if let Mode::Plan(out) = mode {
+        let file = planfile::build(
+            &planned.plans,
+            policy.now(),
+            storage.kind(),
+            planned.bytes_freed,
+        );
+        planfile::write(out, &file).map_err(|e| anyhow!(e))?;
+        let n: usize = file.repositories.iter().map(|r| r.delete.len()).sum();
+        eprintln!(
+            "regsweep: plan with {n} deletions in {} repositories written to {}; carry it out with `regsweep apply {}`",
+            file.repositories.len(),
+            out.display(),
+            out.display()
+        );
+    }
     let Some(client) = client.filter(|_| !cfg.dry_run) else {
         if cfg.output == Output::Json {
             print_json(cfg, &planned, None, storage.requests())?;
         }
-        return Ok(clean_exit(&planned, None));
+        return Ok(refused_exit(clean_exit(&planned, None), &refused));
     };
     let journal = match &cfg.journal {
         Some(path) => {
@@ -289,10 +384,14 @@ pub fn run(cfg: &Config) -> Result<i32> {
                 writeln!(out, "No manifests without tags found. Nothing to do.")?;
             }
             Output::Json => {
-                print_json(cfg, &planned, Some(&Outcome::default()), storage.requests())?
+                let outcome = Outcome {
+                    skipped: refused.clone(),
+                    ..Outcome::default()
+                };
+                print_json(cfg, &planned, Some(&outcome), storage.requests())?
             }
         }
-        return Ok(clean_exit(&planned, None));
+        return Ok(refused_exit(clean_exit(&planned, None), &refused));
     }
     let progress: Box<dyn Progress> = match cfg.output {
         Output::Text => {
@@ -323,7 +422,8 @@ pub fn run(cfg: &Config) -> Result<i32> {
         journal,
         cancel: install_signals(&rt)?,
     };
-    let outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
+    let mut outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
+    outcome.skipped.extend(refused.iter().cloned());
     drop(status);
     match cfg.output {
         Output::Text => text::write_closing(

@@ -24,8 +24,69 @@ pub enum Output {
 }
 
 /// regsweep: delete the manifests of a Docker Registry v2 that no tag reaches any more.
+///
+/// With no subcommand: scan, plan and delete in one go, as the original tool does.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// `plan` or `apply`; none for the original behaviour.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The options of a run without a subcommand.
+    #[command(flatten)]
+    pub args: Args,
+}
+
+/// Two-step runs: review a plan, then carry out exactly it.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Scan and plan, print the report, write the plan to --out; delete nothing.
+    Plan {
+        /// Where the plan file goes (JSON).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The usual options.
+        #[command(flatten)]
+        args: Args,
+    },
+    /// Delete exactly the manifests a plan file lists, after re-verifying each one.
+    Apply {
+        /// A plan file written by `regsweep plan --out`.
+        plan: PathBuf,
+        /// The usual options.
+        #[command(flatten)]
+        args: Args,
+    },
+}
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Scan, plan, delete (or print, in dry-run).
+    Run,
+    /// Scan, plan, write the plan file.
+    Plan(PathBuf),
+    /// Delete what a plan file lists.
+    Apply(PathBuf),
+}
+
+impl Cli {
+    /// The mode and its options.
+    pub fn split(self) -> (Mode, Args) {
+        match self.command {
+            None => (Mode::Run, self.args),
+            Some(Command::Plan { out, mut args }) => {
+                // Planning never deletes and needs no registry URL.
+                args.dry_run = true;
+                (Mode::Plan(out), args)
+            }
+            Some(Command::Apply { plan, args }) => (Mode::Apply(plan), args),
+        }
+    }
+}
+
+/// Every option, each with its environment variable.
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// Registry base URL, used for deletes (e.g. http://127.0.0.1:5000).
     #[arg(long, env = "REGISTRY_URL")]
@@ -519,6 +580,7 @@ impl Args {
                 exact: repo_filter,
                 globs,
                 shard,
+                names: None,
             },
             hash_tag_patterns: self.hash_tag_pattern.clone(),
             policies,

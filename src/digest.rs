@@ -96,6 +96,15 @@ impl Serialize for Digest {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not a digest sha256:<64 hex>"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod digest;
 pub mod meta;
 pub mod pipeline;
 pub mod plan;
+pub mod planfile;
 pub mod policy_file;
 pub mod report;
 pub mod s3;

@@ -4,13 +4,13 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 
 use regsweep::app::{self, EXIT_FATAL, EXIT_USAGE};
-use regsweep::cli::Args;
+use regsweep::cli::Cli;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    let args = match Args::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
@@ -21,6 +21,7 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
+    let (mode, args) = cli.split();
     // Only regsweep's own events: HTTP libraries' debug output could carry headers.
     let filter = if args.verbose {
         tracing_subscriber::EnvFilter::new("regsweep=debug")
@@ -39,7 +40,7 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
-    let code = match app::run(&cfg) {
+    let code = match app::run_mode(&cfg, &mode) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("regsweep: error: {}", one_line(&format!("{e:#}")));

@@ -75,6 +75,8 @@ pub struct RepoFilter {
     pub globs: Option<GlobSet>,
     /// `--shard K/N`: only repositories whose name hashes to shard K of N.
     pub shard: Option<Shard>,
+    /// Only these repositories (the ones a plan file names).
+    pub names: Option<std::collections::BTreeSet<String>>,
 }
 
 impl RepoFilter {
@@ -83,6 +85,7 @@ impl RepoFilter {
         self.exact.as_deref().is_none_or(|e| e == name)
             && self.globs.as_ref().is_none_or(|g| g.is_match(name))
             && self.shard.is_none_or(|s| s.owns(name))
+            && self.names.as_ref().is_none_or(|n| n.contains(name))
     }
 }
 
