@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::StorageConfig;
-use crate::cli::{Config, Mode, Output};
+use crate::cli::{Config, DeleteVia, Mode, Output};
 use crate::delete::journal::{self, Journal, Record, Unfinished};
 use crate::delete::verify::StorageReverify;
-use crate::delete::{self, Missed, Outcome, Progress, RegistryClient};
+use crate::delete::{self, Missed, Outcome, Progress, RegistryClient, Target};
 use crate::pipeline::{Planned, plan_storage_counted};
 use crate::plan::Policies;
 use crate::planfile;
@@ -354,7 +354,12 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
             out.display()
         );
     }
-    let Some(client) = client.filter(|_| !cfg.dry_run) else {
+    let target = match cfg.delete_via {
+        _ if cfg.dry_run => None,
+        DeleteVia::Storage => Some(Target::Storage(storage.clone())),
+        DeleteVia::Api => client.map(|c| Target::Api(Box::new(c))),
+    };
+    let Some(target) = target else {
         if cfg.output == Output::Json {
             print_json(cfg, &planned, None, storage.requests())?;
         }
@@ -411,7 +416,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         .and_then(|c| c.credentials.as_ref())
         .map_or_else(|| "no credentials".to_owned(), |c| c.describe());
     let run = delete::Run {
-        client,
+        target,
         who,
         reverify: Box::new(StorageReverify {
             storage: storage.clone(),

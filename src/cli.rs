@@ -14,6 +14,16 @@ use crate::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use crate::s3::S3Options;
 use crate::scan::{RepoFilter, Shard};
 
+/// Where deletes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeleteVia {
+    /// Through the registry's HTTP API (the registry keeps serving).
+    Api,
+    /// Straight in storage: revision links and tag directories, as the registry's own
+    /// delete removes them; only with the registry stopped or read-only.
+    Storage,
+}
+
 /// Report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -223,6 +233,15 @@ pub struct Args {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s")]
     pub request_timeout: String,
 
+    /// Delete through the registry API (default) or straight in storage (offline migration).
+    #[arg(long, env = "DELETE_VIA", value_enum, default_value = "api")]
+    pub delete_via: DeleteVia,
+
+    /// Confirms the registry is stopped or read-only, as --delete-via storage requires.
+    #[arg(long, env = "REGISTRY_STOPPED", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub registry_stopped: bool,
+
     /// Record planned and finished deletes here; rerun with the same file to resume.
     #[arg(long, env = "JOURNAL")]
     pub journal: Option<PathBuf>,
@@ -269,6 +288,8 @@ pub struct Config {
     pub client: Option<ClientOptions>,
     /// Journal file.
     pub journal: Option<PathBuf>,
+    /// Where deletes go.
+    pub delete_via: DeleteVia,
     /// Debug logging.
     pub verbose: bool,
     /// How progress is shown.
@@ -526,7 +547,15 @@ impl Args {
             reqwest::Url::parse(url)
                 .map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
         }
-        if !self.dry_run && self.registry_url.is_none() {
+        let offline = self.delete_via == DeleteVia::Storage;
+        if offline && !self.dry_run && !self.registry_stopped {
+            return Err(
+                "--delete-via storage removes links under a running registry's feet: \
+                 stop the registry (or make it read-only), then confirm with --registry-stopped"
+                    .to_owned(),
+            );
+        }
+        if !self.dry_run && !offline && self.registry_url.is_none() {
             return Err("REGISTRY_URL is required unless DRY_RUN=true".to_owned());
         }
         let concurrency = positive("CONCURRENCY", &self.concurrency)?;
@@ -558,7 +587,7 @@ impl Args {
             return Err(format!("--ca-cert {} is not a readable file", ca.display()));
         }
         let client = match &self.registry_url {
-            Some(url) if !self.dry_run => Some(ClientOptions {
+            Some(url) if !self.dry_run && !offline => Some(ClientOptions {
                 url: url.trim_end_matches('/').to_owned(),
                 credentials: credentials(&self, url)?,
                 insecure: self.self_signed_cert,
@@ -593,6 +622,7 @@ impl Args {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             client,
             journal: self.journal,
+            delete_via: self.delete_via,
             verbose: self.verbose,
             progress: crate::report::status::Mode::detect(
                 self.quiet,

@@ -43,6 +43,8 @@ pub struct S3Stats {
     pub get_blob: AtomicU64,
     /// Bytes of object bodies read.
     pub bytes: AtomicU64,
+    /// DeleteObjects requests (offline deletion).
+    pub delete: AtomicU64,
 }
 
 impl S3Stats {
@@ -53,6 +55,7 @@ impl S3Stats {
             "get_link_requests": self.get_link.load(Ordering::Relaxed),
             "get_blob_requests": self.get_blob.load(Ordering::Relaxed),
             "bytes_read": self.bytes.load(Ordering::Relaxed),
+            "delete_objects_requests": self.delete.load(Ordering::Relaxed),
         })
     }
 }
@@ -230,6 +233,53 @@ impl S3Store {
                 _ => return Ok((objects, prefixes)),
             }
         }
+    }
+
+    /// Deletes keys with DeleteObjects, 1000 per request; returns each key that failed
+    /// with why.
+    pub async fn delete_keys(&self, keys: &[String]) -> Vec<(String, String)> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut failed = Vec::new();
+        for chunk in keys.chunks(1000) {
+            self.stats.delete.fetch_add(1, Ordering::Relaxed);
+            let ids: Result<Vec<ObjectIdentifier>, _> = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect();
+            let delete =
+                ids.and_then(|ids| Delete::builder().set_objects(Some(ids)).quiet(true).build());
+            let delete = match delete {
+                Ok(d) => d,
+                Err(e) => {
+                    failed.extend(chunk.iter().map(|k| (k.clone(), e.to_string())));
+                    continue;
+                }
+            };
+            match self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+            {
+                Ok(out) => failed.extend(out.errors().iter().map(|e| {
+                    (
+                        e.key().unwrap_or("").to_owned(),
+                        format!("{} {}", e.code().unwrap_or(""), e.message().unwrap_or("")),
+                    )
+                })),
+                Err(e) => {
+                    let why = format!(
+                        "DeleteObjects on s3://{}: {}",
+                        self.bucket,
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    );
+                    failed.extend(chunk.iter().map(|k| (k.clone(), why.clone())));
+                }
+            }
+        }
+        failed
     }
 
     /// GETs an object's body.

@@ -388,3 +388,63 @@ fn storage_of_another_registry_never_drives_deletes() {
     );
     assert!(reg.revisions(APP).contains(&named["A"].1));
 }
+
+#[test]
+fn offline_storage_deletes_match_the_api_and_the_registry_serves_what_is_kept() {
+    let (reg, named) = standard();
+    let tags = tags_after(&reg, &named);
+    let root = reg.root().to_string_lossy().into_owned();
+    let estimate = common::dry_run_json(&reg.root(), &[])["totals"]["bytes_freed"]
+        .as_u64()
+        .expect("bytes_freed");
+
+    // Without the confirmation: a usage error, nothing touched.
+    let before = common::snapshot(&reg.root());
+    let out = regsweep(
+        &[("REGISTRY_DIR", root.as_str()), ("DELETE_VIA", "storage")],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--registry-stopped"), "{err}");
+    assert_eq!(common::snapshot(&reg.root()), before);
+
+    reg.stop();
+    let text = run_ok(&[
+        ("REGISTRY_DIR", root.as_str()),
+        ("DELETE_VIA", "storage"),
+        ("REGISTRY_STOPPED", "true"),
+    ]);
+    assert!(
+        text.contains("Job done, Cleaned 10 of 10 manifests."),
+        "{text}"
+    );
+    assert_end_state(&reg, &named, &tags);
+
+    // garbage-collect frees what the estimate says; the restarted registry serves every
+    // kept tag in full.
+    let blob_bytes = |reg: &Registry| -> u64 {
+        common::snapshot(&reg.root().join("docker/registry/v2/blobs"))
+            .iter()
+            .filter(|(p, _)| p.file_name().is_some_and(|n| n == "data"))
+            .map(|(_, (size, _, _))| *size)
+            .sum()
+    };
+    let before = blob_bytes(&reg);
+    reg.garbage_collect();
+    assert_eq!(before - blob_bytes(&reg), estimate);
+    let url = reg.restart_with("", &[]);
+    for repo in REPOS {
+        let names: Vec<String> = tags[repo].keys().cloned().collect();
+        let checked = pull_all_tags(&url, repo, &names);
+        assert!(checked > names.len(), "{repo}: pulled {checked} objects");
+    }
+    assert_end_state(&reg, &named, &tags);
+    let again = run_ok(&[
+        ("REGISTRY_URL", url.as_str()),
+        ("REGISTRY_DIR", root.as_str()),
+        ("OUTPUT_FORMAT", "json"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&again).expect("json");
+    assert_eq!(report["totals"]["delete"], 0, "nothing left to delete");
+}

@@ -101,6 +101,36 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     let text = regsweep(&env(&s3, &[("DRY_RUN", "true"), ("MIN_AGE", "0")]), &[]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("Running against S3 storage"));
 
+    let tags_before_offline = tag_names(&moto, APP);
+    // Offline migration mode for demo/app: registry stopped, DeleteObjects straight in the
+    // bucket; then the registry restarts and the API run does the other repositories.
+    reg.stop();
+    let offline = run_json(&env(
+        &s3,
+        &[
+            ("MIN_AGE", "0"),
+            ("DELETE_VIA", "storage"),
+            ("REGISTRY_STOPPED", "true"),
+            ("REPO_FILTER", APP),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+    ));
+    assert_eq!(offline["outcome"]["deleted"], offline["totals"]["delete"]);
+    assert_eq!(
+        offline["s3_requests"]["delete_objects_requests"], 3,
+        "per delete layer, one DeleteObjects for the tag directories (layer 0 only: the \
+         expired hash tag and the signature tag) and one for the revision links (2 layers)"
+    );
+    let restarted = reg.restart_with(
+        "",
+        &[
+            ("S3_TEST_ENDPOINT", &moto.url),
+            ("S3_TEST_BUCKET", BUCKET),
+            ("S3_TEST_ROOT", ROOT),
+        ],
+    );
+    assert_eq!(restarted, reg.url);
+
     // Real run through the registry API.
     let tags_before: BTreeMap<&str, BTreeSet<String>> = [APP, OTHER, BASE]
         .iter()
@@ -125,6 +155,19 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
         assert_eq!(revisions(&moto, repo), keep, "revisions left in {repo}");
         let mut tags = tags_before[repo].clone();
         if repo == APP {
+            assert_eq!(
+                tags,
+                tags_before_offline
+                    .iter()
+                    .filter(|t| {
+                        **t != scenario::hash_tag(10)
+                            && **t != format!("sha256-{}.sig", named["B1"].1.hex())
+                    })
+                    .cloned()
+                    .collect::<BTreeSet<String>>(),
+                "offline removed exactly the doomed tags"
+            );
+            tags = tags_before_offline.clone();
             tags.remove(&scenario::hash_tag(10));
             tags.remove(&format!("sha256-{}.sig", named["B1"].1.hex()));
         }

@@ -65,10 +65,18 @@ pub trait Progress: Send + Sync + 'static {
     fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str);
 }
 
+/// Where deletes go.
+pub enum Target {
+    /// Through the registry's HTTP API (the registry keeps running).
+    Api(Box<RegistryClient>),
+    /// Straight in storage (`--delete-via storage`): the registry is stopped or read-only.
+    Storage(Arc<dyn crate::scan::Storage>),
+}
+
 /// Everything a deletion pass needs besides the plans.
 pub struct Run {
-    /// The registry client (already connected).
-    pub client: RegistryClient,
+    /// Where deletes go.
+    pub target: Target,
     /// Who the credentials are, for error messages.
     pub who: String,
     /// Re-reads storage before each layer of deletes.
@@ -84,7 +92,7 @@ pub struct Run {
 }
 
 struct Shared {
-    client: RegistryClient,
+    target: Target,
     who: String,
     stop: AtomicBool,
     cancel: Arc<AtomicBool>,
@@ -150,7 +158,7 @@ fn fatal_text(f: &Fatal, client_who: &str) -> String {
 pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
     let total: usize = plans.iter().map(|p| p.delete_count()).sum();
     let shared = Arc::new(Shared {
-        client: run.client,
+        target: run.target,
         who: run.who,
         stop: AtomicBool::new(false),
         cancel: run.cancel,
@@ -198,7 +206,10 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
 /// Checks that the registry at REGISTRY_URL lists the same tags as the storage under
 /// REGISTRY_DIR: a wrong directory (a backup, another registry) must never drive deletes.
 async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), String> {
-    let mut api = match s.client.tag_names(&plan.name).await {
+    let Target::Api(client) = &s.target else {
+        return Ok(()); // Offline: storage is the only truth, the registry is stopped.
+    };
+    let mut api = match client.tag_names(&plan.name).await {
         Ok(t) => t,
         Err(TagsError::Fatal(f)) => {
             s.stop.store(true, Ordering::SeqCst);
@@ -271,59 +282,45 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
         }
         // Re-verify just before each layer: the window for a concurrent tag push is one layer.
         let changed = changed(&s, &plan).await;
-        let mut set = JoinSet::new();
-        for d in layer {
-            if let Some(why) = changed.get(&d) {
-                if skipped.insert(d) {
-                    s.skip(&plan, &d, why);
-                }
-                continue;
-            }
-            let s = s.clone();
-            let plan = plan.clone();
-            set.spawn(async move {
-                let gate = || {
-                    let go = !s.stopping();
-                    if go {
-                        s.attempted.fetch_add(1, Ordering::SeqCst);
+        if let Target::Storage(storage) = &s.target {
+            let mut go = Vec::new();
+            for d in layer {
+                match changed.get(&d) {
+                    Some(why) => {
+                        if skipped.insert(d) {
+                            s.skip(&plan, &d, why);
+                        }
                     }
-                    go
-                };
-                let r = s.client.delete_manifest(&plan.name, &d, &gate).await;
-                if r == DeleteResult::Cancelled {
+                    None => go.push(d),
+                }
+            }
+            s.attempted.fetch_add(go.len(), Ordering::SeqCst);
+            let (storage, name) = (storage.clone(), plan.name.clone());
+            let results =
+                tokio::task::spawn_blocking(move || storage.remove_manifests(&name, &go)).await;
+            let results = match results {
+                Ok(r) => r,
+                Err(e) => {
+                    s.stop.store(true, Ordering::SeqCst);
+                    if let Ok(mut o) = s.outcome.lock() {
+                        o.fatal
+                            .get_or_insert(format!("removing from storage panicked: {e}"));
+                    }
                     return;
                 }
+            };
+            for (d, r) in results {
+                let r = match r {
+                    Ok(true) => DeleteResult::Deleted,
+                    Ok(false) => DeleteResult::AlreadyGone,
+                    Err(e) => DeleteResult::Failed(e),
+                };
                 s.progress.done(&plan, &d, &r);
-                match r {
-                    DeleteResult::Cancelled => {}
-                    DeleteResult::Deleted | DeleteResult::AlreadyGone => {
-                        let gone = r == DeleteResult::AlreadyGone;
-                        s.journal(Record::Done {
-                            repo: plan.name.to_string(),
-                            digest: d.to_string(),
-                            result: if gone { "already-gone" } else { "deleted" }.to_owned(),
-                        });
-                        if let Ok(mut o) = s.outcome.lock() {
-                            if gone {
-                                o.already_gone += 1
-                            } else {
-                                o.deleted += 1
-                            }
-                        }
-                    }
-                    DeleteResult::Failed(why) => s.miss(&plan, &d, &why, false),
-                    DeleteResult::Fatal(f) => {
-                        s.stop.store(true, Ordering::SeqCst);
-                        let text = fatal_text(&f, &s.who);
-                        s.miss(&plan, &d, &text, false);
-                        if let Ok(mut o) = s.outcome.lock() {
-                            o.fatal.get_or_insert(text);
-                        }
-                    }
-                }
-            });
+                record(&s, &plan, d, r);
+            }
+        } else {
+            api_layer(&s, &plan, layer, &changed, &mut skipped).await;
         }
-        while set.join_next().await.is_some() {}
         // A child waits until every parent is gone: if a parent failed, keep its children.
         let failed_here = s
             .outcome
@@ -332,6 +329,77 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             .unwrap_or(true);
         if failed_here {
             return;
+        }
+    }
+}
+
+/// One layer of deletes through the API, in parallel up to the client's concurrency.
+async fn api_layer(
+    s: &Arc<Shared>,
+    plan: &Arc<RepoPlan>,
+    layer: Vec<Digest>,
+    changed: &DigestMap<String>,
+    skipped: &mut crate::digest::DigestSet,
+) {
+    let mut set = JoinSet::new();
+    for d in layer {
+        if let Some(why) = changed.get(&d) {
+            if skipped.insert(d) {
+                s.skip(plan, &d, why);
+            }
+            continue;
+        }
+        let s = s.clone();
+        let plan = plan.clone();
+        set.spawn(async move {
+            let gate = || {
+                let go = !s.stopping();
+                if go {
+                    s.attempted.fetch_add(1, Ordering::SeqCst);
+                }
+                go
+            };
+            let Target::Api(client) = &s.target else {
+                return;
+            };
+            let r = client.delete_manifest(&plan.name, &d, &gate).await;
+            if r == DeleteResult::Cancelled {
+                return;
+            }
+            s.progress.done(&plan, &d, &r);
+            record(&s, &plan, d, r);
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Journals and counts one finished delete.
+fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
+    match r {
+        DeleteResult::Cancelled => {}
+        DeleteResult::Deleted | DeleteResult::AlreadyGone => {
+            let gone = r == DeleteResult::AlreadyGone;
+            s.journal(Record::Done {
+                repo: plan.name.to_string(),
+                digest: d.to_string(),
+                result: if gone { "already-gone" } else { "deleted" }.to_owned(),
+            });
+            if let Ok(mut o) = s.outcome.lock() {
+                if gone {
+                    o.already_gone += 1
+                } else {
+                    o.deleted += 1
+                }
+            }
+        }
+        DeleteResult::Failed(why) => s.miss(plan, &d, &why, false),
+        DeleteResult::Fatal(f) => {
+            s.stop.store(true, Ordering::SeqCst);
+            let text = fatal_text(&f, &s.who);
+            s.miss(plan, &d, &text, false);
+            if let Ok(mut o) = s.outcome.lock() {
+                o.fatal.get_or_insert(text);
+            }
         }
     }
 }

@@ -48,6 +48,13 @@ impl Storage for FsStorage {
     fn kind(&self) -> &'static str {
         "local"
     }
+    fn remove_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Vec<(Digest, Result<bool, String>)> {
+        self.lister.remove_manifests(repo, digests)
+    }
 }
 
 /// How many repositories travel together through the channels.
@@ -212,6 +219,53 @@ impl FsLister {
             &mut problems,
         );
         (tags, problems)
+    }
+
+    /// See [`Storage::remove_manifests`]: tag directories first, so that a run cut off
+    /// half way leaves an untagged revision (deleted by the next run), never a tag without
+    /// its manifest.
+    pub fn remove_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Vec<(Digest, Result<bool, String>)> {
+        let manifests = self.repositories.join(repo).join("_manifests");
+        let (tags, problems) = self.read_tags(repo);
+        let doomed: std::collections::HashSet<&Digest> = digests.iter().collect();
+        let mut tag_errors: Vec<(Digest, String)> = Vec::new();
+        if let Some(p) = problems.first() {
+            // Unsure which tags point where: remove nothing.
+            return digests
+                .iter()
+                .map(|d| (*d, Err(format!("cannot read the tags of {repo}: {p}"))))
+                .collect();
+        }
+        for t in tags.iter().filter(|t| doomed.contains(&t.digest)) {
+            let dir = manifests.join("tags").join(&t.name);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tag_errors.push((t.digest, format!("{}: {e}", dir.display())));
+            }
+        }
+        digests
+            .iter()
+            .map(|d| {
+                if let Some((_, e)) = tag_errors.iter().find(|(x, _)| x == d) {
+                    return (*d, Err(e.clone()));
+                }
+                let link = manifests
+                    .join("revisions/sha256")
+                    .join(d.hex())
+                    .join("link");
+                let r = match std::fs::remove_file(&link) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(format!("{}: {e}", link.display())),
+                };
+                (*d, r)
+            })
+            .collect()
     }
 
     /// Reads one repository's revision links and tags' current links.

@@ -24,6 +24,15 @@ pub trait Storage: Send + Sync {
     fn blobs(&self) -> &dyn BlobSource;
     /// `local` or `S3`, as the original's "Running against … storage" line says.
     fn kind(&self) -> &'static str;
+    /// Removes manifests of a repository directly in storage, as the registry's own delete
+    /// does (DESIGN section 3): every tag directory whose current link points at one of
+    /// them, then its revision link. Only for a stopped or read-only registry. Each digest
+    /// gets `Ok(true)` removed, `Ok(false)` already gone, or the error.
+    fn remove_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Vec<(Digest, Result<bool, String>)>;
     /// Request accounting (S3 only).
     fn requests(&self) -> Option<serde_json::Value> {
         None

@@ -81,6 +81,77 @@ impl S3Storage {
         repos
     }
 
+    /// See [`Storage::remove_manifests`]: one listing of `_manifests/`, then DeleteObjects
+    /// in batches of 1000 for the doomed tags' keys, then for the revision links.
+    async fn remove_async(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Vec<(Digest, Result<bool, String>)> {
+        let fail_all = |why: String| -> Vec<(Digest, Result<bool, String>)> {
+            digests.iter().map(|d| (*d, Err(why.clone()))).collect()
+        };
+        let rec = self.read_repo_async(repo).await;
+        if let Some(p) = rec.problems.first() {
+            return fail_all(format!("cannot read {repo}: {p}"));
+        }
+        let prefix = format!("{}{repo}/_manifests/", self.repositories());
+        let keys: Vec<String> = match self.store.list_all(&format!("{prefix}tags/"), None).await {
+            Ok((objects, _)) => objects
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect(),
+            Err(e) => return fail_all(e),
+        };
+        let doomed: std::collections::HashSet<&Digest> = digests.iter().collect();
+        let mut tag_keys: Vec<(Digest, String)> = Vec::new();
+        for t in rec.tags.iter().filter(|t| doomed.contains(&t.digest)) {
+            let dir = format!("{prefix}tags/{}/", t.name);
+            tag_keys.extend(
+                keys.iter()
+                    .filter(|k| k.starts_with(&dir))
+                    .map(|k| (t.digest, k.clone())),
+            );
+        }
+        let failed = self
+            .store
+            .delete_keys(&tag_keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
+            .await;
+        let mut errors: HashMap<Digest, String> = HashMap::new();
+        for (key, why) in failed {
+            if let Some((d, _)) = tag_keys.iter().find(|(_, k)| *k == key) {
+                errors
+                    .entry(*d)
+                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
+            }
+        }
+        let present: std::collections::HashSet<Digest> =
+            rec.revisions.iter().map(|r| r.digest).collect();
+        let links: Vec<(Digest, String)> = digests
+            .iter()
+            .filter(|d| !errors.contains_key(d) && present.contains(d))
+            .map(|d| (*d, format!("{prefix}revisions/sha256/{}/link", d.hex())))
+            .collect();
+        for (key, why) in self
+            .store
+            .delete_keys(&links.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
+            .await
+        {
+            if let Some((d, _)) = links.iter().find(|(_, k)| *k == key) {
+                errors
+                    .entry(*d)
+                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
+            }
+        }
+        digests
+            .iter()
+            .map(|d| match errors.get(d) {
+                Some(e) => (*d, Err(e.clone())),
+                None => (*d, Ok(present.contains(d))),
+            })
+            .collect()
+    }
+
     /// Lists one repository's `_manifests/` and resolves its links (GETs only where needed).
     async fn read_repo_async(&self, name: &str) -> RepoRecord {
         let mut rec = RepoRecord {
@@ -237,6 +308,14 @@ impl Storage for S3Storage {
 
     fn kind(&self) -> &'static str {
         "S3"
+    }
+
+    fn remove_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Vec<(Digest, Result<bool, String>)> {
+        self.handle.block_on(self.remove_async(repo, digests))
     }
 
     fn requests(&self) -> Option<serde_json::Value> {
