@@ -92,9 +92,11 @@ fn print_json(
     report.s3_requests = requests;
     report.totals.bytes_freed = planned.bytes_freed;
     report.totals.unsized_blobs = planned.unsized_blobs;
-    let mut out = io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a report has lines by the million.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -331,7 +333,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         keep: cfg.keep,
     };
     if cfg.output == Output::Text {
-        let mut out = io::stdout().lock();
+        let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
         text::write_summary(&mut out, &header, &planned.plans)?;
         if cfg.dry_run {
             text::write_dry_run(&mut out, &planned.plans, &estimate(&planned))?;

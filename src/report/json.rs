@@ -92,11 +92,45 @@ pub struct RepoView<'a> {
     /// Observations that changed no verdict.
     pub notes: &'a [String],
     /// Every tag and what became of it.
-    pub tags: Vec<TagView<'a>>,
+    pub tags: Tags<'a>,
     /// Digests to delete, parents before children.
-    pub delete_order: Vec<Digest>,
+    pub delete_order: DeleteOrder<'a>,
     /// One decision per revision, sorted by digest.
-    pub decisions: Vec<DecisionView<'a>>,
+    pub decisions: Decisions<'a>,
+}
+
+/// A plan's tags, serialized one by one (never all materialized).
+pub struct Tags<'a>(&'a RepoPlan);
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.tags.iter().map(TagView::from))
+    }
+}
+
+/// A plan's delete order, serialized one by one.
+pub struct DeleteOrder<'a>(&'a RepoPlan);
+
+impl Serialize for DeleteOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.delete_digests())
+    }
+}
+
+/// A plan's decisions, each turned into its view only while it is written: the report of
+/// a registry with millions of manifests never holds them all as views.
+pub struct Decisions<'a>(&'a RepoPlan);
+
+impl Serialize for Decisions<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        // Tags by digest once per repository, not a scan of all tags per decision.
+        let mut tags: DigestMap<Vec<&str>> = DigestMap::default();
+        for t in &p.tags {
+            tags.entry(t.digest).or_default().push(&t.name);
+        }
+        s.collect_seq(p.decisions.iter().map(|d| decision_view(p, d, &tags)))
+    }
 }
 
 /// One tag.
@@ -189,19 +223,9 @@ pub fn build<'a>(
                 bytes_freed: p.bytes_freed,
                 problems: &p.problems,
                 notes: &p.notes,
-                tags: p.tags.iter().map(TagView::from).collect(),
-                delete_order: p.delete_digests().collect(),
-                decisions: {
-                    // Tags by digest once per repository, not a scan of all tags per decision.
-                    let mut tags: DigestMap<Vec<&str>> = DigestMap::default();
-                    for t in &p.tags {
-                        tags.entry(t.digest).or_default().push(&t.name);
-                    }
-                    p.decisions
-                        .iter()
-                        .map(|d| decision_view(p, d, &tags))
-                        .collect()
-                },
+                tags: Tags(p),
+                delete_order: DeleteOrder(p),
+                decisions: Decisions(p),
             };
             totals.repositories += 1;
             totals.manifests += view.manifests;
