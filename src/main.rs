@@ -1,13 +1,13 @@
 //! The `regsweep` command.
 
 use clap::Parser;
-use mimalloc::MiMalloc;
 
 use regsweep::app::{self, EXIT_FATAL, EXIT_USAGE};
 use regsweep::cli::Cli;
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = match Cli::try_parse() {
