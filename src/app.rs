@@ -169,23 +169,6 @@ fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> i32 {
     }
 }
 
-/// The plan file path of an apply run, for messages.
-fn mode_path(mode: &Mode) -> String {
-    match mode {
-        Mode::Apply(p) | Mode::Plan(p) => p.display().to_string(),
-        Mode::Run => String::new(),
-    }
-}
-
-/// Exit 4 (something skipped) when a plan file's entries were refused.
-fn refused_exit(code: i32, refused: &[Missed]) -> i32 {
-    if code == EXIT_OK && !refused.is_empty() {
-        EXIT_SKIPPED
-    } else {
-        code
-    }
-}
-
 /// Restricts the fresh plans to the plan file's entries that still hold; returns the others.
 fn restrict_to_plan_file(planned: &mut Planned, file: &planfile::PlanFile) -> Vec<Missed> {
     let mut refused = Vec::new();
@@ -262,12 +245,12 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         }
     };
     let status = Status::start(cfg.progress);
-    if let Some(f) = &plan_file
+    if let (Mode::Apply(path), Some(f)) = (mode, &plan_file)
         && f.storage != storage.kind()
     {
         return Err(anyhow!(
             "plan file {}: made on {} storage, this run reads {} storage",
-            mode_path(mode),
+            path.display(),
             f.storage,
             storage.kind()
         ));
@@ -356,6 +339,11 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
             out.display()
         );
     }
+    // What is already decided before any delete: the plan file's refused entries.
+    let before_deletes = Outcome {
+        skipped: refused,
+        ..Outcome::default()
+    };
     let target = match cfg.delete_via {
         _ if cfg.dry_run => None,
         DeleteVia::Storage => Some(Target::Storage(storage.clone())),
@@ -365,7 +353,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         if cfg.output == Output::Json {
             print_json(cfg, &planned, None, storage.requests())?;
         }
-        return Ok(refused_exit(clean_exit(&planned, None), &refused));
+        return Ok(clean_exit(&planned, Some(&before_deletes)));
     };
     let journal = match &cfg.journal {
         Some(path) => {
@@ -390,15 +378,9 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
                 writeln!(out)?;
                 writeln!(out, "No manifests without tags found. Nothing to do.")?;
             }
-            Output::Json => {
-                let outcome = Outcome {
-                    skipped: refused.clone(),
-                    ..Outcome::default()
-                };
-                print_json(cfg, &planned, Some(&outcome), storage.requests())?
-            }
+            Output::Json => print_json(cfg, &planned, Some(&before_deletes), storage.requests())?,
         }
-        return Ok(refused_exit(clean_exit(&planned, None), &refused));
+        return Ok(clean_exit(&planned, Some(&before_deletes)));
     }
     let progress: Box<dyn Progress> = match cfg.output {
         Output::Text => {
@@ -430,7 +412,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         cancel: install_signals(&rt)?,
     };
     let mut outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
-    outcome.skipped.extend(refused.iter().cloned());
+    outcome.skipped.extend(before_deletes.skipped);
     drop(status);
     match cfg.output {
         Output::Text => text::write_closing(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
-use globset::GlobSetBuilder;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::Regex;
 
 use crate::delete::ClientOptions;
@@ -357,30 +357,55 @@ fn credentials(a: &Args, url: &str) -> Result<Option<Credentials>, String> {
     }
 }
 
+/// Compiles a regex given as `what`; the error is one line naming it.
+pub fn regex(what: &str, s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| {
+        let text = e.to_string();
+        let folded: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        format!("{what} {s:?} is not a valid regex: {}", folded.join(" "))
+    })
+}
+
+/// Repository globs given as `what`: `*` stays within one path segment, `**` crosses them.
+pub fn repo_globs(what: &str, patterns: &[String]) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in patterns {
+        b.add(
+            GlobBuilder::new(g)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("{what} {g:?} is not a valid glob: {e}"))?,
+        );
+    }
+    b.build().map_err(|e| format!("{what}: {e}"))
+}
+
 /// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
 pub fn parse_min_age(s: &str) -> Result<i64, String> {
     parse_duration_secs("MIN_AGE", s)
 }
 
-/// Parses `PROGRESS_INTERVAL`: `0`, seconds, or a duration such as `500ms`, `10s`.
-fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("PROGRESS_INTERVAL {s:?} is not a duration like 10s: {e}"))
-}
-
-/// Parses seconds (`0`, `3600`) or a humantime duration (`30m`, `1h`, `2d`) for `what`.
-pub fn parse_duration_secs(what: &str, s: &str) -> Result<i64, String> {
+/// Parses seconds (`0`, `3600`) or a humantime duration (`500ms`, `30m`, `1h`, `2d`) for
+/// `what`.
+pub fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-        return s.parse::<i64>().map_err(|e| format!("{what} {s:?}: {e}"));
+        return s
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| format!("{what} {s:?}: {e}"));
     }
     humantime::parse_duration(s)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .map_err(|e| format!("{what} {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
+}
+
+/// [`parse_duration`] in whole seconds.
+pub fn parse_duration_secs(what: &str, s: &str) -> Result<i64, String> {
+    parse_duration(what, s).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Parses `--shard K/N`; `index/N` takes K from `job_index` (JOB_COMPLETION_INDEX).
@@ -476,17 +501,12 @@ impl Args {
         let hash_tags = self
             .hash_tag_pattern
             .iter()
-            .map(|p| {
-                Regex::new(p)
-                    .map_err(|e| format!("HASH_TAG_PATTERN {p:?} is not a valid regex: {e}"))
-            })
+            .map(|p| regex("HASH_TAG_PATTERN", p))
             .collect::<Result<Vec<_>, _>>()?;
         let mut hash_tags = hash_tags.into_iter();
         let hash_tag = hash_tags.next().ok_or("HASH_TAG_PATTERN is empty")?;
         let keep_tags = match self.keep_tags.as_deref().filter(|k| !k.is_empty()) {
-            Some(k) => Some(
-                Regex::new(k).map_err(|e| format!("KEEP_TAGS {k:?} is not a valid regex: {e}"))?,
-            ),
+            Some(k) => Some(regex("KEEP_TAGS", k)?),
             None => None,
         };
         let older_than_secs = match self.older_than.as_deref().filter(|k| !k.is_empty()) {
@@ -518,15 +538,7 @@ impl Args {
         let globs = if self.repo.is_empty() {
             None
         } else {
-            let mut b = GlobSetBuilder::new();
-            for g in &self.repo {
-                let glob = globset::GlobBuilder::new(g)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| format!("--repo {g:?} is not a valid glob: {e}"))?;
-                b.add(glob);
-            }
-            Some(b.build().map_err(|e| format!("--repo globs: {e}"))?)
+            Some(repo_globs("--repo", &self.repo)?)
         };
         let shard = match self
             .shard
@@ -628,7 +640,7 @@ impl Args {
             verbose: self.verbose,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
-                parse_interval(&self.progress_interval)?,
+                parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,
             ),
         })
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, DigestMap};
+use crate::digest::Digest;
 use crate::plan::RepoPlan;
 
 /// Format version written in every plan file.
@@ -58,7 +58,7 @@ pub fn build(plans: &[Arc<RepoPlan>], now: i64, storage: &str, bytes_freed: u64)
         .iter()
         .filter(|p| p.delete_count() > 0)
         .map(|p| {
-            let tags = tags_by_digest(p);
+            let tags = p.tags_by_digest();
             RepoEntry {
                 name: p.name.to_string(),
                 delete: p
@@ -66,7 +66,10 @@ pub fn build(plans: &[Arc<RepoPlan>], now: i64, storage: &str, bytes_freed: u64)
                     .map(|d| DeleteEntry {
                         digest: d.digest,
                         reason: reason_name(p, d),
-                        tags: tags.get(&d.digest).cloned().unwrap_or_default(),
+                        tags: tags
+                            .get(&d.digest)
+                            .map(|v| v.iter().map(|t| (*t).to_owned()).collect())
+                            .unwrap_or_default(),
                     })
                     .collect(),
             }
@@ -86,18 +89,6 @@ fn reason_name(p: &RepoPlan, d: &crate::plan::Decision) -> String {
         .ok()
         .and_then(|v| v["reason"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// The tag names on each digest of a plan, sorted.
-pub fn tags_by_digest(p: &RepoPlan) -> DigestMap<Vec<String>> {
-    let mut m: DigestMap<Vec<String>> = DigestMap::default();
-    for t in &p.tags {
-        m.entry(t.digest).or_default().push(t.name.to_string());
-    }
-    for v in m.values_mut() {
-        v.sort();
-    }
-    m
 }
 
 /// Writes `file` to `path` atomically (a temporary file renamed over it).
@@ -136,14 +127,14 @@ pub fn read(path: &Path) -> Result<PlanFile, String> {
 /// Which planned entries `fresh` (a plan of the same repository made now, as of the plan
 /// file's time) may delete, and why each other one is refused.
 pub fn admit(entry: &RepoEntry, fresh: &RepoPlan) -> (Vec<Digest>, BTreeMap<Digest, String>) {
-    let tags_now = tags_by_digest(fresh);
+    let tags_now = fresh.tags_by_digest();
     let mut ok = Vec::new();
     let mut refused = BTreeMap::new();
     for e in &entry.delete {
         let now = tags_now.get(&e.digest).cloned().unwrap_or_default();
         let why = match fresh.decision(&e.digest) {
             None => Some("its revision link is gone since the plan".to_owned()),
-            Some(_) if now != e.tags => Some(format!(
+            Some(_) if now.iter().copied().ne(e.tags.iter().map(String::as_str)) => Some(format!(
                 "its tags changed since the plan (then {:?}, now {now:?})",
                 e.tags
             )),

@@ -2,11 +2,9 @@
 
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobSetBuilder};
-use regex::Regex;
 use serde::Deserialize;
 
-use crate::cli::parse_duration_secs;
+use crate::cli::{parse_duration_secs, regex, repo_globs};
 use crate::plan::{Policies, Policy, Rule};
 
 /// The file as written.
@@ -61,28 +59,11 @@ pub fn parse(text: &str, base: &Policy) -> Result<Policies, String> {
     })
 }
 
-fn regex(field: &str, s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| {
-        let first = e.to_string();
-        let gist = first.lines().last().unwrap_or("").trim().to_owned();
-        format!("{field} {s:?} is not a valid regex: {gist}")
-    })
-}
-
 fn rule(spec: RuleSpec, base: &Policy) -> Result<Rule, String> {
     if spec.repos.is_empty() {
         return Err("repos is empty: name at least one repository glob".to_owned());
     }
-    let mut b = GlobSetBuilder::new();
-    for g in &spec.repos {
-        b.add(
-            GlobBuilder::new(g)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!("repos {g:?} is not a valid glob: {e}"))?,
-        );
-    }
-    let repos = b.build().map_err(|e| format!("repos: {e}"))?;
+    let repos = repo_globs("repos", &spec.repos)?;
     let mut policy = base.clone();
     if let Some(patterns) = spec.hash_tag_patterns {
         let mut it = patterns.iter();
@@ -115,6 +96,8 @@ fn rule(spec: RuleSpec, base: &Policy) -> Result<Rule, String> {
 
 #[cfg(test)]
 mod tests {
+    use regex::Regex;
+
     use super::*;
     use crate::plan::DEFAULT_HASH_TAG_PATTERN;
 

@@ -2,19 +2,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::standard::standard;
 use common::{dry_run_json, regsweep};
-
-/// Total size of every blob's `data` file.
-fn blob_bytes(root: &Path) -> u64 {
-    common::snapshot(&root.join("docker/registry/v2/blobs"))
-        .iter()
-        .filter(|(p, _)| p.file_name().is_some_and(|n| n == "data"))
-        .map(|(_, (size, _, _))| *size)
-        .sum()
-}
 
 #[test]
 fn estimate_matches_garbage_collect() {
@@ -53,9 +42,9 @@ fn estimate_matches_garbage_collect() {
         "{text}"
     );
 
-    let before = blob_bytes(&reg.root());
+    let before = reg.blob_bytes();
     reg.garbage_collect();
-    let after = blob_bytes(&reg.root());
+    let after = reg.blob_bytes();
     eprintln!(
         "estimate {estimate} bytes (per repository {per_repo}); garbage-collect freed {}",
         before - after

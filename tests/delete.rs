@@ -423,16 +423,9 @@ fn offline_storage_deletes_match_the_api_and_the_registry_serves_what_is_kept() 
 
     // garbage-collect frees what the estimate says; the restarted registry serves every
     // kept tag in full.
-    let blob_bytes = |reg: &Registry| -> u64 {
-        common::snapshot(&reg.root().join("docker/registry/v2/blobs"))
-            .iter()
-            .filter(|(p, _)| p.file_name().is_some_and(|n| n == "data"))
-            .map(|(_, (size, _, _))| *size)
-            .sum()
-    };
-    let before = blob_bytes(&reg);
+    let before = reg.blob_bytes();
     reg.garbage_collect();
-    assert_eq!(before - blob_bytes(&reg), estimate);
+    assert_eq!(before - reg.blob_bytes(), estimate);
     let url = reg.restart_with("", &[]);
     for repo in REPOS {
         let names: Vec<String> = tags[repo].keys().cloned().collect();

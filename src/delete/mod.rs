@@ -282,44 +282,20 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
         }
         // Re-verify just before each layer: the window for a concurrent tag push is one layer.
         let changed = changed(&s, &plan).await;
-        if let Target::Storage(storage) = &s.target {
-            let mut go = Vec::new();
-            for d in layer {
-                match changed.get(&d) {
-                    Some(why) => {
-                        if skipped.insert(d) {
-                            s.skip(&plan, &d, why);
-                        }
+        let mut go = Vec::with_capacity(layer.len());
+        for d in layer {
+            match changed.get(&d) {
+                Some(why) => {
+                    if skipped.insert(d) {
+                        s.skip(&plan, &d, why);
                     }
-                    None => go.push(d),
                 }
+                None => go.push(d),
             }
-            s.attempted.fetch_add(go.len(), Ordering::SeqCst);
-            let (storage, name) = (storage.clone(), plan.name.clone());
-            let results =
-                tokio::task::spawn_blocking(move || storage.remove_manifests(&name, &go)).await;
-            let results = match results {
-                Ok(r) => r,
-                Err(e) => {
-                    s.stop.store(true, Ordering::SeqCst);
-                    if let Ok(mut o) = s.outcome.lock() {
-                        o.fatal
-                            .get_or_insert(format!("removing from storage panicked: {e}"));
-                    }
-                    return;
-                }
-            };
-            for (d, r) in results {
-                let r = match r {
-                    Ok(true) => DeleteResult::Deleted,
-                    Ok(false) => DeleteResult::AlreadyGone,
-                    Err(e) => DeleteResult::Failed(e),
-                };
-                s.progress.done(&plan, &d, &r);
-                record(&s, &plan, d, r);
-            }
-        } else {
-            api_layer(&s, &plan, layer, &changed, &mut skipped).await;
+        }
+        match &s.target {
+            Target::Storage(storage) => storage_layer(&s, &plan, storage.clone(), go).await,
+            Target::Api(_) => api_layer(&s, &plan, go).await,
         }
         // A child waits until every parent is gone: if a parent failed, keep its children.
         let failed_here = s
@@ -333,22 +309,42 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     }
 }
 
-/// One layer of deletes through the API, in parallel up to the client's concurrency.
-async fn api_layer(
+/// One layer of deletes straight in storage (`--delete-via storage`), in one call.
+async fn storage_layer(
     s: &Arc<Shared>,
     plan: &Arc<RepoPlan>,
-    layer: Vec<Digest>,
-    changed: &DigestMap<String>,
-    skipped: &mut crate::digest::DigestSet,
+    storage: Arc<dyn crate::scan::Storage>,
+    go: Vec<Digest>,
 ) {
-    let mut set = JoinSet::new();
-    for d in layer {
-        if let Some(why) = changed.get(&d) {
-            if skipped.insert(d) {
-                s.skip(plan, &d, why);
+    s.attempted.fetch_add(go.len(), Ordering::SeqCst);
+    let name = plan.name.clone();
+    let results =
+        match tokio::task::spawn_blocking(move || storage.remove_manifests(&name, &go)).await {
+            Ok(r) => r,
+            Err(e) => {
+                s.stop.store(true, Ordering::SeqCst);
+                if let Ok(mut o) = s.outcome.lock() {
+                    o.fatal
+                        .get_or_insert(format!("removing from storage panicked: {e}"));
+                }
+                return;
             }
-            continue;
-        }
+        };
+    for (d, r) in results {
+        let r = match r {
+            Ok(true) => DeleteResult::Deleted,
+            Ok(false) => DeleteResult::AlreadyGone,
+            Err(e) => DeleteResult::Failed(e),
+        };
+        s.progress.done(plan, &d, &r);
+        record(s, plan, d, r);
+    }
+}
+
+/// One layer of deletes through the API, in parallel up to the client's concurrency.
+async fn api_layer(s: &Arc<Shared>, plan: &Arc<RepoPlan>, go: Vec<Digest>) {
+    let mut set = JoinSet::new();
+    for d in go {
         let s = s.clone();
         let plan = plan.clone();
         set.spawn(async move {

@@ -225,6 +225,15 @@ impl RepoPlan {
         self.decisions.binary_search_by(|x| x.digest.cmp(d)).ok()
     }
 
+    /// The tag names on each digest (each list sorted, as the tags are).
+    pub fn tags_by_digest(&self) -> DigestMap<Vec<&str>> {
+        let mut m: DigestMap<Vec<&str>> = DigestMap::default();
+        for t in &self.tags {
+            m.entry(t.digest).or_default().push(&t.name);
+        }
+        m
+    }
+
     /// The platform label of a decision.
     pub fn label(&self, d: &Decision) -> &str {
         self.labels.get(d.label as usize).map_or("", String::as_str)

@@ -125,10 +125,7 @@ impl Serialize for Decisions<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         // Tags by digest once per repository, not a scan of all tags per decision.
-        let mut tags: DigestMap<Vec<&str>> = DigestMap::default();
-        for t in &p.tags {
-            tags.entry(t.digest).or_default().push(&t.name);
-        }
+        let tags = p.tags_by_digest();
         s.collect_seq(p.decisions.iter().map(|d| decision_view(p, d, &tags)))
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::link::parse_link;
 use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::BlobSource;
 use crate::meta::fs::FsBlobs;
 
@@ -231,27 +231,27 @@ impl FsLister {
     ) -> Vec<(Digest, Result<bool, String>)> {
         let manifests = self.repositories.join(repo).join("_manifests");
         let (tags, problems) = self.read_tags(repo);
-        let doomed: std::collections::HashSet<&Digest> = digests.iter().collect();
-        let mut tag_errors: Vec<(Digest, String)> = Vec::new();
         if let Some(p) = problems.first() {
             // Unsure which tags point where: remove nothing.
-            return digests
-                .iter()
-                .map(|d| (*d, Err(format!("cannot read the tags of {repo}: {p}"))))
-                .collect();
+            let why = format!("cannot read the tags of {repo}: {p}");
+            return digests.iter().map(|d| (*d, Err(why.clone()))).collect();
         }
+        let doomed: DigestSet = digests.iter().copied().collect();
+        let mut tag_errors: DigestMap<String> = DigestMap::default();
         for t in tags.iter().filter(|t| doomed.contains(&t.digest)) {
             let dir = manifests.join("tags").join(&t.name);
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != io::ErrorKind::NotFound
             {
-                tag_errors.push((t.digest, format!("{}: {e}", dir.display())));
+                tag_errors
+                    .entry(t.digest)
+                    .or_insert(format!("{}: {e}", dir.display()));
             }
         }
         digests
             .iter()
             .map(|d| {
-                if let Some((_, e)) = tag_errors.iter().find(|(x, _)| x == d) {
+                if let Some(e) = tag_errors.get(d) {
                     return (*d, Err(e.clone()));
                 }
                 let link = manifests

@@ -11,7 +11,7 @@ use tokio::runtime::Handle;
 
 use super::link::parse_link;
 use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::BlobSource;
 use crate::meta::s3::S3Blobs;
 use crate::s3::{GetKind, Listing, S3Store};
@@ -81,29 +81,21 @@ impl S3Storage {
         repos
     }
 
-    /// See [`Storage::remove_manifests`]: one listing of `_manifests/`, then DeleteObjects
-    /// in batches of 1000 for the doomed tags' keys, then for the revision links.
+    /// See [`Storage::remove_manifests`]: one listing of `_manifests/` (the same that reads
+    /// the links), then DeleteObjects in batches of 1000 for the doomed tags' keys, then for
+    /// the revision links.
     async fn remove_async(
         &self,
         repo: &str,
         digests: &[Digest],
     ) -> Vec<(Digest, Result<bool, String>)> {
-        let fail_all = |why: String| -> Vec<(Digest, Result<bool, String>)> {
-            digests.iter().map(|d| (*d, Err(why.clone()))).collect()
-        };
-        let rec = self.read_repo_async(repo).await;
+        let (rec, keys) = self.read_repo_keys(repo).await;
         if let Some(p) = rec.problems.first() {
-            return fail_all(format!("cannot read {repo}: {p}"));
+            let why = format!("cannot read {repo}: {p}");
+            return digests.iter().map(|d| (*d, Err(why.clone()))).collect();
         }
         let prefix = format!("{}{repo}/_manifests/", self.repositories());
-        let keys: Vec<String> = match self.store.list_all(&format!("{prefix}tags/"), None).await {
-            Ok((objects, _)) => objects
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned))
-                .collect(),
-            Err(e) => return fail_all(e),
-        };
-        let doomed: std::collections::HashSet<&Digest> = digests.iter().collect();
+        let doomed: DigestSet = digests.iter().copied().collect();
         let mut tag_keys: Vec<(Digest, String)> = Vec::new();
         for t in rec.tags.iter().filter(|t| doomed.contains(&t.digest)) {
             let dir = format!("{prefix}tags/{}/", t.name);
@@ -113,36 +105,15 @@ impl S3Storage {
                     .map(|k| (t.digest, k.clone())),
             );
         }
-        let failed = self
-            .store
-            .delete_keys(&tag_keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
-            .await;
-        let mut errors: HashMap<Digest, String> = HashMap::new();
-        for (key, why) in failed {
-            if let Some((d, _)) = tag_keys.iter().find(|(_, k)| *k == key) {
-                errors
-                    .entry(*d)
-                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
-            }
-        }
-        let present: std::collections::HashSet<Digest> =
-            rec.revisions.iter().map(|r| r.digest).collect();
+        let mut errors: DigestMap<String> = DigestMap::default();
+        self.delete_owned(&tag_keys, &mut errors).await;
+        let present: DigestSet = rec.revisions.iter().map(|r| r.digest).collect();
         let links: Vec<(Digest, String)> = digests
             .iter()
             .filter(|d| !errors.contains_key(d) && present.contains(d))
             .map(|d| (*d, format!("{prefix}revisions/sha256/{}/link", d.hex())))
             .collect();
-        for (key, why) in self
-            .store
-            .delete_keys(&links.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
-            .await
-        {
-            if let Some((d, _)) = links.iter().find(|(_, k)| *k == key) {
-                errors
-                    .entry(*d)
-                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
-            }
-        }
+        self.delete_owned(&links, &mut errors).await;
         digests
             .iter()
             .map(|d| match errors.get(d) {
@@ -152,8 +123,26 @@ impl S3Storage {
             .collect()
     }
 
+    /// Deletes the keys, each owned by a digest; a failure is recorded against its digest.
+    async fn delete_owned(&self, keys: &[(Digest, String)], errors: &mut DigestMap<String>) {
+        let owner: HashMap<&str, Digest> = keys.iter().map(|(d, k)| (k.as_str(), *d)).collect();
+        let all: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
+        for (key, why) in self.store.delete_keys(&all).await {
+            if let Some(d) = owner.get(key.as_str()) {
+                errors
+                    .entry(*d)
+                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
+            }
+        }
+    }
+
     /// Lists one repository's `_manifests/` and resolves its links (GETs only where needed).
     async fn read_repo_async(&self, name: &str) -> RepoRecord {
+        self.read_repo_keys(name).await.0
+    }
+
+    /// [`Self::read_repo_async`], also giving every key under `_manifests/` it listed.
+    async fn read_repo_keys(&self, name: &str) -> (RepoRecord, Vec<String>) {
         let mut rec = RepoRecord {
             name: Arc::from(name),
             ..RepoRecord::default()
@@ -163,7 +152,7 @@ impl S3Storage {
             Ok((o, _)) => o,
             Err(e) => {
                 rec.problems.push(e);
-                return rec;
+                return (rec, Vec::new());
             }
         };
         let etag = |o: &aws_sdk_s3::types::Object| {
@@ -255,7 +244,11 @@ impl S3Storage {
                 )),
             }
         }
-        rec
+        let keys = objects
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        (rec, keys)
     }
 }
 

@@ -221,6 +221,15 @@ impl Registry {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Total size of every blob's `data` file in the registry's storage.
+    pub fn blob_bytes(&self) -> u64 {
+        snapshot(&self.root().join("docker/registry/v2/blobs"))
+            .iter()
+            .filter(|(p, _)| p.file_name().is_some_and(|n| n == "data"))
+            .map(|(_, (size, _, _))| *size)
+            .sum()
+    }
+
     /// Runs `docker-registry garbage-collect CONFIG` (never `-m`) with the registry stopped.
     pub fn garbage_collect(&self) {
         self.stop();
