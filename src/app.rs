@@ -134,11 +134,21 @@ fn unfinished(cfg: &Config) -> Result<Option<Unfinished>> {
     }
 }
 
-/// Installs the Ctrl-C / SIGTERM handling: the first stops scheduling deletes, the second exits.
-fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
+/// What a SIGINT/SIGTERM does: before deletes start, exit 130 at once (nothing was
+/// deleted); once they run, the first stops scheduling deletes, the second exits.
+struct Signals {
+    /// Set by the first signal while deleting: no new deletes.
+    cancel: Arc<AtomicBool>,
+    /// Deletes have started.
+    deleting: Arc<AtomicBool>,
+}
+
+/// Installs the SIGINT / SIGTERM handling, before the scan starts.
+fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
     let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
+    let deleting = Arc::new(AtomicBool::new(false));
+    let (flag, phase) = (cancel.clone(), deleting.clone());
     let _guard = rt.enter();
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -148,6 +158,10 @@ fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
+            if !phase.load(Ordering::SeqCst) {
+                eprintln!("regsweep: interrupted before any delete: nothing was deleted");
+                std::process::exit(EXIT_INTERRUPTED);
+            }
             if flag.swap(true, Ordering::SeqCst) {
                 eprintln!("regsweep: interrupted again: exiting now");
                 std::process::exit(EXIT_INTERRUPTED);
@@ -155,7 +169,7 @@ fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
             eprintln!("regsweep: interrupted: no new deletes; finishing those in flight (again to exit now)");
         }
     });
-    Ok(cancel)
+    Ok(Signals { cancel, deleting })
 }
 
 /// The exit code for a run that finished without fatal errors or failed deletes.
@@ -218,6 +232,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let signals = install_signals(&rt)?;
     // Check the registry before a long scan: a wrong URL or password fails fast.
     let client = match &cfg.client {
         Some(opts) => {
@@ -409,8 +424,9 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         progress,
         repo_parallelism: cfg.client.as_ref().map_or(8, |c| c.concurrency),
         journal,
-        cancel: install_signals(&rt)?,
+        cancel: signals.cancel.clone(),
     };
+    signals.deleting.store(true, Ordering::SeqCst);
     let mut outcome = rt.block_on(delete::execute(run, planned.plans.clone()));
     outcome.skipped.extend(before_deletes.skipped);
     drop(status);

@@ -13,6 +13,7 @@ use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
 use crate::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use crate::s3::S3Options;
 use crate::scan::{RepoFilter, Shard};
+use crate::secret::Secret;
 
 /// Where deletes go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,7 +125,7 @@ pub struct Args {
 
     /// S3 secret key.
     #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
 
     /// S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000.
     #[arg(long, env = "S3_ENDPOINT")]
@@ -190,7 +191,7 @@ pub struct Args {
 
     /// Basic-auth credentials `user:password` (split at the first ':').
     #[arg(long, env = "REGISTRY_AUTH", hide_env_values = true)]
-    pub registry_auth: Option<String>,
+    pub registry_auth: Option<Secret>,
 
     /// User name; the password comes from --password-stdin or --password-file.
     #[arg(long, env = "REGISTRY_USERNAME")]
@@ -307,7 +308,7 @@ fn positive(name: &str, v: &str) -> Result<usize, String> {
 /// Finds the credentials: REGISTRY_AUTH, then --username with a password, then docker config.json.
 fn credentials(a: &Args, url: &str) -> Result<Option<Credentials>, String> {
     if let Some(pair) = &a.registry_auth {
-        return Credentials::from_pair(pair, "REGISTRY_AUTH").map(Some);
+        return Credentials::from_pair(pair.expose(), "REGISTRY_AUTH").map(Some);
     }
     let password = if a.password_stdin {
         let mut line = String::new();

@@ -12,5 +12,6 @@ pub mod policy_file;
 pub mod report;
 pub mod s3;
 pub mod scan;
+pub mod secret;
 
 pub mod testkit;

@@ -22,16 +22,9 @@ fn main() {
         }
     };
     let (mode, args) = cli.split();
-    // Only regsweep's own events: HTTP libraries' debug output could carry headers.
-    let filter = if args.verbose {
-        tracing_subscriber::EnvFilter::new("regsweep=debug")
-    } else {
-        tracing_subscriber::EnvFilter::try_from_env("REGSWEEP_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
-    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(args.verbose))
         .init();
     let cfg = match args.validate() {
         Ok(c) => c,
@@ -48,6 +41,32 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The log filter: only regsweep's own events, ever. HTTP and AWS libraries' debug output
+/// can carry headers (credentials, tokens), so `REGSWEEP_LOG` sets regsweep's level only.
+fn log_filter(verbose: bool) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = if verbose {
+        Some(LevelFilter::DEBUG)
+    } else {
+        std::env::var("REGSWEEP_LOG").ok().and_then(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            let level = v.strip_prefix("regsweep=").unwrap_or(&v);
+            let parsed = level.parse::<LevelFilter>().ok();
+            if parsed.is_none() {
+                eprintln!(
+                    "warning: REGSWEEP_LOG={v:?}: give a level (error, warn, info, debug, trace); \
+                     other crates' logs are never enabled"
+                );
+            }
+            parsed
+        })
+    };
+    match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(format!("warn,regsweep={l}")),
+        None => tracing_subscriber::EnvFilter::new("warn"),
+    }
 }
 
 /// Folds a multi-line message (a regex error, say) onto one line.

@@ -10,6 +10,8 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 
+use crate::secret::Secret;
+
 /// Objects and common prefixes of a listing, or why it failed.
 pub type Listing = Result<(Vec<aws_sdk_s3::types::Object>, Vec<String>), String>;
 
@@ -25,7 +27,7 @@ pub struct S3Options {
     /// Path-style addressing.
     pub path_style: bool,
     /// Access and secret key; `None` for the standard AWS credential chain.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, Secret)>,
     /// The registry driver's `rootdirectory` (`REGISTRY_DIR`), slashes as the user wrote them.
     pub root: String,
     /// Requests in flight at once.
@@ -149,7 +151,13 @@ impl S3Store {
             .or_else(Region::new("us-east-1"));
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
         if let Some((a, s)) = &o.credentials {
-            loader = loader.credentials_provider(Credentials::new(a, s, None, None, "regsweep"));
+            loader = loader.credentials_provider(Credentials::new(
+                a,
+                s.expose(),
+                None,
+                None,
+                "regsweep",
+            ));
         }
         if let Some(e) = &o.endpoint {
             loader = loader.endpoint_url(e);
@@ -228,8 +236,22 @@ impl S3Store {
                     .iter()
                     .filter_map(|p| p.prefix().map(str::to_owned)),
             );
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+            // A listing cut short must never pass for a complete one: lost tag keys would
+            // make their revisions look untagged.
+            match (page.is_truncated(), page.next_continuation_token()) {
+                (Some(true), Some(t)) if !t.is_empty() => token = Some(t.to_owned()),
+                (Some(true), _) => {
+                    return Err(format!(
+                        "listing s3://{}/{prefix}: the server says the listing is truncated but gives no continuation token",
+                        self.bucket
+                    ));
+                }
+                (_, Some(t)) if !t.is_empty() => {
+                    return Err(format!(
+                        "listing s3://{}/{prefix}: the server gives a continuation token without IsTruncated",
+                        self.bucket
+                    ));
+                }
                 _ => return Ok((objects, prefixes)),
             }
         }

@@ -317,10 +317,14 @@ fn reverification_skips_what_changed_since_the_scan() {
         storage: std::sync::Arc::new(regsweep::scan::fs::FsStorage::new(&reg.root(), 2)),
         policy: policy.clone(),
     };
-    assert!(
-        verify.changed(&plan(APP)).expect("reverify").is_empty(),
-        "nothing changed yet"
-    );
+    let none = regsweep::digest::DigestSet::default();
+    let changed = |name: &str| {
+        let p = plan(name);
+        let pending: Vec<Digest> = p.delete_digests().collect();
+        verify.changed(&p, &pending, &none).expect("reverify")
+    };
+    assert!(changed(APP).is_empty(), "nothing changed yet");
+    assert!(changed(BASE).is_empty(), "nothing changed yet");
 
     // After the scan, someone tags the untagged B1 again.
     let b1 = named["B1"].1;
@@ -338,15 +342,61 @@ fn reverification_skips_what_changed_since_the_scan() {
             body,
         )
         .expect("tag B1");
-    let changed = verify.changed(&plan(APP)).expect("reverify");
-    let skipped: BTreeSet<Digest> = changed.keys().copied().collect();
-    assert_eq!(
-        skipped,
-        BTreeSet::from([b1, named["SIG_B1"].1]),
-        "{changed:?}"
+    let now = changed(APP);
+    let skipped: BTreeSet<Digest> = now.keys().copied().collect();
+    assert_eq!(skipped, BTreeSet::from([b1, named["SIG_B1"].1]), "{now:?}");
+    assert!(now[&b1].contains("now kept"));
+    assert!(changed(OTHER).is_empty());
+
+    // A doomed manifest pushed again since the scan (same digest, same tags, a fresh
+    // revision link) falls under the grace period again.
+    let a_other = named["A_OTHER"].1;
+    let body = std::fs::read(reg.root().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &a_other.hex()[..2],
+        a_other.hex()
+    )))
+    .expect("A_OTHER body");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    reg.pusher()
+        .manifest(OTHER, None, regsweep::meta::parse::DOCKER_MANIFEST, body)
+        .expect("push A_OTHER again");
+    let now = changed(OTHER);
+    assert!(
+        now.get(&a_other).is_some_and(|w| w.contains("GracePeriod")),
+        "{now:?}"
     );
-    assert!(changed[&b1].contains("now kept"));
-    assert!(verify.changed(&plan(OTHER)).expect("reverify").is_empty());
+
+    // An index whose tags changed but that is still doomed (an expired hash tag) is
+    // skipped, and so are its children, though they are still doomed too.
+    let i1 = named["I1"].1;
+    // Written straight into storage: a push through the API would also rewrite I1's
+    // revision link (and so put it under the grace period).
+    let tag = reg
+        .root()
+        .join("docker/registry/v2/repositories")
+        .join(APP)
+        .join("_manifests/tags/deadbee");
+    let index = tag.join("index/sha256").join(i1.hex());
+    std::fs::create_dir_all(&index).expect("mkdir");
+    std::fs::create_dir_all(tag.join("current")).expect("mkdir");
+    std::fs::write(index.join("link"), i1.to_string()).expect("write");
+    std::fs::write(tag.join("current/link"), i1.to_string()).expect("write");
+    let now = changed(APP);
+    assert!(now[&i1].contains("tags changed"), "{now:?}");
+    for child in ["D1", "D2"] {
+        assert!(
+            now[&named[child].1].contains("refers to it was skipped"),
+            "{child}: {now:?}"
+        );
+    }
+    // Held from an earlier round, its children stay even if storage looks as scanned.
+    let l2 = named["L2"].1;
+    let p = plan(BASE);
+    let pending: Vec<Digest> = [named["G1"].1, named["G2"].1].into();
+    let held: regsweep::digest::DigestSet = [l2].into_iter().collect();
+    let now = verify.changed(&p, &pending, &held).expect("reverify");
+    assert_eq!(now.len(), 2, "{now:?}");
 }
 
 #[test]

@@ -31,11 +31,15 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
     let journal_s = journal.to_string_lossy().into_owned();
     let auth = format!("alice:{PASSWORD}");
     let mut outputs = Vec::new();
-    // A wrong password, then a real run in JSON with --verbose and a journal, then text.
-    for (pass, format) in [
-        ("wrong:pass", "text"),
-        (PASSWORD, "json"),
-        (PASSWORD, "text"),
+    // A wrong password, then a real run in JSON with --verbose and a journal, then text;
+    // then both again with REGSWEEP_LOG=trace, which must not enable other crates' logs
+    // (HTTP libraries log headers at trace).
+    for (pass, format, log) in [
+        ("wrong:pass", "text", ("VERBOSE", "true")),
+        (PASSWORD, "json", ("VERBOSE", "true")),
+        (PASSWORD, "text", ("VERBOSE", "true")),
+        ("wrong:pass", "text", ("REGSWEEP_LOG", "trace")),
+        (PASSWORD, "text", ("REGSWEEP_LOG", "trace")),
     ] {
         let auth = format!("alice:{pass}");
         let out = regsweep(
@@ -45,7 +49,7 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
                 ("REGISTRY_AUTH", &auth),
                 ("OUTPUT_FORMAT", format),
                 ("JOURNAL", &journal_s),
-                ("VERBOSE", "true"),
+                log,
             ],
             &[],
         );
@@ -67,6 +71,17 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
         outputs[2].1.contains("\"outcome\""),
         "the JSON report was written"
     );
+    let traced = &outputs[9].1;
+    assert!(
+        traced.contains("fetched a bearer token"),
+        "REGSWEEP_LOG=trace logs regsweep's events: {traced}"
+    );
+    for other in ["hyper", "reqwest", "rustls", "h2"] {
+        assert!(
+            !traced.contains(&format!(" {other}")),
+            "REGSWEEP_LOG=trace enabled {other}'s logs: {traced}"
+        );
+    }
     outputs.push((
         "journal".into(),
         std::fs::read_to_string(&journal).expect("journal"),

@@ -52,7 +52,7 @@ fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
         region: Some("us-east-1".to_owned()),
         endpoint: Some(endpoint.to_owned()),
         path_style: true,
-        credentials: Some(("test".to_owned(), "test".to_owned())),
+        credentials: Some(("test".to_owned(), regsweep::secret::Secret::new("test"))),
         root: root.to_owned(),
         concurrency: 32,
     };

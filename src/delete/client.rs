@@ -63,6 +63,14 @@ pub enum DeleteResult {
     Fatal(Fatal),
     /// Not sent: the run was cancelled before a slot was free.
     Cancelled,
+    /// Not sent: the repository's re-verification is older than the deadline; re-verify,
+    /// then send again.
+    Stale {
+        /// Whether an earlier attempt of this delete was sent (it counts as attempted).
+        sent: bool,
+        /// The answer of that attempt.
+        last: Option<String>,
+    },
 }
 
 /// Decides, once a request may go, whether it still should (false once the run is cancelled).
@@ -72,6 +80,11 @@ pub type Gate<'a> = dyn Fn() -> bool + Send + Sync + 'a;
 enum SendError {
     Cancelled,
     Failed(String),
+    /// The deadline passed before the request (or a retry of it) could go.
+    Stale {
+        sent: bool,
+        last: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -144,6 +157,11 @@ impl RegistryClient {
         };
         client.ping().await?;
         Ok(client)
+    }
+
+    /// Requests in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.opts.concurrency.max(1)
     }
 
     fn url(&self, path: &str) -> String {
@@ -340,36 +358,51 @@ impl RegistryClient {
 
     /// Sends a request, retrying 429, 5xx and connection errors with backoff (honouring
     /// `Retry-After`) and a 401 under token auth once with a fresh token. Any other answer
-    /// is returned as it is; `Err` says why it gave up.
+    /// is returned as it is; `Err` says why it gave up. Nothing is sent once `deadline` has
+    /// passed (checked before the rate limiter and before each retry).
     async fn send_retrying(
         &self,
         method: Method,
         path: &str,
         repo: &str,
         gate: &Gate<'_>,
+        deadline: Option<Instant>,
     ) -> Result<Response, SendError> {
         let mut delays = self.backoff(Duration::from_secs(30));
         let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
         let mut refresh = false;
         let mut refreshed = false;
         let mut first = true;
+        let mut last: Option<String> = None;
+        let stale = |sent: bool, last: &Option<String>| {
+            deadline
+                .is_some_and(|d| Instant::now() > d)
+                .then(|| SendError::Stale {
+                    sent,
+                    last: last.clone(),
+                })
+        };
         loop {
             let outcome = {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return Err(SendError::Failed("client shut down".to_owned()));
                 };
-                if let Some(l) = &self.limiter {
-                    l.until_ready().await;
+                if let Some(e) = stale(!first, &last) {
+                    return Err(e);
                 }
-                // Checked once a slot is free: a cancelled run sends nothing new.
+                // Checked once a slot is free and before waiting for the rate limiter: a
+                // cancelled run sends nothing new and waits for no rate slot.
                 if first && !gate() {
                     return Err(SendError::Cancelled);
                 }
                 first = false;
+                if let Some(l) = &self.limiter {
+                    l.until_ready().await;
+                }
                 self.request(method.clone(), path, repo, refresh).await
             };
             refresh = false;
-            let (last, retry_after) = match outcome {
+            let (last_now, retry_after) = match outcome {
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && bearer && !refreshed => {
                     refreshed = true;
                     refresh = true;
@@ -386,12 +419,13 @@ impl RegistryClient {
             };
             let Some(backoff) = delays.next() else {
                 return Err(SendError::Failed(format!(
-                    "{last} (gave up after {} attempts)",
+                    "{last_now} (gave up after {} attempts)",
                     self.opts.max_attempts
                 )));
             };
             let wait = retry_after.map_or(backoff, |ra| ra.max(backoff));
-            tracing::debug!(repo, path, ?wait, last, "retrying");
+            tracing::debug!(repo, path, ?wait, last = last_now, "retrying");
+            last = Some(last_now);
             tokio::time::sleep(wait).await;
         }
     }
@@ -403,17 +437,33 @@ impl RegistryClient {
         repo: &str,
         digest: &Digest,
         gate: &Gate<'_>,
+        deadline: Instant,
     ) -> DeleteResult {
         let path = format!("/v2/{repo}/manifests/{digest}");
-        let r = match self.send_retrying(Method::DELETE, &path, repo, gate).await {
+        let r = match self
+            .send_retrying(Method::DELETE, &path, repo, gate, Some(deadline))
+            .await
+        {
             Ok(r) => r,
             Err(SendError::Cancelled) => return DeleteResult::Cancelled,
             Err(SendError::Failed(e)) => return DeleteResult::Failed(e),
+            Err(SendError::Stale { sent, last }) => return DeleteResult::Stale { sent, last },
         };
         tracing::debug!(repo, %digest, status = r.status().as_u16(), "DELETE");
         match r.status().as_u16() {
             200 | 202 | 204 => DeleteResult::Deleted,
-            404 => DeleteResult::AlreadyGone,
+            404 => {
+                // MANIFEST_UNKNOWN: already gone. NAME_UNKNOWN: the registry does not know
+                // the repository at all, so its storage is not the one scanned.
+                let body = r.text().await.unwrap_or_default();
+                if error_codes(&body).iter().any(|c| c == "NAME_UNKNOWN") {
+                    DeleteResult::Failed(format!(
+                        "404 NAME_UNKNOWN: the registry does not know repository {repo}: is REGISTRY_DIR the storage of REGISTRY_URL?"
+                    ))
+                } else {
+                    DeleteResult::AlreadyGone
+                }
+            }
             405 => DeleteResult::Fatal(Fatal::DeleteDisabled),
             s @ (401 | 403) => DeleteResult::Fatal(Fatal::Denied {
                 repo: repo.to_owned(),
@@ -427,6 +477,52 @@ impl RegistryClient {
         }
     }
 
+    /// A read request with retries and no gate or deadline.
+    async fn send_checked(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &str,
+    ) -> Result<Response, TagsError> {
+        match self.send_retrying(method, path, repo, &|| true, None).await {
+            Ok(r) => Ok(r),
+            Err(SendError::Cancelled) => Err(TagsError::Failed("cancelled".to_owned())),
+            Err(SendError::Failed(e)) => Err(TagsError::Failed(e)),
+            Err(SendError::Stale { .. }) => Err(TagsError::Failed("deadline passed".to_owned())),
+        }
+    }
+
+    /// The digest the registry serves for `repo:tag` now (`HEAD` with the full Accept
+    /// list, `Docker-Content-Digest`); `None` when the registry does not know the tag.
+    pub async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>, TagsError> {
+        let path = format!("/v2/{repo}/manifests/{tag}");
+        let r = self.send_checked(Method::HEAD, &path, repo).await?;
+        match r.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            s @ (401 | 403) => {
+                return Err(TagsError::Fatal(Fatal::Denied {
+                    repo: repo.to_owned(),
+                    status: s,
+                }));
+            }
+            _ => {
+                return Err(TagsError::Failed(format!(
+                    "HEAD {path} answered {}",
+                    r.status()
+                )));
+            }
+        }
+        r.headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Digest::parse)
+            .map(Some)
+            .ok_or_else(|| {
+                TagsError::Failed(format!("HEAD {path} answered no Docker-Content-Digest"))
+            })
+    }
+
     /// Every tag the registry lists for `repo` (`GET /v2/<repo>/tags/list`, paginated).
     pub async fn tag_names(&self, repo: &str) -> Result<Vec<String>, TagsError> {
         #[derive(Deserialize)]
@@ -436,11 +532,7 @@ impl RegistryClient {
         let mut out = Vec::new();
         let mut path = format!("/v2/{repo}/tags/list?n=1000");
         loop {
-            let r = match self.send_retrying(Method::GET, &path, repo, &|| true).await {
-                Ok(r) => r,
-                Err(SendError::Cancelled) => return Err(TagsError::Failed("cancelled".to_owned())),
-                Err(SendError::Failed(e)) => return Err(TagsError::Failed(e)),
-            };
+            let r = self.send_checked(Method::GET, &path, repo).await?;
             match r.status().as_u16() {
                 200 => {}
                 404 => return Ok(out), // no tags: 2.8 answers NAME_UNKNOWN
@@ -475,6 +567,25 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// The `errors[].code` values of a registry error body.
+fn error_codes(body: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Option<Vec<Code>>,
+    }
+    #[derive(Deserialize)]
+    struct Code {
+        code: Option<String>,
+    }
+    serde_json::from_str::<Errors>(body)
+        .ok()
+        .and_then(|e| e.errors)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.code)
+        .collect()
 }
 
 /// Why a tag listing failed.

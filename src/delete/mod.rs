@@ -8,12 +8,14 @@ pub mod verify;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
 pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient, TagsError};
 
-use crate::digest::{Digest, DigestMap};
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::plan::RepoPlan;
 use journal::{Journal, Record};
 
@@ -51,11 +53,25 @@ pub struct Outcome {
 
 /// Re-reads a repository from storage and says which planned deletions must now be skipped.
 pub trait Reverify: Send + Sync + 'static {
-    /// Digests of `plan` to skip, each with the reason.
-    fn changed(&self, plan: &RepoPlan) -> Result<DigestMap<String>, String>;
-    /// The repository's tag names in storage now.
-    fn current_tags(&self, repo: &str) -> Result<Vec<String>, String>;
+    /// Which of `pending` (deletions of `plan` not yet done) to skip, each with the reason;
+    /// `held` are those skipped before, whose descendants must stay too.
+    fn changed(
+        &self,
+        plan: &RepoPlan,
+        pending: &[Digest],
+        held: &DigestSet,
+    ) -> Result<DigestMap<String>, String>;
+    /// The repository's tags in storage now, each with its current digest.
+    fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
 }
+
+/// How long after re-reading a repository its deletes may still be sent; a delete (or a
+/// retry) that would go later waits for a fresh re-read. Stretched to twice the time a
+/// re-read takes when that is longer, so a slow re-read still lets deletes through.
+pub const REVERIFY_WINDOW: Duration = Duration::from_secs(30);
+
+/// Re-verifications a single delete may wait for before it counts as failed.
+const MAX_BOUNCES: u32 = 6;
 
 /// Receives a line for each finished deletion (the original's `Deleted:` lines).
 pub trait Progress: Send + Sync + 'static {
@@ -134,8 +150,11 @@ impl Shared {
         }
     }
 
-    fn skip(&self, plan: &RepoPlan, d: &Digest, why: &str) {
-        self.attempted.fetch_add(1, Ordering::SeqCst);
+    /// Records a skipped delete; `count` when no attempt of it was counted yet.
+    fn skip(&self, plan: &RepoPlan, d: &Digest, why: &str, count: bool) {
+        if count {
+            self.attempted.fetch_add(1, Ordering::SeqCst);
+        }
         self.progress.skipped(plan, d, why);
         self.miss(plan, d, why, true);
     }
@@ -203,22 +222,24 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
     out
 }
 
-/// Checks that the registry at REGISTRY_URL lists the same tags as the storage under
-/// REGISTRY_DIR: a wrong directory (a backup, another registry) must never drive deletes.
+/// Checks that the registry at REGISTRY_URL serves the same tags, each on the same digest,
+/// as the storage under REGISTRY_DIR: a wrong directory (a backup, a lagging replica,
+/// another registry) must never drive deletes.
 async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), String> {
     let Target::Api(client) = &s.target else {
         return Ok(()); // Offline: storage is the only truth, the registry is stopped.
     };
+    let fatal = |f: Fatal| {
+        s.stop.store(true, Ordering::SeqCst);
+        let text = fatal_text(&f, &s.who);
+        if let Ok(mut o) = s.outcome.lock() {
+            o.fatal.get_or_insert_with(|| text.clone());
+        }
+        text
+    };
     let mut api = match client.tag_names(&plan.name).await {
         Ok(t) => t,
-        Err(TagsError::Fatal(f)) => {
-            s.stop.store(true, Ordering::SeqCst);
-            let text = fatal_text(&f, &s.who);
-            if let Ok(mut o) = s.outcome.lock() {
-                o.fatal.get_or_insert_with(|| text.clone());
-            }
-            return Err(text);
-        }
+        Err(TagsError::Fatal(f)) => return Err(fatal(f)),
         Err(TagsError::Failed(e)) => {
             return Err(format!("cannot list its tags through the API: {e}"));
         }
@@ -230,7 +251,8 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
         .unwrap_or_else(|e| Err(format!("reading tags panicked: {e}")))?;
     api.sort();
     stored.sort();
-    if api != stored {
+    let stored_names: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+    if api != stored_names {
         return Err(format!(
             "the registry lists {} tags for {} but storage under REGISTRY_DIR has {}: \
              is REGISTRY_DIR the storage of REGISTRY_URL? (or tags changed during the run)",
@@ -239,30 +261,79 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
             stored.len()
         ));
     }
+    // Same names are not enough: a stale copy may have a tag on another digest.
+    let concurrency = client.concurrency();
+    let heads = futures_util::stream::iter(stored.into_iter().map(|(tag, want)| {
+        let (s, repo) = (s.clone(), plan.name.clone());
+        async move {
+            let got = match &s.target {
+                Target::Api(c) => c.tag_digest(&repo, &tag).await,
+                Target::Storage(_) => Ok(Some(want)),
+            };
+            (tag, want, got)
+        }
+    }))
+    .buffer_unordered(concurrency);
+    futures_util::pin_mut!(heads);
+    while let Some((tag, want, got)) = heads.next().await {
+        match got {
+            Ok(Some(d)) if d == want => {}
+            Ok(got) => {
+                let got = got.map_or_else(|| "no such tag".to_owned(), |d| d.to_string());
+                return Err(format!(
+                    "tag {tag}: the registry serves {got} but storage under REGISTRY_DIR says {want}: \
+                     is REGISTRY_DIR the storage of REGISTRY_URL (not a stale copy or a lagging replica)? \
+                     (or the tag moved during the run)"
+                ));
+            }
+            Err(TagsError::Fatal(f)) => return Err(fatal(f)),
+            Err(TagsError::Failed(e)) => {
+                return Err(format!("cannot check tag {tag} through the API: {e}"));
+            }
+        }
+    }
     Ok(())
 }
 
-/// Digests of `plan` that changed since the scan, each with why; all of them on error.
-async fn changed(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> DigestMap<String> {
+/// Which of `pending` to skip now, each with why; all of them when re-reading fails.
+async fn changed(
+    s: &Arc<Shared>,
+    plan: &Arc<RepoPlan>,
+    pending: &[Digest],
+    held: &DigestSet,
+) -> DigestMap<String> {
     let (s2, p2) = (s.clone(), plan.clone());
-    match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2)).await {
+    let (pending2, held2) = (pending.to_vec(), held.clone());
+    match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2, &pending2, &held2)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => plan
-            .delete_digests()
-            .map(|d| (d, format!("cannot re-verify: {e}")))
+        Ok(Err(e)) => pending
+            .iter()
+            .map(|d| (*d, format!("cannot re-verify: {e}")))
             .collect(),
-        Err(e) => plan
-            .delete_digests()
-            .map(|d| (d, format!("re-verification panicked: {e}")))
+        Err(e) => pending
+            .iter()
+            .map(|d| (*d, format!("re-verification panicked: {e}")))
             .collect(),
     }
+}
+
+/// A delete still to send, with what earlier rounds did with it.
+#[derive(Clone, Debug)]
+struct Pending {
+    digest: Digest,
+    /// An attempt was sent already (it counts as attempted once).
+    sent: bool,
+    /// Rounds it waited for a fresh re-verification.
+    bounces: u32,
+    /// The answer of its last attempt.
+    last: Option<String>,
 }
 
 async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     if let Err(why) = same_registry(&s, &plan).await {
         if !s.stopping() {
             for d in plan.delete_digests() {
-                s.skip(&plan, &d, &why);
+                s.skip(&plan, &d, &why, true);
             }
         }
         return;
@@ -275,104 +346,184 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
         }
         layers[l].push(d);
     }
-    let mut skipped = crate::digest::DigestSet::default();
+    // Skipped digests of this repository: what they refer to is held back with them.
+    let mut held = DigestSet::default();
     for layer in layers {
-        if s.stopping() {
-            return;
-        }
-        // Re-verify just before each layer: the window for a concurrent tag push is one layer.
-        let changed = changed(&s, &plan).await;
-        let mut go = Vec::with_capacity(layer.len());
-        for d in layer {
-            match changed.get(&d) {
-                Some(why) => {
-                    if skipped.insert(d) {
-                        s.skip(&plan, &d, why);
-                    }
-                }
-                None => go.push(d),
+        let mut pending: Vec<Pending> = layer
+            .into_iter()
+            .map(|digest| Pending {
+                digest,
+                sent: false,
+                bounces: 0,
+                last: None,
+            })
+            .collect();
+        while !pending.is_empty() {
+            if s.stopping() {
+                return;
             }
-        }
-        match &s.target {
-            Target::Storage(storage) => storage_layer(&s, &plan, storage.clone(), go).await,
-            Target::Api(_) => api_layer(&s, &plan, go).await,
-        }
-        // A child waits until every parent is gone: if a parent failed, keep its children.
-        let failed_here = s
-            .outcome
-            .lock()
-            .map(|o| o.failed.iter().any(|m| *m.repository == *plan.name))
-            .unwrap_or(true);
-        if failed_here {
-            return;
+            // Re-verify, then send only within the window after it: a delete that cannot go
+            // in time comes back for the next round (rule 9).
+            let verified_at = Instant::now();
+            let digests: Vec<Digest> = pending.iter().map(|p| p.digest).collect();
+            let changed = changed(&s, &plan, &digests, &held).await;
+            let window = REVERIFY_WINDOW.max(verified_at.elapsed() * 2);
+            let deadline = verified_at + window;
+            let mut go = Vec::with_capacity(pending.len());
+            for p in pending {
+                match changed.get(&p.digest) {
+                    Some(why) => {
+                        if held.insert(p.digest) {
+                            s.skip(&plan, &p.digest, why, !p.sent);
+                        }
+                    }
+                    None => go.push(p),
+                }
+            }
+            pending = match &s.target {
+                Target::Storage(storage) => {
+                    storage_layer(&s, &plan, storage.clone(), go, deadline).await
+                }
+                Target::Api(_) => api_layer(&s, &plan, go, deadline).await,
+            };
+            // A child waits until every parent is gone: if a parent failed, keep its children.
+            let failed_here = s
+                .outcome
+                .lock()
+                .map(|o| o.failed.iter().any(|m| *m.repository == *plan.name))
+                .unwrap_or(true);
+            if failed_here {
+                return;
+            }
         }
     }
 }
 
-/// One layer of deletes straight in storage (`--delete-via storage`), in one call.
+/// Most manifests removed from storage in one call, so each call stays inside the window.
+const STORAGE_CHUNK: usize = 1000;
+
+/// One round of deletes straight in storage (`--delete-via storage`), in chunks, until
+/// `deadline`; returns what is left for the next round.
 async fn storage_layer(
     s: &Arc<Shared>,
     plan: &Arc<RepoPlan>,
     storage: Arc<dyn crate::scan::Storage>,
-    go: Vec<Digest>,
-) {
-    s.attempted.fetch_add(go.len(), Ordering::SeqCst);
-    let name = plan.name.clone();
-    let results =
-        match tokio::task::spawn_blocking(move || storage.remove_manifests(&name, &go)).await {
-            Ok(r) => r,
-            Err(e) => {
-                s.stop.store(true, Ordering::SeqCst);
-                if let Ok(mut o) = s.outcome.lock() {
-                    o.fatal
-                        .get_or_insert(format!("removing from storage panicked: {e}"));
+    go: Vec<Pending>,
+    deadline: Instant,
+) -> Vec<Pending> {
+    let mut rest = go.into_iter().map(|p| p.digest).collect::<Vec<_>>();
+    while !rest.is_empty() {
+        if Instant::now() > deadline || s.stopping() {
+            break;
+        }
+        let chunk: Vec<Digest> = rest.drain(..rest.len().min(STORAGE_CHUNK)).collect();
+        s.attempted.fetch_add(chunk.len(), Ordering::SeqCst);
+        let name = plan.name.clone();
+        let st = storage.clone();
+        let results =
+            match tokio::task::spawn_blocking(move || st.remove_manifests(&name, &chunk)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    s.stop.store(true, Ordering::SeqCst);
+                    if let Ok(mut o) = s.outcome.lock() {
+                        o.fatal
+                            .get_or_insert(format!("removing from storage panicked: {e}"));
+                    }
+                    return Vec::new();
                 }
-                return;
-            }
-        };
-    for (d, r) in results {
-        let r = match r {
-            Ok(true) => DeleteResult::Deleted,
-            Ok(false) => DeleteResult::AlreadyGone,
-            Err(e) => DeleteResult::Failed(e),
-        };
-        s.progress.done(plan, &d, &r);
-        record(s, plan, d, r);
+            };
+        for (d, r) in results {
+            let r = match r {
+                Ok(true) => DeleteResult::Deleted,
+                Ok(false) => DeleteResult::AlreadyGone,
+                Err(e) => DeleteResult::Failed(e),
+            };
+            s.progress.done(plan, &d, &r);
+            record(s, plan, d, r);
+        }
     }
+    rest.into_iter()
+        .map(|digest| Pending {
+            digest,
+            sent: false,
+            bounces: 0,
+            last: None,
+        })
+        .collect()
 }
 
-/// One layer of deletes through the API, in parallel up to the client's concurrency.
-async fn api_layer(s: &Arc<Shared>, plan: &Arc<RepoPlan>, go: Vec<Digest>) {
+/// One round of deletes through the API, in parallel up to the client's concurrency; a
+/// delete that cannot be sent (or retried) before `deadline` comes back for the next round.
+async fn api_layer(
+    s: &Arc<Shared>,
+    plan: &Arc<RepoPlan>,
+    go: Vec<Pending>,
+    deadline: Instant,
+) -> Vec<Pending> {
     let mut set = JoinSet::new();
-    for d in go {
+    for p in go {
         let s = s.clone();
         let plan = plan.clone();
         set.spawn(async move {
+            let counted = p.sent;
             let gate = || {
                 let go = !s.stopping();
-                if go {
+                if go && !counted {
                     s.attempted.fetch_add(1, Ordering::SeqCst);
                 }
                 go
             };
             let Target::Api(client) = &s.target else {
-                return;
+                return None;
             };
-            let r = client.delete_manifest(&plan.name, &d, &gate).await;
-            if r == DeleteResult::Cancelled {
-                return;
-            }
-            s.progress.done(&plan, &d, &r);
-            record(&s, &plan, d, r);
+            let r = client
+                .delete_manifest(&plan.name, &p.digest, &gate, deadline)
+                .await;
+            let r = match r {
+                DeleteResult::Cancelled if !p.sent => return None,
+                DeleteResult::Cancelled => DeleteResult::Failed(
+                    p.last.clone().unwrap_or_else(|| "interrupted".to_owned())
+                        + " (not retried: the run was interrupted)",
+                ),
+                DeleteResult::Stale { sent, last } => {
+                    let sent = sent || p.sent;
+                    let last = last.or(p.last.clone());
+                    if p.bounces < MAX_BOUNCES {
+                        return Some(Pending {
+                            digest: p.digest,
+                            sent,
+                            bounces: p.bounces + 1,
+                            last,
+                        });
+                    }
+                    if !sent {
+                        s.attempted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    DeleteResult::Failed(format!(
+                        "{} (no attempt fit inside a re-verification window {MAX_BOUNCES} times)",
+                        last.unwrap_or_else(|| "not sent".to_owned())
+                    ))
+                }
+                r => r,
+            };
+            s.progress.done(&plan, &p.digest, &r);
+            record(&s, &plan, p.digest, r);
+            None
         });
     }
-    while set.join_next().await.is_some() {}
+    let mut again = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(Some(p)) = r {
+            again.push(p);
+        }
+    }
+    again
 }
 
 /// Journals and counts one finished delete.
 fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
     match r {
-        DeleteResult::Cancelled => {}
+        DeleteResult::Cancelled | DeleteResult::Stale { .. } => {}
         DeleteResult::Deleted | DeleteResult::AlreadyGone => {
             let gone = r == DeleteResult::AlreadyGone;
             s.journal(Record::Done {

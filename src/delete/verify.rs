@@ -1,11 +1,11 @@
-//! Re-verification (DESIGN rule 9): re-read a repository just before deleting in it.
+//! Re-verification (policy rule 9): re-read a repository just before deleting in it.
 
 use std::sync::Arc;
 
 use super::Reverify;
-use crate::digest::{Digest, DigestMap};
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta;
-use crate::plan::{Policies, RepoPlan, Verdict, plan_repository};
+use crate::plan::{Policies, RepoPlan, Verdict, descendants, plan_repository, same_link_time};
 use crate::scan::Storage;
 
 /// Re-reads a repository from storage and re-plans it when anything changed since the scan.
@@ -17,7 +17,12 @@ pub struct StorageReverify {
 }
 
 impl Reverify for StorageReverify {
-    fn changed(&self, plan: &RepoPlan) -> Result<DigestMap<String>, String> {
+    fn changed(
+        &self,
+        plan: &RepoPlan,
+        pending: &[Digest],
+        held: &DigestSet,
+    ) -> Result<DigestMap<String>, String> {
         let rec = self.storage.read_repo(&plan.name);
         let mut old_tags: Vec<(&str, Digest)> =
             plan.tags.iter().map(|t| (&*t.name, t.digest)).collect();
@@ -28,10 +33,21 @@ impl Reverify for StorageReverify {
             .collect();
         old_tags.sort();
         new_tags.sort();
-        let mut new_revs: Vec<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
+        let mut new_revs: Vec<(Digest, i64)> = rec
+            .revisions
+            .iter()
+            .map(|r| (r.digest, r.linked_at))
+            .collect();
         new_revs.sort_unstable();
-        let old_revs: Vec<Digest> = plan.decisions.iter().map(|d| d.digest).collect();
-        if rec.problems.is_empty() && old_tags == new_tags && old_revs == new_revs {
+        // Same revisions, each linked at the same time: a manifest re-pushed since the scan
+        // has a fresh link and must fall under the grace period again.
+        let same_revs = new_revs.len() == plan.decisions.len()
+            && plan
+                .decisions
+                .iter()
+                .zip(&new_revs)
+                .all(|(d, (digest, at))| d.digest == *digest && same_link_time(d, *at));
+        if held.is_empty() && rec.problems.is_empty() && old_tags == new_tags && same_revs {
             return Ok(DigestMap::default());
         }
         let tags_on = |tags: &[(&str, Digest)], d: &Digest| -> Vec<String> {
@@ -40,16 +56,21 @@ impl Reverify for StorageReverify {
                 .map(|(n, _)| (*n).to_owned())
                 .collect()
         };
+        let policy = self.policy.for_repo(&plan.name);
         let snap = meta::load(self.storage.blobs(), rec.clone());
-        let fresh = plan_repository(&snap, self.policy.for_repo(&plan.name));
+        let fresh = plan_repository(&snap, policy);
         let mut skip = DigestMap::default();
-        for d in &plan.delete_digests().collect::<Vec<_>>() {
+        for d in pending {
+            let before = plan.decision(d);
             let why = match fresh.decision(d) {
                 None => Some("its revision link disappeared since the scan".to_owned()),
                 Some(x) if x.verdict == Verdict::Keep => Some(format!(
                     "changed since the scan, now kept ({:?})",
                     fresh.reason(x)
                 )),
+                Some(x) if before.is_some_and(|b| b.linked_at() != x.linked_at()) => {
+                    Some("its revision link was rewritten since the scan (pushed again)".to_owned())
+                }
                 Some(_) if tags_on(&old_tags, d) != tags_on(&new_tags, d) => {
                     Some("its tags changed since the scan".to_owned())
                 }
@@ -59,14 +80,27 @@ impl Reverify for StorageReverify {
                 skip.insert(*d, w);
             }
         }
+        // What a skipped manifest refers to stays with it: a kept index keeps its children.
+        let roots: Vec<Digest> = skip.keys().chain(held).copied().collect();
+        if !roots.is_empty() {
+            let pending: DigestSet = pending.iter().copied().collect();
+            for d in descendants(&snap, policy, roots.iter().copied()) {
+                if pending.contains(&d) && !skip.contains_key(&d) {
+                    skip.insert(
+                        d,
+                        "a manifest that refers to it was skipped, so it stays too".to_owned(),
+                    );
+                }
+            }
+        }
         Ok(skip)
     }
 
-    fn current_tags(&self, repo: &str) -> Result<Vec<String>, String> {
+    fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String> {
         let (tags, problems) = self.storage.read_tags(repo);
         match problems.first() {
             Some(p) => Err(p.clone()),
-            None => Ok(tags.into_iter().map(|t| t.name).collect()),
+            None => Ok(tags.into_iter().map(|t| (t.name, t.digest)).collect()),
         }
     }
 }

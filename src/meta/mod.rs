@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub manifests: DigestMap<Meta>,
     /// Image config facts (created, platform), keyed by the image manifest's digest.
     pub images: DigestMap<ImageInfo>,
+    /// Image manifests whose config blob could not be read, digest-checked or parsed,
+    /// with why (naming the blob); usually empty.
+    pub config_errors: DigestMap<String>,
 }
 
 /// Most index levels followed to find an index's creation date.
@@ -76,6 +79,23 @@ impl Snapshot {
             Kind::Image | Kind::Schema1 => self.images.get(d)?.created,
             _ => None,
         }
+    }
+
+    /// Why the date of `d` (an image, or an index through its representative child) cannot
+    /// be trusted: its config blob could not be read, digest-checked or parsed.
+    pub fn date_problem(&self, d: &Digest) -> Option<&str> {
+        let mut d = *d;
+        for _ in 0..=MAX_DEPTH {
+            if let Some(e) = self.config_errors.get(&d) {
+                return Some(e);
+            }
+            let m = self.manifest(&d)?;
+            if m.kind != Kind::Index {
+                return None;
+            }
+            d = representative_child(&m.children)?.digest;
+        }
+        None
     }
 }
 
@@ -116,22 +136,31 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     config_digests.sort_unstable();
     config_digests.dedup();
     let config_bodies = source.read_many(&config_digests);
-    let infos: DigestMap<ImageInfo> = config_digests
-        .iter()
-        .zip(config_bodies)
-        .map(|(c, body)| {
-            (
-                *c,
-                body.ok()
-                    .and_then(|b| parse::parse_config(&b))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    let mut images: DigestMap<ImageInfo> = configs
-        .iter()
-        .filter_map(|(d, c)| infos.get(c).map(|i| (*d, i.clone())))
-        .collect();
+    let mut bad_configs: DigestMap<String> = DigestMap::default();
+    let mut infos: DigestMap<ImageInfo> = DigestMap::default();
+    for (c, body) in config_digests.iter().zip(config_bodies) {
+        match config_info(source, c, body) {
+            Ok(info) => {
+                infos.insert(*c, info);
+            }
+            Err(e) => {
+                bad_configs.insert(*c, e);
+            }
+        }
+    }
+    let mut images: DigestMap<ImageInfo> = DigestMap::default();
+    let mut config_errors: DigestMap<String> = DigestMap::default();
+    for (d, c) in &configs {
+        match (infos.get(c), bad_configs.get(c)) {
+            (Some(i), _) => {
+                images.insert(*d, i.clone());
+            }
+            (None, Some(e)) => {
+                config_errors.insert(*d, e.clone());
+            }
+            (None, None) => {}
+        }
+    }
     for (d, m) in &manifests {
         if let Meta::Parsed(Manifest {
             schema1: Some(info),
@@ -145,7 +174,29 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
         record,
         manifests,
         images,
+        config_errors,
     }
+}
+
+/// A config blob's facts, or why it cannot be trusted (naming the blob).
+fn config_info(
+    source: &dyn BlobSource,
+    c: &Digest,
+    body: io::Result<Vec<u8>>,
+) -> Result<ImageInfo, String> {
+    let body = body.map_err(|e| format!("config {c} at {}: {e}", source.locate(c)))?;
+    if Digest::of(&body) != *c {
+        return Err(format!(
+            "config {c} at {}: content does not match its digest",
+            source.locate(c)
+        ));
+    }
+    parse::parse_config(&body).ok_or_else(|| {
+        format!(
+            "config {c} at {}: not a JSON image config",
+            source.locate(c)
+        )
+    })
 }
 
 fn manifest_meta(source: &dyn BlobSource, d: &Digest, body: io::Result<Vec<u8>>) -> Meta {

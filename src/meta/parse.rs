@@ -271,8 +271,13 @@ fn schema1_info(raw: &RawManifest) -> ImageInfo {
 /// Parses an image config blob's `created`, `os` and `architecture`.
 pub fn parse_config(body: &[u8]) -> Option<ImageInfo> {
     let raw: RawConfig = serde_json::from_slice(body).ok()?;
+    // A `created` that is there but no RFC 3339 time cannot rank the image: not trusted.
+    let created = match raw.created.as_deref() {
+        Some(s) => Some(parse_time(s)?),
+        None => None,
+    };
     Some(ImageInfo {
-        created: raw.created.as_deref().and_then(parse_time),
+        created,
         platform: Some(Platform {
             os: raw.os,
             architecture: raw.architecture,

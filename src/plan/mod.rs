@@ -4,6 +4,8 @@ pub mod freed;
 mod order;
 mod policy;
 
+pub use order::descendants;
+
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -49,6 +51,12 @@ pub enum Reason {
         /// The kept subject.
         subject: Digest,
     },
+    /// An attachment tag points to it whose subject is no revision of this repository
+    /// (signatures stored apart, cosign's `COSIGN_REPOSITORY`): a live tag.
+    ForeignAttachment {
+        /// The subject, which lives in another repository (or nowhere this run can see).
+        subject: Digest,
+    },
     /// Something in the repository could not be trusted; see the repository's problems.
     FailClosed,
     /// No tag reaches it.
@@ -68,9 +76,10 @@ pub enum Reason {
         /// The deleted or absent subject.
         subject: Digest,
     },
-    /// It is an attachment tag's target and the subject is deleted or absent.
+    /// It is an attachment tag's target and the subject, a revision of this repository,
+    /// is deleted in this run.
     AttachmentOfDeleted {
-        /// The deleted or absent subject.
+        /// The deleted subject.
         subject: Digest,
     },
     /// Deletable, but left for a later run: not part of the interrupted run being resumed.
@@ -99,6 +108,7 @@ enum Code {
     ChildOf,
     ReferrerOf,
     AttachmentOf,
+    ForeignAttachment,
     FailClosed,
     Untagged,
     HashTagExpired,
@@ -287,6 +297,7 @@ impl RepoPlan {
             Code::ChildOf => Reason::ChildOf { parent: related() },
             Code::ReferrerOf => Reason::ReferrerOf { subject: related() },
             Code::AttachmentOf => Reason::AttachmentOf { subject: related() },
+            Code::ForeignAttachment => Reason::ForeignAttachment { subject: related() },
             Code::FailClosed => Reason::FailClosed,
             Code::Untagged => Reason::Untagged,
             Code::HashTagExpired => Reason::HashTagExpired { rank },
@@ -321,6 +332,7 @@ impl RepoPlan {
             Reason::ChildOf { parent } => (Code::ChildOf, at(parent)),
             Reason::ReferrerOf { subject } => (Code::ReferrerOf, at(subject)),
             Reason::AttachmentOf { subject } => (Code::AttachmentOf, at(subject)),
+            Reason::ForeignAttachment { subject } => (Code::ForeignAttachment, at(subject)),
             Reason::FailClosed => (Code::FailClosed, 0),
             Reason::Untagged => (Code::Untagged, 0),
             Reason::HashTagExpired { rank } => (Code::HashTagExpired, rank),
@@ -383,6 +395,21 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             plan.problems.push(why.clone());
         }
     }
+    // Rule 3 ranks by the config's date: a hash-tagged image whose config cannot be
+    // trusted would be ranked by push time instead, silently: fail closed.
+    for d in ranks.keys() {
+        match snap.date_problem(d) {
+            Some(why) => plan
+                .problems
+                .push(format!("hash-tagged image {d} cannot be ranked: {why}")),
+            None if snap.manifest(d).is_some() && snap.created_of(d).is_none() => {
+                plan.notes.push(format!(
+                    "hash-tagged image {d} has no creation date in its config: ranked by its tag's push time"
+                ))
+            }
+            None => {}
+        }
+    }
     plan.problems.sort();
     plan.problems.dedup();
     for t in &rec.tags {
@@ -409,6 +436,16 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     for (t, class) in rec.tags.iter().zip(&classes) {
         if *class == TagClass::Version {
             keep.mark(t.digest, Reason::VersionTag);
+        }
+    }
+    // Rule 5: an attachment tag whose subject is no revision here belongs to an image kept
+    // elsewhere (signatures in their own repository): it is a live tag. Only a subject
+    // deleted in this run, in this repository, takes its attachments along.
+    for (t, class) in rec.tags.iter().zip(&classes) {
+        if let TagClass::Attachment { subject } = class
+            && !revisions.contains(subject)
+        {
+            keep.mark(t.digest, Reason::ForeignAttachment { subject: *subject });
         }
     }
     let mut by_rank: Vec<(&Digest, &(u32, i64))> = ranks.iter().collect();
@@ -476,7 +513,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             arg: 0,
             kind,
             created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
-            linked_at: u32::try_from(r.linked_at.max(0)).unwrap_or(u32::MAX),
+            linked_at: compact_time(r.linked_at),
             label: intern(&mut plan.labels, label),
         });
     }
@@ -519,9 +556,20 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         })
         .collect();
     plan.tags.sort_by(|a, b| a.name.cmp(&b.name));
+    plan.notes.sort();
     plan.notes.shrink_to_fit();
     plan.labels.shrink_to_fit();
     plan
+}
+
+/// A link time as a [`Decision`] holds it: unix seconds clamped to `u32`.
+fn compact_time(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Whether a link time read now is the one a decision recorded (both as plans hold them).
+pub fn same_link_time(d: &Decision, t: i64) -> bool {
+    d.linked_at == compact_time(t)
 }
 
 /// Ranks the distinct digests of hash tags by creation date, newest first; ties and

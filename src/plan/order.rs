@@ -3,9 +3,44 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::policy::{Policy, TagClass, classify_tag};
 use super::{Decision, Verdict};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::Snapshot;
+
+/// What `d` refers to and so must outlive it: its children and its subject.
+fn referred<'a>(snap: &'a Snapshot, d: &Digest) -> impl Iterator<Item = Digest> + use<'a> {
+    snap.manifest(d)
+        .into_iter()
+        .flat_map(|m| m.children.iter().map(|c| c.digest).chain(m.subject))
+}
+
+/// Everything that goes after `roots` in a delete order, transitively (children, subjects,
+/// the subjects of attachment tags), `roots` left out: what must stay when a root stays.
+pub fn descendants(
+    snap: &Snapshot,
+    policy: &Policy,
+    roots: impl IntoIterator<Item = Digest>,
+) -> DigestSet {
+    let mut attached: DigestMap<Vec<Digest>> = DigestMap::default();
+    for t in &snap.record.tags {
+        if let TagClass::Attachment { subject } = classify_tag(&t.name, policy) {
+            attached.entry(t.digest).or_default().push(subject);
+        }
+    }
+    let roots: DigestSet = roots.into_iter().collect();
+    let mut queue: Vec<Digest> = roots.iter().copied().collect();
+    let mut seen = DigestSet::default();
+    while let Some(d) = queue.pop() {
+        let next = referred(snap, &d).chain(attached.get(&d).into_iter().flatten().copied());
+        for n in next.collect::<Vec<_>>() {
+            if !roots.contains(&n) && seen.insert(n) {
+                queue.push(n);
+            }
+        }
+    }
+    seen
+}
 
 /// Orders the deletions so that a run cut off half way never leaves a surviving manifest
 /// pointing at a deleted one: indexes before children, referrers before subjects.
@@ -31,14 +66,9 @@ pub fn delete_order(
         }
     };
     for d in doomed.keys() {
-        if let Some(m) = snap.manifest(d) {
-            let mut seen = DigestSet::default();
-            for c in m.children.iter().filter(|c| seen.insert(c.digest)) {
-                add(*d, c.digest, &mut edges);
-            }
-            if let Some(s) = m.subject {
-                add(*d, s, &mut edges);
-            }
+        let mut seen = DigestSet::default();
+        for to in referred(snap, d).filter(|x| seen.insert(*x)) {
+            add(*d, to, &mut edges);
         }
     }
     for (subject, target) in attachments {

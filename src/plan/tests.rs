@@ -144,6 +144,14 @@ impl B {
             .insert(d(n), Meta::Bad(format!("manifest {} unreadable", d(n))));
         self
     }
+    fn bad_config(mut self, n: u8) -> B {
+        self.0.images.remove(&d(n));
+        self.0.config_errors.insert(
+            d(n),
+            format!("config of {} at /x/data: not a JSON image config", d(n)),
+        );
+        self
+    }
     fn young(mut self, n: u8) -> B {
         for r in &mut self.0.record.revisions {
             if r.digest == d(n) {
@@ -440,8 +448,31 @@ fn attachments_live_and_die_with_their_subject() {
     assert_eq!(v[&14], keep(Reason::AttachmentOf { subject: d(1) }));
     assert_eq!(v[&2], del(Reason::Untagged));
     assert_eq!(v[&12], del(Reason::AttachmentOfDeleted { subject: d(2) }));
-    assert_eq!(v[&13], del(Reason::AttachmentOfDeleted { subject: d(99) }));
+    // The subject is no revision here (signatures kept in their own repository): live.
+    assert_eq!(v[&13], keep(Reason::ForeignAttachment { subject: d(99) }));
     assert!(pos(&p, 12) < pos(&p, 2), "attachment before its subject");
+}
+
+#[test]
+fn signatures_kept_apart_are_live_with_what_they_reach() {
+    // A COSIGN_REPOSITORY-style repository: only attachment tags, subjects elsewhere; one
+    // is an OCI referrers-tag index listing two referrers.
+    let p = B::new("signatures")
+        .image(11)
+        .image(21)
+        .image(22)
+        .index(20, &[21, 22])
+        .image(30)
+        .tag(&attachment_tag(1, ".sig"), 11)
+        .tag(&attachment_tag(2, ""), 20)
+        .plan(10);
+    let v = verdicts(&p);
+    assert_eq!(v[&11], keep(Reason::ForeignAttachment { subject: d(1) }));
+    assert_eq!(v[&20], keep(Reason::ForeignAttachment { subject: d(2) }));
+    assert_eq!(v[&21], keep(Reason::ChildOf { parent: d(20) }));
+    assert_eq!(v[&22], keep(Reason::ChildOf { parent: d(20) }));
+    assert_eq!(v[&30], del(Reason::Untagged));
+    assert_eq!(p.delete_count(), 1);
 }
 
 #[test]
@@ -626,4 +657,71 @@ fn extra_hash_tag_patterns_add_to_the_first() {
     assert_eq!(classify_tag("git-abc", &pol), TagClass::Hash);
     assert_eq!(classify_tag("abcdef1", &pol), TagClass::Hash);
     assert_eq!(classify_tag("git-xyz", &pol), TagClass::Version);
+}
+
+#[test]
+fn a_hash_tagged_image_with_an_unreadable_config_fails_its_repository_closed() {
+    // Without its config, image 1 (the oldest build) would rank by push time as the newest.
+    let b = B::new("app")
+        .image_at(1, Some(OLD - 9 * DAY))
+        .image_at(2, Some(OLD - 2 * DAY))
+        .image_at(3, Some(OLD - DAY))
+        .tag_at("aaaaaaa1", 1, NOW - 2 * 3600)
+        .tag("aaaaaaa2", 2)
+        .tag("aaaaaaa3", 3);
+    let healthy = b.plan(2);
+    assert_eq!(
+        verdicts(&healthy)[&1],
+        del(Reason::HashTagExpired { rank: 2 })
+    );
+    let p = b.bad_config(1).plan(2);
+    assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+    assert!(p.problems[0].contains("/x/data"), "{:?}", p.problems);
+    assert_eq!(p.delete_count(), 0);
+    assert!(
+        verdicts(&p)
+            .values()
+            .all(|v| *v == keep(Reason::FailClosed))
+    );
+}
+
+#[test]
+fn an_index_ranked_by_a_child_with_an_unreadable_config_fails_closed() {
+    let p = B::new("app")
+        .image(1)
+        .image(2)
+        .index(3, &[1])
+        .index(4, &[2])
+        .tag("bbbbbbb3", 3)
+        .tag("bbbbbbb4", 4)
+        .bad_config(2)
+        .plan(1);
+    assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+    assert_eq!(p.delete_count(), 0);
+}
+
+#[test]
+fn unreadable_configs_outside_the_ranking_change_nothing() {
+    let p = B::new("app")
+        .image(1)
+        .image(2)
+        .tag("latest", 1)
+        .bad_config(1)
+        .bad_config(2)
+        .plan(10);
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    assert_eq!(verdicts(&p)[&2], del(Reason::Untagged));
+}
+
+#[test]
+fn a_hash_tagged_image_without_a_date_is_ranked_by_push_time_with_a_note() {
+    let p = B::new("app")
+        .image_at(1, None)
+        .image(2)
+        .tag("ccccccc1", 1)
+        .tag("ccccccc2", 2)
+        .plan(10);
+    assert!(p.problems.is_empty());
+    assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+    assert!(p.notes[0].contains("no creation date"), "{:?}", p.notes);
 }

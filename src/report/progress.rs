@@ -39,7 +39,7 @@ impl Progress for TextProgress {
                     plan.name
                 )
             }
-            (DeleteResult::Cancelled, _) => return,
+            (DeleteResult::Cancelled | DeleteResult::Stale { .. }, _) => return,
             (DeleteResult::Fatal(f), _) => {
                 format!(
                     "Failed to clean manifest {digest} from repo {} with response code {f:?}",

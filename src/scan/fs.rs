@@ -263,6 +263,21 @@ impl FsLister {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
                     Err(e) => Err(format!("{}: {e}", link.display())),
                 };
+                // As the registry's delete does (its manifest link paths are the revision
+                // link and, from distribution 2.1, `_layers/sha256/<hex>/link`): the file
+                // only, its directory stays.
+                let layer_link = self
+                    .repositories
+                    .join(repo)
+                    .join("_layers/sha256")
+                    .join(d.hex())
+                    .join("link");
+                let r = match (r, std::fs::remove_file(&layer_link)) {
+                    (Err(e), _) => Err(e),
+                    (r, Ok(())) => r.map(|_| true),
+                    (r, Err(e)) if e.kind() == io::ErrorKind::NotFound => r,
+                    (_, Err(e)) => Err(format!("{}: {e}", layer_link.display())),
+                };
                 (*d, r)
             })
             .collect()
@@ -409,10 +424,17 @@ fn read_link(path: &Path) -> io::Result<(Digest, i64)> {
             "malformed link (want exactly sha256:<64 lowercase hex>)",
         )
     })?;
+    // A time before 1970 would turn the grace period off: the link's age is unknown.
     let linked_at = meta
         .modified()?
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "modification time before 1970: the link's age is unknown",
+            )
+        })?
+        .as_secs();
+    let linked_at = i64::try_from(linked_at).unwrap_or(i64::MAX);
     Ok((digest, linked_at))
 }

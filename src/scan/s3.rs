@@ -108,10 +108,18 @@ impl S3Storage {
         let mut errors: DigestMap<String> = DigestMap::default();
         self.delete_owned(&tag_keys, &mut errors).await;
         let present: DigestSet = rec.revisions.iter().map(|r| r.digest).collect();
+        // The revision link and, as the registry's delete does, `_layers/sha256/<hex>/link`
+        // (deleting a key that is not there is no error on S3).
+        let layers = format!("{}{repo}/_layers/sha256/", self.repositories());
         let links: Vec<(Digest, String)> = digests
             .iter()
             .filter(|d| !errors.contains_key(d) && present.contains(d))
-            .map(|d| (*d, format!("{prefix}revisions/sha256/{}/link", d.hex())))
+            .flat_map(|d| {
+                [
+                    (*d, format!("{prefix}revisions/sha256/{}/link", d.hex())),
+                    (*d, format!("{layers}{}/link", d.hex())),
+                ]
+            })
             .collect();
         self.delete_owned(&links, &mut errors).await;
         digests
@@ -161,7 +169,15 @@ impl S3Storage {
                 .trim_matches('"')
                 .to_ascii_lowercase()
         };
-        let time = |o: &aws_sdk_s3::types::Object| o.last_modified().map_or(0, |t| t.secs());
+        // No time means no grace period: such a link fails the repository closed.
+        let mut untimed: Vec<String> = Vec::new();
+        let mut time = |o: &aws_sdk_s3::types::Object| match o.last_modified() {
+            Some(t) => t.secs(),
+            None => {
+                untimed.push(o.key().unwrap_or("?").to_owned());
+                i64::MAX
+            }
+        };
         let mut known: Vec<Digest> = Vec::new();
         let mut revisions = Vec::new();
         let mut currents: BTreeMap<String, (String, i64, String)> = BTreeMap::new();
@@ -191,6 +207,12 @@ impl S3Storage {
                 }
                 _ => {}
             }
+        }
+        for key in untimed {
+            rec.problems.push(format!(
+                "s3://{}/{key}: the listing gives no LastModified, so the link's age is unknown",
+                self.store.bucket
+            ));
         }
         let by_md5: HashMap<String, Digest> = known.iter().map(|d| (md5_hex(d), *d)).collect();
         for (d, at, tag, key) in revisions {

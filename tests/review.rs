@@ -1,0 +1,311 @@
+//! The safety review's findings, each against the real registry: signatures kept in another
+//! repository, unreadable configs, stale storage, offline deletes matching the registry's
+//! own, link times that cannot be trusted, signals during the scan.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::standard::standard;
+use common::{Registry, dry_run_json, planned_deletes, pull_all_tags, regsweep, verdicts};
+use regsweep::digest::Digest;
+use regsweep::testkit::ImageSpec;
+use regsweep::testkit::scenario::{APP, BASE, OTHER};
+
+fn spec(seed: u64, day: u32) -> ImageSpec {
+    ImageSpec {
+        os: "linux",
+        arch: "amd64",
+        created: Utc
+            .with_ymd_and_hms(2026, 3, day, 0, 0, 0)
+            .single()
+            .expect("date"),
+        seed,
+        oci: false,
+    }
+}
+
+fn blob_path(root: &Path, d: &Digest) -> PathBuf {
+    root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &d.hex()[..2],
+        d.hex()
+    ))
+}
+
+fn run_ok(env: &[(&str, &str)]) -> String {
+    let out = regsweep(env, &[]);
+    assert!(
+        out.status.success(),
+        "regsweep failed ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn signatures_kept_in_another_repository_survive_a_real_cleanup() {
+    const SIGS: &str = "signatures/app";
+    let reg = Registry::start();
+    let p = reg.pusher();
+    // Two live images in `app`, one image deleted by the run; their signatures and an
+    // OCI referrers-tag index live in `signatures/app` (cosign's COSIGN_REPOSITORY).
+    let live = p.image("app", &spec(1, 1)).expect("push");
+    p.tag("app", "v1", &live).expect("tag");
+    let doomed = p.image("app", &spec(2, 2)).expect("push");
+    let sig_live = p.signature(SIGS, &live).expect("sign");
+    let sig_doomed = p.signature(SIGS, &doomed).expect("sign");
+    let sbom = p.referrer(SIGS, &live, "sbom").expect("referrer");
+    let referrers = p
+        .index(SIGS, &[(&sbom, "unknown", "unknown")], true)
+        .expect("index");
+    p.tag(SIGS, &format!("sha256-{}", live.digest.hex()), &referrers)
+        .expect("tag referrers index");
+    let stray = p.image(SIGS, &spec(3, 3)).expect("push untagged");
+    reg.age_links("2 hours ago");
+
+    let report = dry_run_json(&reg.root(), &[]);
+    let v = verdicts(&report);
+    let sigs = |d: &Digest| v[&(SIGS.to_owned(), *d)].clone();
+    assert!(
+        sigs(&sig_live.digest).starts_with("keep foreign-attachment"),
+        "{v:?}"
+    );
+    assert!(
+        sigs(&sig_doomed.digest).starts_with("keep foreign-attachment"),
+        "{v:?}"
+    );
+    assert!(
+        sigs(&referrers.digest).starts_with("keep foreign-attachment"),
+        "{v:?}"
+    );
+    assert!(sigs(&sbom.digest).starts_with("keep child-of"), "{v:?}");
+    assert_eq!(
+        planned_deletes(&report),
+        BTreeSet::from([
+            ("app".to_owned(), doomed.digest),
+            (SIGS.to_owned(), stray.digest)
+        ])
+    );
+
+    let root = reg.root().to_string_lossy().into_owned();
+    run_ok(&[("REGISTRY_URL", &reg.url), ("REGISTRY_DIR", &root)]);
+    let tags: Vec<String> = reg.tags(SIGS).keys().cloned().collect();
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    assert!(pull_all_tags(&reg.url, SIGS, &tags) > tags.len());
+    assert!(reg.revisions("app").contains(&live.digest));
+}
+
+#[test]
+fn an_unreadable_config_of_a_hash_tagged_image_fails_its_repository_closed() {
+    let (reg, named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    // H0 is the newest hash-tagged image: without its config it would rank by push time.
+    let h0 = named["H0"].1;
+    let body = std::fs::read(blob_path(&reg.root(), &h0)).expect("H0 manifest");
+    let m: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let config = Digest::parse(m["config"]["digest"].as_str().expect("config")).expect("digest");
+    let config_path = blob_path(&reg.root(), &config);
+    for (what, damage) in [("missing", None), ("not JSON", Some(b"not json".to_vec()))] {
+        let saved = std::fs::read(&config_path).expect("config");
+        match &damage {
+            None => std::fs::remove_file(&config_path).expect("remove config"),
+            Some(b) => std::fs::write(&config_path, b).expect("damage config"),
+        }
+        let out = regsweep(
+            &[
+                ("REGISTRY_DIR", &root),
+                ("DRY_RUN", "true"),
+                ("OUTPUT_FORMAT", "json"),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("fails closed"))
+            .unwrap_or_else(|| panic!("{what}: no warning: {err}"));
+        assert!(
+            line.contains(APP) && line.contains(&config.hex()),
+            "{what}: {line}"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let deletes = planned_deletes(&report);
+        assert!(deletes.iter().all(|(r, _)| r != APP), "{what}: {deletes:?}");
+        assert!(
+            deletes.iter().any(|(r, _)| r == BASE),
+            "other repositories go on"
+        );
+        std::fs::write(&config_path, saved).expect("restore config");
+    }
+}
+
+#[test]
+fn a_stale_copy_with_a_moved_tag_never_drives_deletes() {
+    let (reg, named) = standard();
+    let copy = reg.dir.path().join("stale-copy");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(reg.root())
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    // After the copy, `latest` moves back to B1 in the live registry: the copy still has
+    // the same tag names, but calls B1 untagged.
+    let b1 = named["B1"].1;
+    let body = std::fs::read(blob_path(&reg.root(), &b1)).expect("B1");
+    reg.pusher()
+        .manifest(
+            APP,
+            Some("latest"),
+            regsweep::meta::parse::DOCKER_MANIFEST,
+            body,
+        )
+        .expect("move latest");
+    let copy_s = copy.to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &reg.url),
+            ("REGISTRY_DIR", &copy_s),
+            ("REPO_FILTER", APP),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        all.contains("tag latest") && all.contains(&b1.to_string()),
+        "{all}"
+    );
+    assert!(
+        reg.revisions(APP).contains(&b1),
+        "B1 is live in the registry"
+    );
+    assert_eq!(reg.tags(APP)["latest"], b1);
+}
+
+#[test]
+fn a_link_dated_before_1970_fails_its_repository_closed() {
+    let (reg, named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    let a_other = named["A_OTHER"].1;
+    let link = reg.root().join(format!(
+        "docker/registry/v2/repositories/{OTHER}/_manifests/revisions/sha256/{}/link",
+        a_other.hex()
+    ));
+    let st = Command::new("touch")
+        .args(["-h", "-d", "1969-07-20 20:17:00 UTC"])
+        .arg(&link)
+        .status()
+        .expect("touch");
+    assert!(st.success());
+    let out = regsweep(
+        &[
+            ("REGISTRY_DIR", &root),
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains(&link.display().to_string()), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(planned_deletes(&report).iter().all(|(r, _)| r != OTHER));
+}
+
+/// Every path under `root` (relative) with the content of each file.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    common::snapshot(root)
+        .into_iter()
+        .map(|(p, (_, _, content))| {
+            let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+            let is_dir = p.is_dir();
+            (rel, (!is_dir).then_some(content))
+        })
+        .collect()
+}
+
+#[test]
+fn offline_deletes_leave_the_tree_the_registry_api_leaves() {
+    let (reg, named) = standard();
+    // Manifests linked into `_layers` too (as distribution 2.1 did): the registry's delete
+    // removes that link as well.
+    let b1 = named["B1"].1;
+    let layers = reg.root().join(format!(
+        "docker/registry/v2/repositories/{APP}/_layers/sha256/{}",
+        b1.hex()
+    ));
+    std::fs::create_dir_all(&layers).expect("mkdir");
+    std::fs::write(layers.join("link"), b1.to_string()).expect("write link");
+    let copy = reg.dir.path().join("offline-copy");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(reg.root())
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let root = reg.root().to_string_lossy().into_owned();
+    let copy_s = copy.to_string_lossy().into_owned();
+    let planned = planned_deletes(&dry_run_json(&reg.root(), &[]));
+    run_ok(&[("REGISTRY_URL", &reg.url), ("REGISTRY_DIR", &root)]);
+    run_ok(&[
+        ("REGISTRY_DIR", &copy_s),
+        ("DELETE_VIA", "storage"),
+        ("REGISTRY_STOPPED", "true"),
+    ]);
+    assert_eq!(planned_deletes(&dry_run_json(&copy, &[])).len(), 0);
+    assert!(planned.len() >= 10);
+    let api = tree(&reg.root());
+    let offline = tree(&copy);
+    let only_api: Vec<_> = api.keys().filter(|k| !offline.contains_key(*k)).collect();
+    let only_offline: Vec<_> = offline.keys().filter(|k| !api.contains_key(*k)).collect();
+    assert!(
+        only_api.is_empty() && only_offline.is_empty(),
+        "only after the API run: {only_api:#?}\nonly after the offline run: {only_offline:#?}"
+    );
+    assert_eq!(api, offline);
+    assert!(!layers.join("link").exists());
+}
+
+#[test]
+fn a_signal_during_the_scan_exits_130_with_a_closing_line() {
+    let (reg, named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    // A manifest blob that is a FIFO: reading it blocks, so the scan is surely running.
+    let data = blob_path(&reg.root(), &named["O"].1);
+    std::fs::remove_file(&data).expect("rm");
+    let st = Command::new("mkfifo").arg(&data).status().expect("mkfifo");
+    assert!(st.success());
+    for signal in ["INT", "TERM"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+            .env_clear()
+            .env("REGISTRY_DIR", &root)
+            .env("DRY_RUN", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(800));
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted"), "SIG{signal}: {err}");
+        assert!(err.contains("nothing was deleted"), "SIG{signal}: {err}");
+    }
+}
