@@ -87,6 +87,7 @@ fn print_json(
             hash_tag_keep: cfg.keep,
             min_age_seconds: cfg.min_age_secs,
         },
+        &cfg.policies,
         outcome,
     );
     report.s3_requests = requests;
@@ -106,6 +107,18 @@ fn estimate(planned: &Planned) -> text::Freed {
         bytes: planned.bytes_freed,
         unsized_blobs: planned.unsized_blobs,
     }
+}
+
+/// Checks a policy time read from a file: a time in the future would turn the grace
+/// period off, one before 1970 is no time regsweep wrote.
+fn policy_time(what: &str, now: i64) -> Result<i64> {
+    let real = chrono::Utc::now().timestamp();
+    if now < 0 || now > real.saturating_add(300) {
+        return Err(anyhow!(
+            "{what}: its time {now} is not a past time (now is {real}): refusing a grace period measured from it"
+        ));
+    }
+    Ok(now)
 }
 
 /// Loads an unfinished journal, if the configuration names one and a run is to delete.
@@ -222,6 +235,9 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         _ => None,
     };
     let mut filter = cfg.filter.clone();
+    if let (Mode::Apply(path), Some(f)) = (mode, &plan_file) {
+        policy_time(&format!("plan file {}", path.display()), f.now)?;
+    }
     if let Some(f) = &plan_file {
         // Plan as of the plan's time (same grace-period verdicts), only its repositories.
         policy.set_now(f.now);
@@ -247,6 +263,9 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         None => None,
     };
     let resume = unfinished(cfg)?;
+    if let (Some(u), Some(path)) = (&resume, &cfg.journal) {
+        policy_time(&format!("journal {}", path.display()), u.now)?;
+    }
     if let Some(u) = &resume {
         // The same policy time as the interrupted run: the same grace-period verdicts.
         policy.set_now(u.now);
@@ -328,7 +347,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         storage: storage.kind(),
         dry_run: cfg.dry_run,
         repo_filter: cfg.filter.exact.as_deref(),
-        keep: cfg.keep,
+        keep: text::KeepNote::of(cfg.keep, &planned.plans, |name| policy.for_repo(name).keep),
     };
     if cfg.output == Output::Text {
         let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -425,6 +444,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         repo_parallelism: cfg.client.as_ref().map_or(8, |c| c.concurrency),
         journal,
         cancel: signals.cancel.clone(),
+        reverify_window: cfg.reverify_window,
     };
     signals.deleting.store(true, Ordering::SeqCst);
     let mut outcome = rt.block_on(delete::execute(run, planned.plans.clone()));

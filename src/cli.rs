@@ -148,8 +148,9 @@ pub struct Args {
     #[arg(long, env = "REPO_FILTER")]
     pub repo_filter: Option<String>,
 
-    /// Only repositories matching this glob (repeatable; `*` stays within one path segment).
-    #[arg(long = "repo", env = "REPO_GLOB", value_delimiter = ',')]
+    /// Only repositories matching this glob (repeatable, or comma-separated; `*` stays
+    /// within one path segment; commas inside `{a,b}` belong to the glob).
+    #[arg(long = "repo", env = "REPO_GLOB")]
     pub repo: Vec<String>,
 
     /// Only shard K of N (stable hash of the repository name), so that N processes split a
@@ -234,6 +235,11 @@ pub struct Args {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s")]
     pub request_timeout: String,
 
+    /// Longest time after re-reading a repository that its deletes (and retries) may still
+    /// be sent; later ones wait for a fresh re-read (30s, 1m).
+    #[arg(long, env = "REVERIFY_WINDOW", default_value = "30s")]
+    pub reverify_window: String,
+
     /// Delete through the registry API (default) or straight in storage (offline migration).
     #[arg(long, env = "DELETE_VIA", value_enum, default_value = "api")]
     pub delete_via: DeleteVia,
@@ -289,6 +295,8 @@ pub struct Config {
     pub client: Option<ClientOptions>,
     /// Journal file.
     pub journal: Option<PathBuf>,
+    /// How long after a repository's re-read its deletes may still be sent.
+    pub reverify_window: std::time::Duration,
     /// Where deletes go.
     pub delete_via: DeleteVia,
     /// Debug logging.
@@ -383,6 +391,28 @@ pub fn repo_globs(what: &str, patterns: &[String]) -> Result<GlobSet, String> {
         );
     }
     b.build().map_err(|e| format!("{what}: {e}"))
+}
+
+/// Splits a comma-separated list of globs at the commas outside `{...}` alternations.
+pub fn split_globs(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(s[start..i].to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].to_owned());
+    out.into_iter()
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// Parses a grace period: `0`, or a humantime duration such as `30m`, `1h`, `2d`.
@@ -536,10 +566,11 @@ impl Args {
         };
         let repo_filter = self.repo_filter.clone().filter(|s| !s.is_empty());
         let storage = self.storage_config(repo_filter.as_deref())?;
+        let repo: Vec<String> = self.repo.iter().flat_map(|g| split_globs(g)).collect();
         let globs = if self.repo.is_empty() {
             None
         } else {
-            Some(repo_globs("--repo", &self.repo)?)
+            Some(repo_globs("--repo", &repo)?)
         };
         let shard = match self
             .shard
@@ -579,12 +610,23 @@ impl Args {
                 self.rate
             )
         })?;
-        let timeout = humantime::parse_duration(self.request_timeout.trim()).map_err(|e| {
-            format!(
-                "REQUEST_TIMEOUT {:?} is not a duration like 30s: {e}",
-                self.request_timeout
-            )
-        })?;
+        let timeout = humantime::parse_duration(self.request_timeout.trim())
+            .map_err(|e| {
+                format!(
+                    "REQUEST_TIMEOUT {:?} is not a duration like 30s: {e}",
+                    self.request_timeout
+                )
+            })
+            .and_then(|t| {
+                if t.is_zero() {
+                    Err(format!(
+                        "REQUEST_TIMEOUT {:?}: a request needs some time; give a duration above 0 like 30s",
+                        self.request_timeout
+                    ))
+                } else {
+                    Ok(t)
+                }
+            })?;
         if let Some(j) = &self.journal
             && j.parent()
                 .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
@@ -598,6 +640,13 @@ impl Args {
             && !ca.is_file()
         {
             return Err(format!("--ca-cert {} is not a readable file", ca.display()));
+        }
+        let reverify_window = parse_duration("REVERIFY_WINDOW", &self.reverify_window)?;
+        if reverify_window.is_zero() {
+            return Err(format!(
+                "REVERIFY_WINDOW {:?}: deletes need some time after a re-read; give a duration above 0 like 30s",
+                self.reverify_window
+            ));
         }
         let client = match &self.registry_url {
             Some(url) if !self.dry_run && !offline => Some(ClientOptions {
@@ -637,6 +686,7 @@ impl Args {
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get())),
             client,
             journal: self.journal,
+            reverify_window,
             delete_via: self.delete_via,
             verbose: self.verbose,
             progress: crate::report::status::Mode::detect(

@@ -357,6 +357,37 @@ fn keep_tags_older_than_extra_patterns_and_a_policy_file() {
         "min_age 0 in the rule"
     );
     assert_eq!(report["policy"]["rules"][0][0], APP);
+    // Each repository states the policy that planned it.
+    let repo = |name: &str| {
+        report["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .find(|r| r["name"] == name)
+            .expect("repository")
+            .clone()
+    };
+    assert_eq!(repo(APP)["policy"]["rule"], 0);
+    assert_eq!(repo(APP)["policy"]["hash_tag_keep"], 1);
+    assert_eq!(repo(APP)["policy"]["min_age_seconds"], 0);
+    assert!(repo(OTHER)["policy"].get("rule").is_none());
+    assert_eq!(repo(OTHER)["policy"]["hash_tag_keep"], 10);
+    // So does the text header.
+    let out = common::regsweep(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("DRY_RUN", "true"),
+            ("POLICY_FILE", file_s.as_str()),
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "Hash-tagged manifests (keeping 10 most recent per repo; 1 in {APP} by policy-file rules):"
+        )),
+        "{text}"
+    );
 
     std::fs::write(&file, "[[rule]]\nrepos = [\"x\"]\nhash_tag_keep = \"3\"\n").expect("write");
     let out = common::regsweep(

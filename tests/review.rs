@@ -309,3 +309,149 @@ fn a_signal_during_the_scan_exits_130_with_a_closing_line() {
         assert!(err.contains("nothing was deleted"), "SIG{signal}: {err}");
     }
 }
+
+#[test]
+fn brace_globs_plan_files_from_the_future_and_a_zero_timeout() {
+    let (reg, _named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    // `{a,b}` is one glob, not two broken ones; a comma outside braces still separates.
+    for globs in [format!("{{{APP},{OTHER}}}"), format!("{APP},{OTHER}")] {
+        let report = dry_run_json(&reg.root(), &[("REPO_GLOB", globs.as_str())]);
+        let names: Vec<&str> = report["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(names, vec![APP, OTHER], "{globs}");
+    }
+    for timeout in ["0s", "0ms"] {
+        let out = regsweep(
+            &[
+                ("REGISTRY_DIR", &root),
+                ("REGISTRY_URL", &reg.url),
+                ("REQUEST_TIMEOUT", timeout),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {err}");
+        assert!(err.contains("REQUEST_TIMEOUT"), "{err}");
+    }
+    // A plan file whose time lies in the future would turn the grace period off.
+    let plan = reg.dir.path().join("plan.json");
+    let plan_s = plan.to_string_lossy().into_owned();
+    let out = regsweep(&[("REGISTRY_DIR", &root)], &["plan", "--out", &plan_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan).expect("plan")).expect("json");
+    file["now"] = serde_json::json!(4_000_000_000i64);
+    std::fs::write(&plan, serde_json::to_vec(&file).expect("json")).expect("write");
+    let before = common::snapshot(&reg.root());
+    let out = regsweep(
+        &[("REGISTRY_DIR", &root), ("REGISTRY_URL", &reg.url)],
+        &["apply", &plan_s],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a past time"), "{err}");
+    assert_eq!(common::snapshot(&reg.root()), before, "nothing touched");
+}
+
+#[test]
+fn name_unknown_on_delete_is_a_failure_not_already_gone() {
+    use common::proxy::{Fault, FaultProxy};
+    let (reg, _named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    let proxy = FaultProxy::start(
+        &reg.url,
+        Box::new(|_, method, _| match method {
+            "DELETE" => Fault::Body(
+                404,
+                r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#,
+            ),
+            _ => Fault::Pass,
+        }),
+    );
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &proxy.url),
+            ("REGISTRY_DIR", &root),
+            ("REPO_FILTER", OTHER),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("NAME_UNKNOWN") && err.contains(OTHER), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["outcome"]["already_gone"], 0);
+    assert_eq!(
+        report["outcome"]["failed"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_retry_after_a_long_back_off_is_re_verified_first() {
+    use common::proxy::{Fault, FaultProxy};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (reg, named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    let a_other = named["A_OTHER"].1;
+    let body = std::fs::read(blob_path(&reg.root(), &a_other)).expect("A_OTHER");
+    let (registry, once) = (reg.url.clone(), AtomicBool::new(false));
+    // The first DELETE is answered 503 with Retry-After: 2; meanwhile somebody tags the
+    // manifest. With a 1 s window, the retry must wait for a re-read, which keeps it.
+    let proxy = FaultProxy::start(
+        &reg.url,
+        Box::new(move |_, method, _| {
+            if method != "DELETE" || once.swap(true, Ordering::SeqCst) {
+                return Fault::Pass;
+            }
+            regsweep::testkit::Pusher::new(&registry)
+                .expect("pusher")
+                .manifest(
+                    OTHER,
+                    Some("rescued"),
+                    regsweep::meta::parse::DOCKER_MANIFEST,
+                    body.clone(),
+                )
+                .expect("tag A_OTHER");
+            Fault::Status(503, Some(2))
+        }),
+    );
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &proxy.url),
+            ("REGISTRY_DIR", &root),
+            ("REPO_FILTER", OTHER),
+            ("REVERIFY_WINDOW", "1s"),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["outcome"]["deleted"], 0, "{report:#}");
+    assert_eq!(
+        report["outcome"]["skipped"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let deletes = proxy
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 1, "the retry never went out");
+    assert_eq!(reg.tags(OTHER)["rescued"], a_other);
+    assert!(reg.revisions(OTHER).contains(&a_other));
+}

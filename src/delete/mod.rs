@@ -65,9 +65,7 @@ pub trait Reverify: Send + Sync + 'static {
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
 }
 
-/// How long after re-reading a repository its deletes may still be sent; a delete (or a
-/// retry) that would go later waits for a fresh re-read. Stretched to twice the time a
-/// re-read takes when that is longer, so a slow re-read still lets deletes through.
+/// The default of [`Run::reverify_window`].
 pub const REVERIFY_WINDOW: Duration = Duration::from_secs(30);
 
 /// Re-verifications a single delete may wait for before it counts as failed.
@@ -105,6 +103,10 @@ pub struct Run {
     pub journal: Option<Journal>,
     /// Set from outside (Ctrl-C) to stop scheduling new deletes.
     pub cancel: Arc<AtomicBool>,
+    /// How long after re-reading a repository its deletes may still be sent; a delete (or
+    /// a retry) that would go later waits for a fresh re-read. Stretched to twice the time
+    /// a re-read takes when that is longer, so a slow re-read still lets deletes through.
+    pub reverify_window: Duration,
 }
 
 struct Shared {
@@ -117,6 +119,7 @@ struct Shared {
     reverify: Box<dyn Reverify>,
     progress: Box<dyn Progress>,
     journal: Option<Journal>,
+    reverify_window: Duration,
 }
 
 impl Shared {
@@ -186,6 +189,7 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
         reverify: run.reverify,
         progress: run.progress,
         journal: run.journal,
+        reverify_window: run.reverify_window,
     });
     for p in &plans {
         for d in p.delete_digests() {
@@ -367,7 +371,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             let verified_at = Instant::now();
             let digests: Vec<Digest> = pending.iter().map(|p| p.digest).collect();
             let changed = changed(&s, &plan, &digests, &held).await;
-            let window = REVERIFY_WINDOW.max(verified_at.elapsed() * 2);
+            let window = s.reverify_window.max(verified_at.elapsed() * 2);
             let deadline = verified_at + window;
             let mut go = Vec::with_capacity(pending.len());
             for p in pending {

@@ -20,7 +20,7 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index (multi-arch).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// The Accept list for every manifest GET/HEAD (DESIGN section 3).
+/// The Accept list for every manifest GET/HEAD (docs/POLICY.md).
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// What sort of manifest a body is.

@@ -1,4 +1,4 @@
-//! Bytes freed: blobs that only the manifests a plan deletes reference (DESIGN section 5's
+//! Bytes freed: blobs that only the manifests a plan deletes reference (the closing line's
 //! garbage-collect estimate), per repository, and the registry-wide ledger behind the total.
 
 use crate::digest::{Digest, DigestMap, DigestSet};

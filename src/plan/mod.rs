@@ -368,7 +368,7 @@ impl RepoPlan {
     }
 }
 
-/// Plans one repository: which revisions stay, which go, and why (DESIGN section 4).
+/// Plans one repository: which revisions stay, which go, and why (docs/POLICY.md).
 pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     let rec = &snap.record;
     let mut plan = RepoPlan {
@@ -454,13 +454,16 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         let rank = *rank;
         if (rank as usize) < policy.keep {
             keep.mark(*d, Reason::HashTagKept { rank });
-        } else if policy.older_than_secs > 0 && policy.now - date < policy.older_than_secs {
+        } else if policy.older_than_secs > 0
+            && policy.now.saturating_sub(*date) < policy.older_than_secs
+        {
             keep.mark(*d, Reason::HashTagRecent { rank });
         }
     }
     // Rule 6: grace period.
     for r in &rec.revisions {
-        if policy.now - r.linked_at < policy.min_age_secs {
+        // Saturating: `now` may come from a plan file or a journal.
+        if policy.now.saturating_sub(r.linked_at) < policy.min_age_secs {
             keep.mark(r.digest, Reason::GracePeriod);
         }
     }

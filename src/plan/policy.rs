@@ -1,4 +1,4 @@
-//! The retention policy and tag classification (DESIGN section 4, rules 3 and 5).
+//! The retention policy and tag classification (docs/POLICY.md, rules 3 and 5).
 
 use std::sync::LazyLock;
 
@@ -76,6 +76,11 @@ pub struct Rule {
 }
 
 impl Policies {
+    /// The index of the policy-file rule that gives `name` its policy (`None`: the base).
+    pub fn rule_of(&self, name: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.repos.is_match(name))
+    }
+
     /// The policy for repository `name`.
     pub fn for_repo(&self, name: &str) -> &Policy {
         self.rules

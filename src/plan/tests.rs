@@ -1,4 +1,4 @@
-//! Unit tests for every rule of the policy (DESIGN section 4) and the original tool's bugs.
+//! Unit tests for every rule of the policy (docs/POLICY.md) and the original tool's bugs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

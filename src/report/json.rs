@@ -8,7 +8,7 @@ use super::rfc3339;
 use crate::delete::Outcome;
 use crate::digest::{Digest, DigestMap};
 use crate::meta::Kind;
-use crate::plan::{Decision, PlannedTag, Reason, RepoPlan, TagClass, Verdict};
+use crate::plan::{Decision, PlannedTag, Policies, Reason, RepoPlan, TagClass, Verdict};
 
 /// Top-level document.
 #[derive(Serialize)]
@@ -17,7 +17,7 @@ pub struct Report<'a> {
     pub regsweep: &'static str,
     /// Whether anything was deleted.
     pub dry_run: bool,
-    /// The policy in force.
+    /// The base policy (the flags); each repository's own is `repositories[].policy`.
     pub policy: PolicyView<'a>,
     /// Counts over all repositories.
     pub totals: Totals,
@@ -50,6 +50,41 @@ pub struct PolicyView<'a> {
     pub hash_tag_keep: usize,
     /// `--min-age` in seconds.
     pub min_age_seconds: i64,
+}
+
+/// The policy that planned one repository (a policy-file rule's, or the base one).
+#[derive(Serialize)]
+pub struct RepoPolicyView {
+    /// Index of the policy-file rule that applies (absent: the base policy of the flags).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
+    /// Hash-tag patterns.
+    pub hash_tag_patterns: Vec<String>,
+    /// Hash-tagged images kept.
+    pub hash_tag_keep: usize,
+    /// `keep_tags`.
+    pub keep_tags: Option<String>,
+    /// `older_than` in seconds (0: none).
+    pub older_than_seconds: i64,
+    /// `min_age` in seconds.
+    pub min_age_seconds: i64,
+}
+
+impl RepoPolicyView {
+    fn of(policies: &Policies, name: &str) -> RepoPolicyView {
+        let p = policies.for_repo(name);
+        RepoPolicyView {
+            rule: policies.rule_of(name),
+            hash_tag_patterns: std::iter::once(&p.hash_tag)
+                .chain(&p.extra_hash_tags)
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            hash_tag_keep: p.keep,
+            keep_tags: p.keep_tags.as_ref().map(|r| r.as_str().to_owned()),
+            older_than_seconds: p.older_than_secs,
+            min_age_seconds: p.min_age_secs,
+        }
+    }
 }
 
 /// Counts over all repositories.
@@ -85,6 +120,8 @@ pub struct RepoView<'a> {
     pub delete: usize,
     /// True when nothing in it is deleted because something could not be trusted.
     pub failed_closed: bool,
+    /// The policy that planned it.
+    pub policy: RepoPolicyView,
     /// Bytes of blobs that only its deleted manifests reference (within this repository).
     pub bytes_freed: u64,
     /// Why it failed closed.
@@ -204,6 +241,7 @@ pub fn build<'a>(
     warnings: &'a [String],
     dry_run: bool,
     policy: PolicyView<'a>,
+    policies: &Policies,
     outcome: Option<&'a Outcome>,
 ) -> Report<'a> {
     let mut totals = Totals::default();
@@ -217,6 +255,7 @@ pub fn build<'a>(
                 keep: p.decisions.len() - delete,
                 delete,
                 failed_closed: !p.problems.is_empty(),
+                policy: RepoPolicyView::of(policies, &p.name),
                 bytes_freed: p.bytes_freed,
                 problems: &p.problems,
                 notes: &p.notes,

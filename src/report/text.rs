@@ -16,8 +16,58 @@ pub struct Header<'a> {
     pub dry_run: bool,
     /// `REPO_FILTER`, if any.
     pub repo_filter: Option<&'a str>,
+    /// `HASH_TAG_KEEP`, and where policy-file rules keep another number.
+    pub keep: KeepNote,
+}
+
+/// How many hash-tagged images are kept: the base number, and the repositories of this
+/// report where a policy-file rule sets another.
+#[derive(Clone, Debug, Default)]
+pub struct KeepNote {
     /// `HASH_TAG_KEEP`.
-    pub keep: usize,
+    pub base: usize,
+    /// Each other number with the repositories it applies to (sorted).
+    pub others: Vec<(usize, Vec<String>)>,
+}
+
+impl KeepNote {
+    /// The note for `plans`, with `keep_of` giving each repository's number.
+    pub fn of(base: usize, plans: &[Arc<RepoPlan>], keep_of: impl Fn(&str) -> usize) -> KeepNote {
+        let mut others: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        for p in plans {
+            let k = keep_of(&p.name);
+            if k != base {
+                others.entry(k).or_default().push(p.name.to_string());
+            }
+        }
+        KeepNote {
+            base,
+            others: others.into_iter().collect(),
+        }
+    }
+
+    /// What follows `per repo` in a heading: nothing, or `; 3 in team/a, team/b; 5 in x
+    /// and 4 more by policy-file rules` when rules set other numbers.
+    fn rules_suffix(&self) -> String {
+        if self.others.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .others
+            .iter()
+            .map(|(k, repos)| {
+                let shown: Vec<&str> = repos.iter().take(3).map(String::as_str).collect();
+                let more = repos.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("{k} in {}{more}", shown.join(", "))
+            })
+            .collect();
+        format!("; {} by policy-file rules", parts.join("; "))
+    }
 }
 
 /// The ` created=…  os/arch` or ` index [...]` tail of a line, as the original prints it.
@@ -71,8 +121,9 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
     writeln!(out)?;
     writeln!(
         out,
-        "Hash-tagged manifests (keeping {} most recent per repo):",
-        h.keep
+        "Hash-tagged manifests (keeping {} most recent per repo{}):",
+        h.keep.base,
+        h.keep.rules_suffix()
     )?;
     for plan in plans {
         let mut kept: Vec<_> = plan
@@ -90,8 +141,9 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
     writeln!(out)?;
     writeln!(
         out,
-        "Hash-tagged manifests to delete (beyond {} most recent per repo):",
-        h.keep
+        "Hash-tagged manifests to delete (beyond {} most recent per repo{}):",
+        h.keep.base,
+        h.keep.rules_suffix()
     )?;
     let prefix = if h.dry_run { "DRY_RUN:" } else { "[delete]" };
     for plan in plans {

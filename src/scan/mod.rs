@@ -25,7 +25,7 @@ pub trait Storage: Send + Sync {
     /// `local` or `S3`, as the original's "Running against … storage" line says.
     fn kind(&self) -> &'static str;
     /// Removes manifests of a repository directly in storage, as the registry's own delete
-    /// does (DESIGN section 3): every tag directory whose current link points at one of
+    /// does (docs/POLICY.md): every tag directory whose current link points at one of
     /// them, then its revision link. Only for a stopped or read-only registry. Each digest
     /// gets `Ok(true)` removed, `Ok(false)` already gone, or the error.
     fn remove_manifests(

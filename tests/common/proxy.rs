@@ -21,6 +21,8 @@ pub enum Fault {
     ResetAfter,
     /// Wait this long, then forward.
     Slow(Duration),
+    /// Answer this status with this JSON body without forwarding.
+    Body(u16, &'static str),
 }
 
 /// One request the proxy saw.
@@ -131,6 +133,15 @@ fn handle(
             let _ = write!(
                 stream,
                 "HTTP/1.1 {code} Injected\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            log.lock().expect("lock").push(seen);
+            return;
+        }
+        Fault::Body(code, body) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
             );
             log.lock().expect("lock").push(seen);
             return;

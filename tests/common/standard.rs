@@ -1,4 +1,4 @@
-//! The standard scenario as the tests use it: pushed, aged, and the plan DESIGN prescribes.
+//! The standard scenario as the tests use it: pushed, aged, and the plan docs/POLICY.md prescribes.
 
 use chrono::{TimeZone, Utc};
 use regsweep::testkit::ImageSpec;
@@ -26,7 +26,7 @@ pub fn standard() -> (Registry, scenario::Named) {
     (reg, named)
 }
 
-/// The plan DESIGN section 4 prescribes for the standard scenario.
+/// The plan docs/POLICY.md prescribes for the standard scenario.
 pub fn expected(named: &scenario::Named) -> Verdicts {
     let n = |k: &str| {
         named
