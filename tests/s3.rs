@@ -296,3 +296,107 @@ fn s3_configuration_errors_are_one_clear_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SECRET_KEY"));
 }
+
+/// Drops `<NextContinuationToken>` from a ListObjectsV2 answer (IsTruncated stays true).
+fn drop_token(body: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(body);
+    match (
+        s.find("<NextContinuationToken>"),
+        s.find("</NextContinuationToken>"),
+    ) {
+        (Some(a), Some(b)) => {
+            format!("{}{}", &s[..a], &s[b + "</NextContinuationToken>".len()..]).into_bytes()
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// Says IsTruncated false while keeping the continuation token.
+fn deny_truncation(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body)
+        .replace("<IsTruncated>true</IsTruncated>", "<IsTruncated>false</IsTruncated>")
+        .into_bytes()
+}
+
+/// Drops every `<LastModified>` of a listing.
+fn drop_times(body: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(s.len());
+    let mut rest: &str = &s;
+    while let Some(a) = rest.find("<LastModified>") {
+        out.push_str(&rest[..a]);
+        match rest[a..].find("</LastModified>") {
+            Some(b) => rest = &rest[a + b + "</LastModified>".len()..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
+#[test]
+fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
+    use common::proxy::{Fault, FaultProxy};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path());
+    // One repository with more than 1000 keys under `_manifests/`: its listing has pages.
+    let fill = regsweep::testkit::s3fill::Fill {
+        repos: 1,
+        revisions: 700,
+        tags: 300,
+        unmatched_every: 0,
+        blobs: true,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(regsweep::testkit::s3fill::fill(
+        &moto.url, BUCKET, ROOT, &fill,
+    ))
+    .expect("fill");
+    let honest = {
+        let s3 = s3_env(&moto);
+        let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend([("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json"), ("MIN_AGE", "0")]);
+        run_json(&env)
+    };
+    assert_eq!(honest["totals"]["failed_closed_repositories"], 0);
+    assert_eq!(honest["totals"]["manifests"], 700);
+    let rewrites: [(&str, fn(&[u8]) -> Vec<u8>, &str); 3] = [
+        ("no token", drop_token, "gives no continuation token"),
+        ("token, not truncated", deny_truncation, "without IsTruncated"),
+        // Not truncation, but as dangerous: no link time turns the grace period off.
+        ("no LastModified", drop_times, "gives no LastModified"),
+    ];
+    for (what, rewrite, says) in rewrites {
+        let proxy = FaultProxy::start(
+            &moto.url,
+            Box::new(move |_, method, path| {
+                let first_manifests_page = method == "GET"
+                    && path.contains("list-type=2")
+                    && path.contains("_manifests")
+                    && !path.contains("continuation-token");
+                if first_manifests_page {
+                    Fault::Rewrite(rewrite)
+                } else {
+                    Fault::Pass
+                }
+            }),
+        );
+        let mut s3 = s3_env(&moto);
+        for (k, v) in &mut s3 {
+            if *k == "S3_ENDPOINT" {
+                *v = proxy.url.clone();
+            }
+        }
+        let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend([("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json"), ("MIN_AGE", "0")]);
+        let out = regsweep(&env, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["totals"]["delete"], 0, "{what}");
+        assert_eq!(report["totals"]["failed_closed_repositories"], 1, "{what}");
+    }
+}

@@ -65,6 +65,10 @@ pub trait Reverify: Send + Sync + 'static {
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
 }
 
+/// Why re-verification skips a delete whose revision link is gone; for a delete already
+/// sent once, it means that attempt did its job.
+pub const GONE: &str = "its revision link disappeared since the scan";
+
 /// The default of [`Run::reverify_window`].
 pub const REVERIFY_WINDOW: Duration = Duration::from_secs(30);
 
@@ -376,6 +380,11 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             let mut go = Vec::with_capacity(pending.len());
             for p in pending {
                 match changed.get(&p.digest) {
+                    // An earlier attempt reached the registry (its answer was lost).
+                    Some(why) if p.sent && why == GONE => {
+                        s.progress.done(&plan, &p.digest, &DeleteResult::AlreadyGone);
+                        record(&s, &plan, p.digest, DeleteResult::AlreadyGone);
+                    }
                     Some(why) => {
                         if held.insert(p.digest) {
                             s.skip(&plan, &p.digest, why, !p.sent);

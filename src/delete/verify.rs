@@ -63,7 +63,7 @@ impl Reverify for StorageReverify {
         for d in pending {
             let before = plan.decision(d);
             let why = match fresh.decision(d) {
-                None => Some("its revision link disappeared since the scan".to_owned()),
+                None => Some(super::GONE.to_owned()),
                 Some(x) if x.verdict == Verdict::Keep => Some(format!(
                     "changed since the scan, now kept ({:?})",
                     fresh.reason(x)

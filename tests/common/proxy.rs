@@ -23,6 +23,8 @@ pub enum Fault {
     Slow(Duration),
     /// Answer this status with this JSON body without forwarding.
     Body(u16, &'static str),
+    /// Forward it, then pass the answer's body through this function.
+    Rewrite(fn(&[u8]) -> Vec<u8>),
 }
 
 /// One request the proxy saw.
@@ -189,7 +191,10 @@ fn handle(
         })
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
         .collect();
-    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    let mut body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    if let Fault::Rewrite(f) = &fault {
+        body = f(&body);
+    }
     log.lock().expect("lock").push(seen);
     match fault {
         Fault::ResetAfter => {}
