@@ -13,7 +13,7 @@ use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
 use crate::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use crate::s3::S3Options;
 use crate::scan::{RepoFilter, Shard};
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_userinfo};
 
 /// Where deletes go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -393,6 +393,46 @@ pub fn repo_globs(what: &str, patterns: &[String]) -> Result<GlobSet, String> {
     b.build().map_err(|e| format!("{what}: {e}"))
 }
 
+/// Checks `REGISTRY_URL`: http or https, no credentials in it (they would show in every
+/// message and log), no API path; gives the base URL without a trailing slash.
+fn registry_url(url: &str) -> Result<String, String> {
+    let shown = redact_userinfo(url);
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|e| format!("REGISTRY_URL {shown:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "REGISTRY_URL {shown:?}: the scheme must be http or https, not {}",
+            parsed.scheme()
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "REGISTRY_URL {shown:?} carries credentials: they would show in messages and logs; \
+             give them as REGISTRY_AUTH=user:password or --username with --password-stdin"
+        ));
+    }
+    let mut base = url.trim().trim_end_matches('/').to_owned();
+    if let Some(stripped) = base.strip_suffix("/v2") {
+        eprintln!(
+            "warning: REGISTRY_URL {shown:?} ends in /v2: using the registry's base URL {stripped}"
+        );
+        base = stripped.trim_end_matches('/').to_owned();
+    }
+    Ok(base)
+}
+
+/// A hash-tag pattern: a valid regex, and not empty (an empty pattern matches every tag,
+/// `latest` and `v1.0` too, and would expire them all beyond the newest N).
+pub fn hash_tag_regex(what: &str, s: &str) -> Result<Regex, String> {
+    if s.trim().is_empty() {
+        return Err(format!(
+            "{what} is empty: an empty pattern matches every tag (latest, v1.0) and would delete \
+             all but the newest images; leave it unset for the default {DEFAULT_HASH_TAG_PATTERN:?}"
+        ));
+    }
+    regex(what, s)
+}
+
 /// Splits a comma-separated list of globs at the commas outside `{...}` alternations.
 pub fn split_globs(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -532,7 +572,7 @@ impl Args {
         let hash_tags = self
             .hash_tag_pattern
             .iter()
-            .map(|p| regex("HASH_TAG_PATTERN", p))
+            .map(|p| hash_tag_regex("HASH_TAG_PATTERN", p))
             .collect::<Result<Vec<_>, _>>()?;
         let mut hash_tags = hash_tags.into_iter();
         let hash_tag = hash_tags.next().ok_or("HASH_TAG_PATTERN is empty")?;
@@ -587,10 +627,10 @@ impl Args {
                     .to_owned(),
             );
         }
-        if let Some(url) = &self.registry_url {
-            reqwest::Url::parse(url)
-                .map_err(|e| format!("REGISTRY_URL {url:?} is not a URL: {e}"))?;
-        }
+        let registry_url = match &self.registry_url {
+            Some(url) => Some(registry_url(url)?),
+            None => None,
+        };
         let offline = self.delete_via == DeleteVia::Storage;
         if offline && !self.dry_run && !self.registry_stopped {
             return Err(
@@ -648,9 +688,9 @@ impl Args {
                 self.reverify_window
             ));
         }
-        let client = match &self.registry_url {
+        let client = match &registry_url {
             Some(url) if !self.dry_run && !offline => Some(ClientOptions {
-                url: url.trim_end_matches('/').to_owned(),
+                url: url.clone(),
                 credentials: credentials(&self, url)?,
                 insecure: self.self_signed_cert,
                 ca_cert: self.ca_cert.clone(),
@@ -662,9 +702,7 @@ impl Args {
             _ => None,
         };
         Ok(Config {
-            registry_url: self
-                .registry_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
+            registry_url,
             storage,
             dry_run: self.dry_run,
             filter: RepoFilter {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{parse_duration_secs, regex, repo_globs};
+use crate::cli::{hash_tag_regex, parse_duration_secs, regex, repo_globs};
 use crate::plan::{Policies, Policy, Rule};
 
 /// The file as written.
@@ -70,9 +70,9 @@ fn rule(spec: RuleSpec, base: &Policy) -> Result<Rule, String> {
         let first = it
             .next()
             .ok_or("hash_tag_patterns is empty: leave it out to use HASH_TAG_PATTERN")?;
-        policy.hash_tag = regex("hash_tag_patterns", first)?;
+        policy.hash_tag = hash_tag_regex("hash_tag_patterns", first)?;
         policy.extra_hash_tags = it
-            .map(|p| regex("hash_tag_patterns", p))
+            .map(|p| hash_tag_regex("hash_tag_patterns", p))
             .collect::<Result<_, _>>()?;
     }
     if let Some(k) = spec.hash_tag_keep {

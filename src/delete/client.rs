@@ -149,7 +149,10 @@ impl RegistryClient {
         let mut client = RegistryClient {
             http,
             base,
-            limiter: opts.rate.map(|r| RateLimiter::direct(Quota::per_second(r))),
+            // No burst: requests go evenly spaced, never above the rate, from the start.
+            limiter: opts
+                .rate
+                .map(|r| RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))),
             permits: Semaphore::new(opts.concurrency.max(1)),
             opts,
             challenge: None,

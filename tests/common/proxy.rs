@@ -38,6 +38,8 @@ pub struct Seen {
     pub fault: Fault,
     /// The registry's status, when forwarded and answered.
     pub upstream: Option<u16>,
+    /// When the proxy received it.
+    pub at: std::time::Instant,
 }
 
 /// Decides the fault for the n-th request (counting from 0) of a method and path.
@@ -126,6 +128,7 @@ fn handle(
         path: path.clone(),
         fault: fault.clone(),
         upstream: None,
+        at: std::time::Instant::now(),
     };
     match &fault {
         Fault::Status(code, retry) => {
