@@ -306,6 +306,13 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         );
         return Ok(EXIT_USAGE);
     }
+    if cfg.filter.globs.is_some() && planned.plans.is_empty() {
+        planned.warnings.push(format!(
+            "REPO_GLOB/--repo {:?} selects no repository in the {} storage: nothing to do",
+            cfg.repo_globs,
+            storage.kind()
+        ));
+    }
     if let Some(r) = storage.requests() {
         tracing::debug!(requests = %r, "S3 requests for the scan");
     }

@@ -38,7 +38,13 @@ pub enum Output {
 ///
 /// With no subcommand: scan, plan and delete in one go, as the original tool does.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// `plan` or `apply`; none for the original behaviour.
     #[command(subcommand)]
@@ -53,8 +59,8 @@ pub struct Cli {
 pub enum Command {
     /// Scan and plan, print the report, write the plan to --out; delete nothing.
     Plan {
-        /// Where the plan file goes (JSON).
-        #[arg(long, short)]
+        /// Where the plan file goes (JSON; the report's format is --output).
+        #[arg(long)]
         out: PathBuf,
         /// The usual options.
         #[command(flatten)]
@@ -95,6 +101,30 @@ impl Cli {
         }
     }
 }
+
+/// The help heading of the options only a run that deletes uses.
+const DELETING: &str = "Deleting (not used by `plan` or a dry run)";
+
+/// Exit codes and examples, after `--help`.
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    done: everything planned was deleted (or, in a dry run, planned)
+  1    fatal error (bad storage, registry unreachable, deletes refused with 405/401/403)
+  2    usage error (a flag or environment variable is wrong)
+  3    finished, but some deletions failed (each listed)
+  4    finished, but something was skipped: a repository failed closed, a deletion was
+       skipped because storage changed, a warning
+  130  interrupted by SIGINT or SIGTERM
+
+Examples:
+  Dry run over a filesystem registry:
+    DRY_RUN=true REGISTRY_DIR=/var/lib/registry regsweep
+  Clean up through the registry API, keeping 20 hash-tagged images per repository:
+    REGISTRY_URL=https://registry:5000 REGISTRY_DIR=/var/lib/registry \\
+      REGISTRY_AUTH=cleaner:secret HASH_TAG_KEEP=20 regsweep
+  Review a plan, then carry out exactly it:
+    regsweep plan --out plan.json --registry-dir /var/lib/registry
+    regsweep apply plan.json --registry-url https://registry:5000 --registry-dir /var/lib/registry";
 
 /// Every option, each with its environment variable.
 #[derive(Debug, clap::Args)]
@@ -191,66 +221,66 @@ pub struct Args {
     pub threads: Option<usize>,
 
     /// Basic-auth credentials `user:password` (split at the first ':').
-    #[arg(long, env = "REGISTRY_AUTH", hide_env_values = true)]
+    #[arg(long, env = "REGISTRY_AUTH", hide_env_values = true, help_heading = DELETING)]
     pub registry_auth: Option<Secret>,
 
     /// User name; the password comes from --password-stdin or --password-file.
-    #[arg(long, env = "REGISTRY_USERNAME")]
+    #[arg(long, env = "REGISTRY_USERNAME", help_heading = DELETING)]
     pub username: Option<String>,
 
     /// Read the password from standard input (one line).
-    #[arg(long)]
+    #[arg(long, help_heading = DELETING)]
     pub password_stdin: bool,
 
     /// Read the password from this file (first line).
-    #[arg(long, env = "REGISTRY_PASSWORD_FILE")]
+    #[arg(long, env = "REGISTRY_PASSWORD_FILE", help_heading = DELETING)]
     pub password_file: Option<PathBuf>,
 
     /// Directory of docker's config.json for credentials (default ~/.docker).
-    #[arg(long, env = "DOCKER_CONFIG")]
+    #[arg(long, env = "DOCKER_CONFIG", help_heading = DELETING)]
     pub docker_config: Option<PathBuf>,
 
     /// Skip TLS certificate verification (self-signed registry certificates).
     #[arg(long, env = "SELF_SIGNED_CERT", value_parser = BoolishValueParser::new(), num_args = 0..=1,
-          default_value = "false", default_missing_value = "true")]
+          default_value = "false", default_missing_value = "true", help_heading = DELETING)]
     pub self_signed_cert: bool,
 
     /// Verify the registry's TLS certificate against this CA (PEM).
-    #[arg(long, env = "CA_CERT")]
+    #[arg(long, env = "CA_CERT", help_heading = DELETING)]
     pub ca_cert: Option<PathBuf>,
 
     /// Deletes in flight at once.
-    #[arg(long, env = "CONCURRENCY", default_value = "8")]
+    #[arg(long, env = "CONCURRENCY", default_value = "8", help_heading = DELETING)]
     pub concurrency: String,
 
     /// Most delete requests per second (0: no limit).
-    #[arg(long, env = "RATE", default_value = "0")]
+    #[arg(long, env = "RATE", default_value = "0", help_heading = DELETING)]
     pub rate: String,
 
     /// Attempts per delete on 429, 5xx and connection errors, the first included.
-    #[arg(long, env = "MAX_ATTEMPTS", default_value = "6")]
+    #[arg(long, env = "MAX_ATTEMPTS", default_value = "6", help_heading = DELETING)]
     pub max_attempts: String,
 
     /// Per-request timeout (30s, 2m).
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s")]
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", help_heading = DELETING)]
     pub request_timeout: String,
 
     /// Longest time after re-reading a repository that its deletes (and retries) may still
     /// be sent; later ones wait for a fresh re-read (30s, 1m).
-    #[arg(long, env = "REVERIFY_WINDOW", default_value = "30s")]
+    #[arg(long, env = "REVERIFY_WINDOW", default_value = "30s", help_heading = DELETING)]
     pub reverify_window: String,
 
     /// Delete through the registry API (default) or straight in storage (offline migration).
-    #[arg(long, env = "DELETE_VIA", value_enum, default_value = "api")]
+    #[arg(long, env = "DELETE_VIA", value_enum, default_value = "api", help_heading = DELETING)]
     pub delete_via: DeleteVia,
 
     /// Confirms the registry is stopped or read-only, as --delete-via storage requires.
     #[arg(long, env = "REGISTRY_STOPPED", value_parser = BoolishValueParser::new(), num_args = 0..=1,
-          default_value = "false", default_missing_value = "true")]
+          default_value = "false", default_missing_value = "true", help_heading = DELETING)]
     pub registry_stopped: bool,
 
     /// Record planned and finished deletes here; rerun with the same file to resume.
-    #[arg(long, env = "JOURNAL")]
+    #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
 
     /// No progress on stderr (bars on a terminal, a line every PROGRESS_INTERVAL otherwise).
@@ -293,6 +323,8 @@ pub struct Config {
     pub threads: usize,
     /// How to reach the registry for deletes; `None` in dry-run without a URL.
     pub client: Option<ClientOptions>,
+    /// The repository globs as given (`REPO_GLOB`, `--repo`), for messages.
+    pub repo_globs: Vec<String>,
     /// Journal file.
     pub journal: Option<PathBuf>,
     /// How long after a repository's re-read its deletes may still be sent.
@@ -460,15 +492,23 @@ pub fn parse_min_age(s: &str) -> Result<i64, String> {
     parse_duration_secs("MIN_AGE", s)
 }
 
-/// Parses seconds (`0`, `3600`) or a humantime duration (`500ms`, `30m`, `1h`, `2d`) for
-/// `what`.
+/// Parses a duration for `what`: `0`, or a number with a unit (`500ms`, `30s`, `30m`,
+/// `1h`, `2d`). A bare number other than 0 is refused (seconds? minutes?), and so is `M`,
+/// which means a month where `m` means a minute.
 pub fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-        return s
-            .parse::<u64>()
-            .map(std::time::Duration::from_secs)
-            .map_err(|e| format!("{what} {s:?}: {e}"));
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        return match s.parse::<u64>() {
+            Ok(0) => Ok(std::time::Duration::ZERO),
+            _ => Err(format!(
+                "{what} {s:?} has no unit: write {s}s, {s}m, {s}h or {s}d"
+            )),
+        };
+    }
+    if s.contains('M') {
+        return Err(format!(
+            "{what} {s:?}: M means a month here (and m a minute): write it out, as 30d, 1month or 1m"
+        ));
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("{what} {s:?} is not a duration like 0, 30m, 1h or 2d: {e}"))
@@ -514,6 +554,15 @@ impl Args {
             "" | "filesystem" | "fs" | "local" => {
                 let root = PathBuf::from(self.registry_dir.as_deref().unwrap_or("/registry"));
                 let repos = root.join("docker/registry/v2/repositories");
+                if let Err(e) = std::fs::read_dir(&repos)
+                    && e.kind() == std::io::ErrorKind::PermissionDenied
+                {
+                    return Err(format!(
+                        "REGISTRY_DIR {}: permission denied reading {} (run as a user that can read the registry's storage)",
+                        root.display(),
+                        repos.display()
+                    ));
+                }
                 if !repos.is_dir() {
                     return Err(format!(
                         "REGISTRY_DIR {} does not contain docker/registry/v2/repositories",
@@ -650,13 +699,7 @@ impl Args {
                 self.rate
             )
         })?;
-        let timeout = humantime::parse_duration(self.request_timeout.trim())
-            .map_err(|e| {
-                format!(
-                    "REQUEST_TIMEOUT {:?} is not a duration like 30s: {e}",
-                    self.request_timeout
-                )
-            })
+        let timeout = parse_duration("REQUEST_TIMEOUT", &self.request_timeout)
             .and_then(|t| {
                 if t.is_zero() {
                     Err(format!(
@@ -676,10 +719,24 @@ impl Args {
                 j.display()
             ));
         }
-        if let Some(ca) = &self.ca_cert
-            && !ca.is_file()
-        {
-            return Err(format!("--ca-cert {} is not a readable file", ca.display()));
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("--ca-cert {}: cannot read it: {e}", ca.display()))?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "--ca-cert {}: no PEM certificate in it",
+                        ca.display()
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "--ca-cert {}: not a PEM certificate: {e}",
+                        ca.display()
+                    ));
+                }
+            }
         }
         let reverify_window = parse_duration("REVERIFY_WINDOW", &self.reverify_window)?;
         if reverify_window.is_zero() {
@@ -723,6 +780,7 @@ impl Args {
                 // 135 s, 2: 132 s, 4: 113 s, 8: 131 s; see README "Performance").
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get())),
             client,
+            repo_globs: repo,
             journal: self.journal,
             reverify_window,
             delete_via: self.delete_via,

@@ -14,10 +14,8 @@ fn main() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line naming what is wrong, like every other usage error.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("regsweep: {first}");
+            // clap's whole message (what is missing, the tip), without the usage dump.
+            eprintln!("regsweep: {}", without_usage(&e.to_string()));
             std::process::exit(EXIT_USAGE);
         }
     };
@@ -67,6 +65,26 @@ fn log_filter(verbose: bool) -> tracing_subscriber::EnvFilter {
         Some(l) => tracing_subscriber::EnvFilter::new(format!("warn,regsweep={l}")),
         None => tracing_subscriber::EnvFilter::new("warn"),
     }
+}
+
+/// A clap error without its `Usage:` block and blank lines.
+fn without_usage(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_usage = false;
+    for line in text.lines() {
+        if line.starts_with("Usage:") {
+            in_usage = true;
+            continue;
+        }
+        if in_usage && (line.starts_with(' ') || line.is_empty()) {
+            continue;
+        }
+        in_usage = false;
+        if !line.trim().is_empty() && !line.starts_with("For more information") {
+            out.push(line.trim_end());
+        }
+    }
+    out.join("\n")
 }
 
 /// Folds a multi-line message (a regex error, say) onto one line.

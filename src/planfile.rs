@@ -85,10 +85,7 @@ pub fn build(plans: &[Arc<RepoPlan>], now: i64, storage: &str, bytes_freed: u64)
 }
 
 fn reason_name(p: &RepoPlan, d: &crate::plan::Decision) -> String {
-    serde_json::to_value(p.reason(d))
-        .ok()
-        .and_then(|v| v["reason"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+    p.reason(d).name().to_owned()
 }
 
 /// Writes `file` to `path` atomically (a temporary file renamed over it).

@@ -50,6 +50,18 @@ pub enum Fatal {
     },
 }
 
+impl std::fmt::Display for Fatal {
+    /// The status as a person reads it: `405 Method Not Allowed`, `401 Unauthorized`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::DeleteDisabled => f.write_str("405 Method Not Allowed"),
+            Fatal::Denied { status: 401, .. } => f.write_str("401 Unauthorized"),
+            Fatal::Denied { status, .. } if *status == 403 => f.write_str("403 Forbidden"),
+            Fatal::Denied { status, .. } => write!(f, "{status}"),
+        }
+    }
+}
+
 /// The outcome of one DELETE.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteResult {

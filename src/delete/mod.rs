@@ -172,9 +172,18 @@ fn fatal_text(f: &Fatal, client_who: &str) -> String {
         Fatal::DeleteDisabled => "the registry refuses deletes (405 Method Not Allowed): enable them with \
              `storage: delete: enabled: true` in its config.yml (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it"
             .to_owned(),
-        Fatal::Denied { repo, status } => {
-            format!("the registry answered {status} deleting in repository {repo} with {client_who}: the credentials lack delete rights there")
-        }
+        Fatal::Denied { repo, status: 401 } => format!(
+            "the registry answered 401 Unauthorized deleting in repository {repo} with {client_who}: \
+             the credentials are no longer accepted (expired, revoked or changed during the run?)"
+        ),
+        Fatal::Denied { repo, status } => format!(
+            "the registry answered {} deleting in repository {repo} with {client_who}: \
+             the credentials lack delete rights there",
+            Fatal::Denied {
+                repo: repo.clone(),
+                status: *status
+            }
+        ),
     }
 }
 
@@ -556,7 +565,8 @@ fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
         DeleteResult::Fatal(f) => {
             s.stop.store(true, Ordering::SeqCst);
             let text = fatal_text(&f, &s.who);
-            s.miss(plan, &d, &text, false);
+            // The status per delete; the explanation once, as the run's fatal error.
+            s.miss(plan, &d, &f.to_string(), false);
             if let Ok(mut o) = s.outcome.lock() {
                 o.fatal.get_or_insert(text);
             }

@@ -65,7 +65,7 @@ impl Reverify for StorageReverify {
             let why = match fresh.decision(d) {
                 None => Some(super::GONE.to_owned()),
                 Some(x) if x.verdict == Verdict::Keep => Some(format!(
-                    "changed since the scan, now kept ({:?})",
+                    "changed since the scan, now kept ({})",
                     fresh.reason(x)
                 )),
                 Some(x) if before.is_some_and(|b| b.linked_at() != x.linked_at()) => {

@@ -86,6 +86,51 @@ pub enum Reason {
     Deferred,
 }
 
+impl Reason {
+    /// The reason's name as reports give it (`version-tag`, `child-of`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reason::VersionTag => "version-tag",
+            Reason::HashTagKept { .. } => "hash-tag-kept",
+            Reason::KeepTag => "keep-tag",
+            Reason::HashTagRecent { .. } => "hash-tag-recent",
+            Reason::GracePeriod => "grace-period",
+            Reason::ChildOf { .. } => "child-of",
+            Reason::ReferrerOf { .. } => "referrer-of",
+            Reason::AttachmentOf { .. } => "attachment-of",
+            Reason::ForeignAttachment { .. } => "foreign-attachment",
+            Reason::FailClosed => "fail-closed",
+            Reason::Untagged => "untagged",
+            Reason::HashTagExpired { .. } => "hash-tag-expired",
+            Reason::ChildOfDeleted { .. } => "child-of-deleted",
+            Reason::ReferrerOfDeleted { .. } => "referrer-of-deleted",
+            Reason::AttachmentOfDeleted { .. } => "attachment-of-deleted",
+            Reason::Deferred => "deferred",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    /// `child-of sha256:…`, `hash-tag-kept rank 3`, `grace-period`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())?;
+        match self {
+            Reason::HashTagKept { rank }
+            | Reason::HashTagRecent { rank }
+            | Reason::HashTagExpired { rank } => write!(f, " rank {rank}"),
+            Reason::ChildOf { parent } | Reason::ChildOfDeleted { parent } => {
+                write!(f, " {parent}")
+            }
+            Reason::ReferrerOf { subject }
+            | Reason::AttachmentOf { subject }
+            | Reason::ForeignAttachment { subject }
+            | Reason::ReferrerOfDeleted { subject }
+            | Reason::AttachmentOfDeleted { subject } => write!(f, " {subject}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Keep or delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

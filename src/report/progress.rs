@@ -42,7 +42,7 @@ impl Progress for TextProgress {
             (DeleteResult::Cancelled | DeleteResult::Stale { .. }, _) => return,
             (DeleteResult::Fatal(f), _) => {
                 format!(
-                    "Failed to clean manifest {digest} from repo {} with response code {f:?}",
+                    "Failed to clean manifest {digest} from repo {} with response code {f}",
                     plan.name
                 )
             }
