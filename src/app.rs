@@ -106,6 +106,28 @@ fn estimate(planned: &Planned) -> text::Freed {
     text::Freed {
         bytes: planned.bytes_freed,
         unsized_blobs: planned.unsized_blobs,
+        upper_bound_of: None,
+    }
+}
+
+/// `--delete-via storage` needs the registry stopped or read-only: say so when
+/// `REGISTRY_URL` answers (a read-only registry answers too, so this only warns).
+fn warn_if_registry_answers(rt: &tokio::runtime::Runtime, url: Option<&str>) {
+    let Some(url) = url else { return };
+    let probe = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .danger_accept_invalid_certs(true)
+            .build()
+            .ok()?;
+        client.get(format!("{url}/v2/")).send().await.ok()
+    };
+    if let Some(r) = rt.block_on(probe) {
+        eprintln!(
+            "warning: --delete-via storage, but the registry at {url} answers ({}): it must be stopped or \
+             read-only while regsweep removes links under it",
+            r.status()
+        );
     }
 }
 
@@ -262,6 +284,9 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         }
         None => None,
     };
+    if cfg.delete_via == DeleteVia::Storage && !cfg.dry_run {
+        warn_if_registry_answers(&rt, cfg.registry_url.as_deref());
+    }
     let resume = unfinished(cfg)?;
     if let (Some(u), Some(path)) = (&resume, &cfg.journal) {
         policy_time(&format!("journal {}", path.display()), u.now)?;

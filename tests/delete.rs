@@ -363,7 +363,8 @@ fn reverification_skips_what_changed_since_the_scan() {
         .expect("push A_OTHER again");
     let now = changed(OTHER);
     assert!(
-        now.get(&a_other).is_some_and(|w| w.contains("grace-period")),
+        now.get(&a_other)
+            .is_some_and(|w| w.contains("grace-period")),
         "{now:?}"
     );
 

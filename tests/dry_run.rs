@@ -279,7 +279,10 @@ fn usage_errors_exit_2_with_one_line() {
     let out = regsweep(&[("REGISTRY_DIR", root.as_str())], &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("regsweep: error: unexpected argument '--no-such-flag'"), "{err}");
+    assert!(
+        err.starts_with("regsweep: error: unexpected argument '--no-such-flag'"),
+        "{err}"
+    );
     assert!(!err.contains("Usage:"), "{err}");
     // clap's message stays whole: what is missing, and the tip.
     let out = regsweep(&[], &["plan"]);
@@ -289,7 +292,10 @@ fn usage_errors_exit_2_with_one_line() {
     let out = regsweep(&[], &["--hash-tag-patern", "x"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("tip: a similar argument exists: '--hash-tag-pattern'"), "{err}");
+    assert!(
+        err.contains("tip: a similar argument exists: '--hash-tag-pattern'"),
+        "{err}"
+    );
     assert!(!err.contains("Usage:"), "{err}");
     let out = regsweep(
         &[

@@ -32,7 +32,11 @@ fn credentials_in_registry_url_are_refused_without_being_printed() {
     // A trailing /v2/ is the API's path, not the registry's: taken off, with a warning.
     let v2 = format!("{}/v2/", reg.url);
     let out = regsweep(
-        &[("REGISTRY_URL", &v2), ("REGISTRY_DIR", &root), ("OUTPUT_FORMAT", "json")],
+        &[
+            ("REGISTRY_URL", &v2),
+            ("REGISTRY_DIR", &root),
+            ("OUTPUT_FORMAT", "json"),
+        ],
         &[],
     );
     let err = String::from_utf8_lossy(&out.stderr);
@@ -46,15 +50,21 @@ fn an_empty_hash_tag_pattern_is_a_usage_error_wherever_it_comes_from() {
     let root = reg.root().to_string_lossy().into_owned();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.toml");
-    std::fs::write(&file, "[[rule]]\nrepos = [\"**\"]\nhash_tag_patterns = [\"\"]\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "[[rule]]\nrepos = [\"**\"]\nhash_tag_patterns = [\"\"]\n",
+    )
+    .expect("write");
     let file_s = file.to_string_lossy().into_owned();
     let base = [("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")];
     let runs: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
         ([&base[..], &[("HASH_TAG_PATTERN", "")]].concat(), vec![]),
         ([&base[..], &[("HASH_TAG_PATTERN", "  ")]].concat(), vec![]),
         (base.to_vec(), vec!["--hash-tag-pattern", ""]),
-        ([&base[..], &[("POLICY_FILE", file_s.as_str())]].concat(), vec![]),
+        (
+            [&base[..], &[("POLICY_FILE", file_s.as_str())]].concat(),
+            vec![],
+        ),
     ];
     for (env, args) in runs {
         let out = regsweep(&env, &args);
@@ -127,6 +137,195 @@ fn the_rate_limit_allows_no_burst_at_the_start() {
             .iter()
             .take_while(|t| t.duration_since(*start) < Duration::from_secs(1))
             .count();
-        assert!(in_a_second <= 21, "{in_a_second} requests within a second at RATE=20");
+        assert!(
+            in_a_second <= 21,
+            "{in_a_second} requests within a second at RATE=20"
+        );
     }
+}
+
+#[test]
+fn a_registry_gone_mid_run_stops_the_run_and_counts_honestly() {
+    let reg = Registry::start();
+    push_bulk(&reg.url, "bulk/app", 200);
+    let root = reg.root().to_string_lossy().into_owned();
+    let t0 = Instant::now();
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Gone for good once the run is well under way.
+            std::thread::sleep(Duration::from_secs(3));
+            reg.stop();
+        });
+        regsweep(
+            &[
+                ("REGISTRY_URL", &reg.url),
+                ("REGISTRY_DIR", &root),
+                ("MIN_AGE", "0"),
+                ("RATE", "20"),
+                ("CONCURRENCY", "4"),
+                ("PROGRESS_INTERVAL", "500ms"),
+            ],
+            &[],
+        )
+    });
+    let took = t0.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped answering"), "{stderr}");
+    // Retrying every pending delete six times would take minutes.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let deleted = stdout.matches("Deleted:").count();
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Failed to clean manifest"))
+        .collect();
+    assert!(deleted > 10 && deleted < 190, "{deleted} deleted");
+    assert!(failed.len() <= 20, "{} failures: {stdout}", failed.len());
+    for line in &failed {
+        let digest = line.split_whitespace().nth(4).expect("digest");
+        let lines = stdout.lines().filter(|l| l.contains(digest)).count();
+        assert_eq!(lines, 1, "printed once on stdout: {digest}");
+    }
+    assert!(
+        stdout.contains(&format!("Job done, Cleaned {deleted} of ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Not attempted:"), "{stdout}");
+    assert!(
+        stdout.contains("at most"),
+        "the estimate says it is an upper bound: {stdout}"
+    );
+    // Progress lines count deletes, not failures.
+    let last = stderr
+        .lines()
+        .filter(|l| l.starts_with("regsweep: progress: deleted"))
+        .next_back()
+        .expect("progress lines");
+    let shown: usize = last
+        .trim_start_matches("regsweep: progress: deleted ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(shown <= deleted, "{last} (deleted {deleted})");
+}
+
+#[test]
+fn durations_need_units_and_empty_selections_warn() {
+    let (reg, _named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    let base = [("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")];
+    for (var, value) in [
+        ("MIN_AGE", "5"),
+        ("OLDER_THAN", "30"),
+        ("MIN_AGE", "1M"),
+        ("PROGRESS_INTERVAL", "10"),
+        ("REQUEST_TIMEOUT", "0"),
+    ] {
+        let out = regsweep(&[&base[..], &[(var, value)]].concat(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(var), "{err}");
+    }
+    let out = regsweep(&[&base[..], &[("MIN_AGE", "0")]].concat(), &[]);
+    assert!(matches!(out.status.code(), Some(0 | 4)));
+    for globs in ["", ",", "nothing/*"] {
+        let out = regsweep(&[&base[..], &[("REPO_GLOB", globs)]].concat(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{globs:?}: {err}");
+        assert!(err.contains("selects no repository"), "{globs:?}: {err}");
+    }
+    // A CA file that holds no certificate is a usage error, before anything runs.
+    let bad = reg.dir.path().join("not-a-cert.pem");
+    std::fs::write(&bad, "hello\n").expect("write");
+    let out = regsweep(
+        &[("REGISTRY_DIR", root.as_str()), ("REGISTRY_URL", &reg.url)],
+        &["--ca-cert", &bad.to_string_lossy()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not-a-cert.pem"), "{err}");
+}
+
+#[test]
+fn help_and_clap_errors_say_what_a_user_needs() {
+    let out = regsweep(&[], &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("Examples:"),
+        "{help}"
+    );
+    let out = regsweep(&[], &["plan", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Deleting (not used by `plan`"), "{help}");
+    // `-o json` is not a short form of --out: no file named `json` appears.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .current_dir(dir.path())
+        .args(["plan", "-o", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("json").exists());
+}
+
+#[test]
+fn statuses_read_as_statuses_and_hints_come_once() {
+    let (reg, _named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    for (status, says, never) in [
+        (405, "405 Method Not Allowed", "DeleteDisabled"),
+        (401, "401 Unauthorized", "lack delete rights"),
+    ] {
+        let proxy = FaultProxy::start(
+            &reg.url,
+            Box::new(move |_, method, _| match method {
+                "DELETE" => Fault::Status(status, None),
+                _ => Fault::Pass,
+            }),
+        );
+        let out = regsweep(
+            &[("REGISTRY_URL", &proxy.url), ("REGISTRY_DIR", &root)],
+            &[],
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains(says), "{status}: {all}");
+        assert!(!all.contains(never), "{status}: {all}");
+        assert!(!all.contains("Denied {"), "{status}: {all}");
+        if status == 405 {
+            assert_eq!(
+                all.matches("delete: enabled").count(),
+                1,
+                "the hint once: {all}"
+            );
+        }
+    }
+}
+
+#[test]
+fn offline_deletes_warn_when_the_registry_answers() {
+    let (reg, _named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_DIR", &root),
+            ("REGISTRY_URL", &reg.url),
+            ("REPO_FILTER", "other"),
+            ("DELETE_VIA", "storage"),
+            ("REGISTRY_STOPPED", "true"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("answers") && err.contains("stopped or read-only"),
+        "{err}"
+    );
 }

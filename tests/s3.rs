@@ -314,7 +314,10 @@ fn drop_token(body: &[u8]) -> Vec<u8> {
 /// Says IsTruncated false while keeping the continuation token.
 fn deny_truncation(body: &[u8]) -> Vec<u8> {
     String::from_utf8_lossy(body)
-        .replace("<IsTruncated>true</IsTruncated>", "<IsTruncated>false</IsTruncated>")
+        .replace(
+            "<IsTruncated>true</IsTruncated>",
+            "<IsTruncated>false</IsTruncated>",
+        )
         .into_bytes()
 }
 
@@ -357,14 +360,22 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
     let honest = {
         let s3 = s3_env(&moto);
         let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.extend([("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json"), ("MIN_AGE", "0")]);
+        env.extend([
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+            ("MIN_AGE", "0"),
+        ]);
         run_json(&env)
     };
     assert_eq!(honest["totals"]["failed_closed_repositories"], 0);
     assert_eq!(honest["totals"]["manifests"], 700);
     let rewrites: [(&str, fn(&[u8]) -> Vec<u8>, &str); 3] = [
         ("no token", drop_token, "gives no continuation token"),
-        ("token, not truncated", deny_truncation, "without IsTruncated"),
+        (
+            "token, not truncated",
+            deny_truncation,
+            "without IsTruncated",
+        ),
         // Not truncation, but as dangerous: no link time turns the grace period off.
         ("no LastModified", drop_times, "gives no LastModified"),
     ];
@@ -390,7 +401,11 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
             }
         }
         let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.extend([("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json"), ("MIN_AGE", "0")]);
+        env.extend([
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+            ("MIN_AGE", "0"),
+        ]);
         let out = regsweep(&env, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{what}: {err}");

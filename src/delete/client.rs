@@ -75,6 +75,14 @@ pub enum DeleteResult {
     Fatal(Fatal),
     /// Not sent: the run was cancelled before a slot was free.
     Cancelled,
+    /// The registry stopped answering (connections fail again and again); nothing more is
+    /// sent to it.
+    Unreachable {
+        /// Whether an attempt of this delete was sent (it counts as attempted and failed).
+        sent: bool,
+        /// The last connection error.
+        last: String,
+    },
     /// Not sent: the repository's re-verification is older than the deadline; re-verify,
     /// then send again.
     Stale {
@@ -85,8 +93,23 @@ pub enum DeleteResult {
     },
 }
 
-/// Decides, once a request may go, whether it still should (false once the run is cancelled).
-pub type Gate<'a> = dyn Fn() -> bool + Send + Sync + 'a;
+/// Decides, once a request may go, whether it still should (false once the run is
+/// stopping). Called with `true` for a delete's first attempt (which it may count), with
+/// `false` before each retry.
+pub type Gate<'a> = dyn Fn(bool) -> bool + Send + Sync + 'a;
+
+/// Connection failures in a row (over all requests) after which the registry counts as gone.
+const BREAKER_FAILURES: usize = 10;
+/// ... provided the failures went on for at least this long (a restart is shorter).
+const BREAKER_SECONDS: Duration = Duration::from_secs(10);
+
+/// The circuit breaker: consecutive connection failures, and since when.
+#[derive(Default)]
+struct Breaker {
+    failures: usize,
+    since: Option<Instant>,
+    open: bool,
+}
 
 /// Why `send_retrying` gave up.
 enum SendError {
@@ -96,6 +119,11 @@ enum SendError {
     Stale {
         sent: bool,
         last: Option<String>,
+    },
+    /// The circuit breaker is open: the registry stopped answering.
+    Unreachable {
+        sent: bool,
+        last: String,
     },
 }
 
@@ -115,6 +143,7 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     permits: Semaphore,
     limiter: Option<DefaultDirectRateLimiter>,
+    breaker: std::sync::Mutex<Breaker>,
 }
 
 fn describe_error(e: &reqwest::Error) -> String {
@@ -169,9 +198,59 @@ impl RegistryClient {
             opts,
             challenge: None,
             tokens: Mutex::new(HashMap::new()),
+            breaker: std::sync::Mutex::new(Breaker::default()),
         };
         client.ping().await?;
         Ok(client)
+    }
+
+    /// Whether the circuit breaker is open (the registry stopped answering).
+    fn breaker_open(&self) -> bool {
+        self.breaker.lock().map(|b| b.open).unwrap_or(true)
+    }
+
+    /// Whether connections are failing in a row (or the breaker is open).
+    fn breaker_suspect(&self) -> bool {
+        self.breaker
+            .lock()
+            .map(|b| b.open || b.failures >= BREAKER_FAILURES)
+            .unwrap_or(true)
+    }
+
+    /// Before a new request: while connections keep failing, wait until one answer comes
+    /// (retries of requests already sent go on meanwhile) or the breaker opens; `false`
+    /// when it is open.
+    async fn breaker_admits(&self) -> bool {
+        loop {
+            match self.breaker.lock().map(|b| (b.open, b.failures)) {
+                Ok((false, n)) if n < BREAKER_FAILURES => return true,
+                Ok((false, _)) => {}
+                _ => return false,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Counts one request's outcome into the circuit breaker: a connection failure, or any
+    /// answer at all.
+    fn breaker_count(&self, connected: bool) {
+        if let Ok(mut b) = self.breaker.lock() {
+            if connected {
+                b.failures = 0;
+                b.since = None;
+                return;
+            }
+            b.failures += 1;
+            let since = *b.since.get_or_insert_with(Instant::now);
+            if b.failures >= BREAKER_FAILURES && since.elapsed() >= BREAKER_SECONDS {
+                b.open = true;
+            }
+        }
+    }
+
+    /// The registry's base URL (never with credentials: those are refused in it).
+    pub fn base_url(&self) -> &str {
+        self.opts.url.as_str()
     }
 
     /// Requests in flight at once.
@@ -398,6 +477,12 @@ impl RegistryClient {
                 })
         };
         loop {
+            if first && !self.breaker_admits().await {
+                return Err(SendError::Unreachable {
+                    sent: false,
+                    last: "the registry stopped answering".to_owned(),
+                });
+            }
             let outcome = {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return Err(SendError::Failed("client shut down".to_owned()));
@@ -405,16 +490,33 @@ impl RegistryClient {
                 if let Some(e) = stale(!first, &last) {
                     return Err(e);
                 }
+                // Admitted before the failures began, waiting for a slot since: wait again.
+                if first && self.breaker_suspect() {
+                    continue;
+                }
+                if self.breaker_open() {
+                    return Err(SendError::Unreachable {
+                        sent: !first,
+                        last: last.unwrap_or_else(|| "the registry stopped answering".to_owned()),
+                    });
+                }
                 // Checked once a slot is free and before waiting for the rate limiter: a
-                // cancelled run sends nothing new and waits for no rate slot.
-                if first && !gate() {
-                    return Err(SendError::Cancelled);
+                // stopping run sends nothing new, retries nothing and waits for no rate slot.
+                if !gate(first) {
+                    return Err(match last {
+                        Some(l) if !first => {
+                            SendError::Failed(format!("{l} (not retried: the run is stopping)"))
+                        }
+                        _ => SendError::Cancelled,
+                    });
                 }
                 first = false;
                 if let Some(l) = &self.limiter {
                     l.until_ready().await;
                 }
-                self.request(method.clone(), path, repo, refresh).await
+                let r = self.request(method.clone(), path, repo, refresh).await;
+                self.breaker_count(r.is_ok());
+                r
             };
             refresh = false;
             let (last_now, retry_after) = match outcome {
@@ -463,6 +565,9 @@ impl RegistryClient {
             Err(SendError::Cancelled) => return DeleteResult::Cancelled,
             Err(SendError::Failed(e)) => return DeleteResult::Failed(e),
             Err(SendError::Stale { sent, last }) => return DeleteResult::Stale { sent, last },
+            Err(SendError::Unreachable { sent, last }) => {
+                return DeleteResult::Unreachable { sent, last };
+            }
         };
         tracing::debug!(repo, %digest, status = r.status().as_u16(), "DELETE");
         match r.status().as_u16() {
@@ -499,11 +604,17 @@ impl RegistryClient {
         path: &str,
         repo: &str,
     ) -> Result<Response, TagsError> {
-        match self.send_retrying(method, path, repo, &|| true, None).await {
+        match self
+            .send_retrying(method, path, repo, &|_| true, None)
+            .await
+        {
             Ok(r) => Ok(r),
             Err(SendError::Cancelled) => Err(TagsError::Failed("cancelled".to_owned())),
             Err(SendError::Failed(e)) => Err(TagsError::Failed(e)),
             Err(SendError::Stale { .. }) => Err(TagsError::Failed("deadline passed".to_owned())),
+            Err(SendError::Unreachable { last, .. }) => Err(TagsError::Failed(format!(
+                "the registry stopped answering ({last})"
+            ))),
         }
     }
 

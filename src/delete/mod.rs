@@ -391,7 +391,8 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
                 match changed.get(&p.digest) {
                     // An earlier attempt reached the registry (its answer was lost).
                     Some(why) if p.sent && why == GONE => {
-                        s.progress.done(&plan, &p.digest, &DeleteResult::AlreadyGone);
+                        s.progress
+                            .done(&plan, &p.digest, &DeleteResult::AlreadyGone);
                         record(&s, &plan, p.digest, DeleteResult::AlreadyGone);
                     }
                     Some(why) => {
@@ -488,9 +489,9 @@ async fn api_layer(
         let plan = plan.clone();
         set.spawn(async move {
             let counted = p.sent;
-            let gate = || {
+            let gate = |first: bool| {
                 let go = !s.stopping();
-                if go && !counted {
+                if go && first && !counted {
                     s.attempted.fetch_add(1, Ordering::SeqCst);
                 }
                 go
@@ -507,6 +508,22 @@ async fn api_layer(
                     p.last.clone().unwrap_or_else(|| "interrupted".to_owned())
                         + " (not retried: the run was interrupted)",
                 ),
+                DeleteResult::Unreachable { sent, last } => {
+                    s.stop.store(true, Ordering::SeqCst);
+                    if let Ok(mut o) = s.outcome.lock() {
+                        o.fatal.get_or_insert_with(|| {
+                            format!(
+                                "the registry at {} stopped answering (connections failed again and again, last: {last}): \
+                                 nothing more was sent; rerun when it is back (with the same --journal to resume)",
+                                client.base_url()
+                            )
+                        });
+                    }
+                    if !(sent || p.sent) {
+                        return None; // never sent: not attempted
+                    }
+                    DeleteResult::Failed(last)
+                }
                 DeleteResult::Stale { sent, last } => {
                     let sent = sent || p.sent;
                     let last = last.or(p.last.clone());
@@ -546,6 +563,7 @@ async fn api_layer(
 fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
     match r {
         DeleteResult::Cancelled | DeleteResult::Stale { .. } => {}
+        DeleteResult::Unreachable { last, .. } => s.miss(plan, &d, &last, false),
         DeleteResult::Deleted | DeleteResult::AlreadyGone => {
             let gone = r == DeleteResult::AlreadyGone;
             s.journal(Record::Done {

@@ -33,7 +33,7 @@ impl Progress for TextProgress {
         let line = match (result, plan.decision(digest)) {
             (DeleteResult::Deleted, Some(d)) => text::delete_line("Deleted:", plan, d),
             (DeleteResult::AlreadyGone, Some(d)) => text::delete_line("Already gone:", plan, d),
-            (DeleteResult::Failed(why), _) => {
+            (DeleteResult::Failed(why) | DeleteResult::Unreachable { last: why, .. }, _) => {
                 format!(
                     "Failed to clean manifest {digest} from repo {} with response code {why}",
                     plan.name

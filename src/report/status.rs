@@ -24,6 +24,10 @@ pub struct Counters {
     pub delete_total: AtomicU64,
     /// Deletes finished (deleted, gone, failed or skipped).
     pub delete_done: AtomicU64,
+    /// Of those, failed.
+    pub delete_failed: AtomicU64,
+    /// Of those, skipped.
+    pub delete_skipped: AtomicU64,
     delete_started: std::sync::OnceLock<Instant>,
     stop: AtomicBool,
 }
@@ -183,7 +187,17 @@ fn lines(c: &Counters, every: Duration) {
             } else {
                 "?".to_owned()
             };
-            format!("deleted {done} of {total} ({rate:.0}/s, ETA {eta})")
+            let failed = c.delete_failed.load(Ordering::Relaxed);
+            let skipped = c.delete_skipped.load(Ordering::Relaxed);
+            let deleted = done.saturating_sub(failed + skipped);
+            let mut extra = String::new();
+            if failed > 0 {
+                extra.push_str(&format!(", {failed} failed"));
+            }
+            if skipped > 0 {
+                extra.push_str(&format!(", {skipped} skipped"));
+            }
+            format!("deleted {deleted} of {total}{extra} ({rate:.0}/s, ETA {eta})")
         } else {
             scan_text(c, started)
         };
@@ -201,11 +215,15 @@ pub struct Counting {
 
 impl Progress for Counting {
     fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult) {
+        if !matches!(result, DeleteResult::Deleted | DeleteResult::AlreadyGone) {
+            self.counters.delete_failed.fetch_add(1, Ordering::Relaxed);
+        }
         self.counters.delete_done.fetch_add(1, Ordering::Relaxed);
         self.inner.done(plan, digest, result);
     }
 
     fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str) {
+        self.counters.delete_skipped.fetch_add(1, Ordering::Relaxed);
         self.counters.delete_done.fetch_add(1, Ordering::Relaxed);
         self.inner.skipped(plan, digest, why);
     }

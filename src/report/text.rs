@@ -200,6 +200,9 @@ pub struct Freed {
     pub bytes: u64,
     /// Such blobs whose size the manifests do not give.
     pub unsized_blobs: u64,
+    /// When only `done` of `total` planned deletions were done, the estimate is an
+    /// upper bound.
+    pub upper_bound_of: Option<(usize, usize)>,
 }
 
 /// Writes the dry-run listing of untagged deletions and the closing lines.
@@ -249,12 +252,20 @@ pub fn write_gc_hint(out: &mut dyn Write, freed: &Freed, deletes: bool) -> io::R
         } else {
             String::new()
         };
-        writeln!(
-            out,
-            "Estimated space it frees: {} ({} bytes){extra}.",
-            indicatif::BinaryBytes(freed.bytes),
-            freed.bytes
-        )?;
+        match freed.upper_bound_of {
+            None => writeln!(
+                out,
+                "Estimated space it frees: {} ({} bytes){extra}.",
+                indicatif::BinaryBytes(freed.bytes),
+                freed.bytes
+            )?,
+            Some((done, total)) => writeln!(
+                out,
+                "Estimated space it frees: at most {} ({} bytes){extra}: only {done} of the {total} planned deletions were done.",
+                indicatif::BinaryBytes(freed.bytes),
+                freed.bytes
+            )?,
+        }
     }
     Ok(())
 }
@@ -276,10 +287,12 @@ pub fn write_closing(
         writeln!(out, "({} of them were already gone.)", outcome.already_gone)?;
     }
     if !outcome.failed.is_empty() {
-        writeln!(out, "Failed deletions ({}):", outcome.failed.len())?;
-        for m in &outcome.failed {
-            writeln!(out, "  {}  repo={}  {}", m.digest, m.repository, m.why)?;
-        }
+        // Each is listed once above, as it happened (and on stderr).
+        writeln!(
+            out,
+            "Failed deletions: {} (each listed above).",
+            outcome.failed.len()
+        )?;
     }
     if !outcome.skipped.is_empty() {
         writeln!(out, "Skipped deletions ({}):", outcome.skipped.len())?;
@@ -293,6 +306,15 @@ pub fn write_closing(
             "Not attempted: {} (a parent's delete failed, or the run stopped).",
             outcome.not_attempted
         )?;
+    }
+    let done = outcome.deleted + outcome.already_gone;
+    if done < total && outcome.deleted > 0 {
+        // Not everything planned went: the plan's estimate is an upper bound.
+        let partial = Freed {
+            upper_bound_of: Some((done, total)),
+            ..*freed
+        };
+        return write_gc_hint(out, &partial, true);
     }
     write_gc_hint(out, freed, outcome.deleted > 0)
 }
