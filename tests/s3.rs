@@ -369,7 +369,8 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
     };
     assert_eq!(honest["totals"]["failed_closed_repositories"], 0);
     assert_eq!(honest["totals"]["manifests"], 700);
-    let rewrites: [(&str, fn(&[u8]) -> Vec<u8>, &str); 3] = [
+    type Rewrite = fn(&[u8]) -> Vec<u8>;
+    let rewrites: [(&str, Rewrite, &str); 3] = [
         ("no token", drop_token, "gives no continuation token"),
         (
             "token, not truncated",
