@@ -57,7 +57,8 @@ fn an_empty_hash_tag_pattern_is_a_usage_error_wherever_it_comes_from() {
     .expect("write");
     let file_s = file.to_string_lossy().into_owned();
     let base = [("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")];
-    let runs: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
+    type Run<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let runs: Vec<Run> = vec![
         ([&base[..], &[("HASH_TAG_PATTERN", "")]].concat(), vec![]),
         ([&base[..], &[("HASH_TAG_PATTERN", "  ")]].concat(), vec![]),
         (base.to_vec(), vec!["--hash-tag-pattern", ""]),
@@ -199,8 +200,7 @@ fn a_registry_gone_mid_run_stops_the_run_and_counts_honestly() {
     // Progress lines count deletes, not failures.
     let last = stderr
         .lines()
-        .filter(|l| l.starts_with("regsweep: progress: deleted"))
-        .next_back()
+        .rfind(|l| l.starts_with("regsweep: progress: deleted"))
         .expect("progress lines");
     let shown: usize = last
         .trim_start_matches("regsweep: progress: deleted ")
