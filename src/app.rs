@@ -296,14 +296,15 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         policy.set_now(u.now);
     }
     let started = std::time::Instant::now();
+    let status = Status::start(cfg.progress);
+    let links = status.counters.links.clone();
     let storage: Arc<dyn Storage> = match &cfg.storage {
-        StorageConfig::Fs(root) => Arc::new(FsStorage::new(root, cfg.threads)),
+        StorageConfig::Fs(root) => Arc::new(FsStorage::new(root, cfg.threads).with_progress(links)),
         StorageConfig::S3(o) => {
             let store = rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?;
-            Arc::new(S3Storage::new(Arc::new(store), rt.handle().clone()))
+            Arc::new(S3Storage::new(Arc::new(store), rt.handle().clone()).with_progress(links))
         }
     };
-    let status = Status::start(cfg.progress);
     if let (Mode::Apply(path), Some(f)) = (mode, &plan_file)
         && f.storage != storage.kind()
     {
@@ -380,12 +381,18 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         dry_run: cfg.dry_run,
         repo_filter: cfg.filter.exact.as_deref(),
         keep: text::KeepNote::of(cfg.keep, &planned.plans, |name| policy.for_repo(name).keep),
+        summary_only: cfg.summary_only,
     };
     if cfg.output == Output::Text {
         let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
         text::write_summary(&mut out, &header, &planned.plans)?;
         if cfg.dry_run {
-            text::write_dry_run(&mut out, &planned.plans, &estimate(&planned))?;
+            text::write_dry_run(
+                &mut out,
+                &planned.plans,
+                &estimate(&planned),
+                cfg.summary_only,
+            )?;
         }
         out.flush()?;
     }
@@ -451,7 +458,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     let progress: Box<dyn Progress> = match cfg.output {
         Output::Text => {
             text::write_untagged_heading(&mut io::stdout().lock(), &planned.plans)?;
-            Box::new(TextProgress::new(total))
+            Box::new(TextProgress::new(total, cfg.summary_only))
         }
         Output::Json => Box::new(Quiet),
     };
@@ -485,6 +492,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     match cfg.output {
         Output::Text => text::write_closing(
             &mut io::stdout().lock(),
+            &planned.plans,
             &outcome,
             total,
             &estimate(&planned),

@@ -283,6 +283,12 @@ pub struct Args {
     #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
 
+    /// Text report without a line per manifest: section headings with counts, the table per
+    /// repository and the closing lines (failures and skips are still listed).
+    #[arg(long, env = "SUMMARY_ONLY", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true")]
+    pub summary_only: bool,
+
     /// No progress on stderr (bars on a terminal, a line every PROGRESS_INTERVAL otherwise).
     #[arg(long, short, env = "QUIET", value_parser = BoolishValueParser::new(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true")]
@@ -333,6 +339,8 @@ pub struct Config {
     pub delete_via: DeleteVia,
     /// Debug logging.
     pub verbose: bool,
+    /// Text report without a line per manifest.
+    pub summary_only: bool,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
 }
@@ -785,6 +793,7 @@ impl Args {
             reverify_window,
             delete_via: self.delete_via,
             verbose: self.verbose,
+            summary_only: self.summary_only,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,

@@ -95,10 +95,23 @@ fn text_report_has_the_original_sections() {
         ),
         "Hash-tagged manifests (keeping 10 most recent per repo):".to_owned(),
         "Hash-tagged manifests to delete (beyond 10 most recent per repo):".to_owned(),
-        format!("  DRY_RUN: sha256:{h10}  repo={APP:<30}  created=2026-04-01 12:00:00  linux/amd64"),
-        "Untagged manifests to delete (9 in registry):".to_owned(),
-        "  Cleaning 1 of 9 ..not really, due to dry-run mode".to_owned(),
-        "  Cleaning 9 of 9 ..not really, due to dry-run mode".to_owned(),
+        format!(
+            "  DRY_RUN: sha256:{h10}  repo={APP:<30}  tag={:<20}  created=2026-04-01 12:00:00  linux/amd64",
+            scenario::hash_tag(10)
+        ),
+        // Untagged: B1, I1, A_OTHER, L2; what goes with them has a section of its own.
+        "Untagged manifests to delete (4 in registry):".to_owned(),
+        "  Cleaning 1 of 4 ..not really, due to dry-run mode".to_owned(),
+        "  Cleaning 4 of 4 ..not really, due to dry-run mode".to_owned(),
+        "Deleted with them (children of deleted indexes, signatures and referrers of deleted images) (5):".to_owned(),
+        format!(
+            "  DRY_RUN: sha256:{}  repo={APP:<30}  created=2026-01-04 12:00:00  linux/amd64  (child-of-deleted sha256:{})",
+            named["D1"].1.short(),
+            named["I1"].1.short()
+        ),
+        "Per repository:".to_owned(),
+        format!("  {:<40} {:>10} {:>10} {:>10} {:>12}", "other", 2, 1, 1, "2.05 KiB"),
+        "Job done, Cleaned 0 of 10 manifests.".to_owned(),
         "Please run a garbage-collect on the registry now to free up disk space (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped).".to_owned(),
     ];
     for line in expected_lines {
@@ -107,6 +120,60 @@ fn text_report_has_the_original_sections() {
             "missing line {line:?} in:\n{text}"
         );
     }
+    let sig = text
+        .lines()
+        .find(|l| l.contains(&named["SIG_B1"].1.short()))
+        .expect("the signature of B1 is listed");
+    assert!(
+        sig.contains(&format!("tag=sha256-{}.sig", named["B1"].1.hex()))
+            && sig.contains("(attachment-of-deleted"),
+        "{sig}"
+    );
+
+    // A digest with many tags is one line, its tags counted; --summary-only leaves out
+    // the lines per manifest and keeps the counts and the table.
+    let tags = reg
+        .root()
+        .join("docker/registry/v2/repositories")
+        .join(APP)
+        .join("_manifests/tags");
+    for i in 0..50 {
+        let dir = tags.join(format!("t{i:02}"));
+        std::fs::create_dir_all(dir.join("current")).expect("mkdir");
+        std::fs::write(dir.join("current/link"), named["A"].1.to_string()).expect("tag A");
+    }
+    let out = regsweep(&[("REGISTRY_DIR", &root), ("DRY_RUN", "true")], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&a) && l.contains("[keep]"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("tag=1.0,t00,t01 +48 more"),
+        "{}",
+        lines[0]
+    );
+    let out = regsweep(
+        &[
+            ("REGISTRY_DIR", &root),
+            ("DRY_RUN", "true"),
+            ("SUMMARY_ONLY", "true"),
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("sha256:"), "{text}");
+    assert!(
+        text.contains("Untagged manifests to delete (4 in registry):"),
+        "{text}"
+    );
+    assert!(text.contains("Per repository:"), "{text}");
+    assert!(
+        text.contains("Dry run: 10 manifests would be deleted."),
+        "{text}"
+    );
+    assert!(text.lines().count() < 40, "{text}");
 }
 
 #[test]

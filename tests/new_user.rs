@@ -329,3 +329,53 @@ fn offline_deletes_warn_when_the_registry_answers() {
         "{err}"
     );
 }
+
+#[test]
+fn scan_progress_counts_links_before_a_repository_is_done() {
+    let (reg, named) = standard();
+    let root = reg.root().to_string_lossy().into_owned();
+    // demo/app's newest image manifest is a FIFO: its repository never finishes planning.
+    let d = named["YOUNG"].1;
+    let data = reg.root().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &d.hex()[..2],
+        d.hex()
+    ));
+    std::fs::remove_file(&data).expect("rm");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&data)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .env_clear()
+        .env("REGISTRY_DIR", &root)
+        .env("DRY_RUN", "true")
+        .env("PROGRESS_INTERVAL", "200ms")
+        .env("SCAN_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("regsweep: progress: read "))
+        .unwrap_or_else(|| panic!("no scan progress: {err}"));
+    let read: usize = last
+        .trim_start_matches("regsweep: progress: read ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    // demo/app alone has more than 30 revision links.
+    assert!(read > 30, "{last}");
+}

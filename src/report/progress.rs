@@ -14,15 +14,18 @@ pub struct TextProgress {
     total: usize,
     count: AtomicUsize,
     lock: Mutex<()>,
+    /// Only failures and skips, not a line per deleted manifest (`--summary-only`).
+    summary_only: bool,
 }
 
 impl TextProgress {
     /// Progress over `total` planned deletions.
-    pub fn new(total: usize) -> TextProgress {
+    pub fn new(total: usize, summary_only: bool) -> TextProgress {
         TextProgress {
             total,
             count: AtomicUsize::new(0),
             lock: Mutex::new(()),
+            summary_only,
         }
     }
 }
@@ -31,6 +34,7 @@ impl Progress for TextProgress {
     fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult) {
         let i = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let line = match (result, plan.decision(digest)) {
+            (DeleteResult::Deleted | DeleteResult::AlreadyGone, _) if self.summary_only => return,
             (DeleteResult::Deleted, Some(d)) => text::delete_line("Deleted:", plan, d),
             (DeleteResult::AlreadyGone, Some(d)) => text::delete_line("Already gone:", plan, d),
             (DeleteResult::Failed(why) | DeleteResult::Unreachable { last: why, .. }, _) => {

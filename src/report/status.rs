@@ -20,6 +20,8 @@ pub struct Counters {
     pub repositories: AtomicU64,
     /// Manifests planned.
     pub manifests: AtomicU64,
+    /// Revision links read by the lister so far (moves inside a big repository too).
+    pub links: Arc<AtomicU64>,
     /// Deletes planned in all.
     pub delete_total: AtomicU64,
     /// Deletes finished (deleted, gone, failed or skipped).
@@ -112,12 +114,13 @@ impl Drop for Status {
 }
 
 fn scan_text(c: &Counters, since: Instant) -> String {
+    let read = c.links.load(Ordering::Relaxed);
     let m = c.manifests.load(Ordering::Relaxed);
     let secs = since.elapsed().as_secs_f64().max(0.001);
     format!(
-        "scanned {} repositories, {m} manifests ({:.0} manifests/s)",
+        "read {read} manifest links ({:.0}/s), planned {} repositories with {m} manifests",
+        read as f64 / secs,
         c.repositories.load(Ordering::Relaxed),
-        m as f64 / secs
     )
 }
 

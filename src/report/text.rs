@@ -18,6 +18,8 @@ pub struct Header<'a> {
     pub repo_filter: Option<&'a str>,
     /// `HASH_TAG_KEEP`, and where policy-file rules keep another number.
     pub keep: KeepNote,
+    /// Headings and counts only, no line per manifest (`--summary-only`).
+    pub summary_only: bool,
 }
 
 /// How many hash-tagged images are kept: the base number, and the repositories of this
@@ -99,7 +101,21 @@ pub fn delete_line(prefix: &str, plan: &RepoPlan, d: &Decision) -> String {
     )
 }
 
-/// Writes the preamble and the summary sections that come before any deletion.
+/// Most tag names shown on one line; the rest are counted.
+const TAGS_SHOWN: usize = 3;
+
+/// `a,b,c +N more`: a digest's tags on one line.
+fn tag_list(tags: &[&str]) -> String {
+    let shown = tags[..tags.len().min(TAGS_SHOWN)].join(",");
+    match tags.len().saturating_sub(TAGS_SHOWN) {
+        0 => shown,
+        more => format!("{shown} +{more} more"),
+    }
+}
+
+/// Writes the preamble and the summary sections that come before any deletion: one line
+/// per kept digest with its tags (never one per tag), then the expired hash-tagged images
+/// with their tags.
 pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -> io::Result<()> {
     if h.dry_run {
         writeln!(out, "Running in dry-run mode. No changes will be made.")?;
@@ -111,10 +127,16 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
     }
     writeln!(out)?;
     writeln!(out, "Version-tagged manifests (always kept):")?;
-    for plan in plans {
-        for t in plan.tags.iter().filter(|t| t.class() == TagClass::Version) {
-            if let Some(d) = plan.decision(&t.digest) {
-                writeln!(out, "{}", keep_line(plan, d, &t.name))?;
+    if h.summary_only {
+        let n: usize = plans
+            .iter()
+            .map(|p| tagged(p, |t| t.class() == TagClass::Version).len())
+            .sum();
+        writeln!(out, "  {n} manifests")?;
+    } else {
+        for plan in plans {
+            for (d, tags) in tagged(plan, |t| t.class() == TagClass::Version) {
+                writeln!(out, "{}", keep_line(plan, d, &tag_list(&tags)))?;
             }
         }
     }
@@ -125,16 +147,21 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
         h.keep.base,
         h.keep.rules_suffix()
     )?;
-    for plan in plans {
-        let mut kept: Vec<_> = plan
-            .tags
+    if h.summary_only {
+        let n: usize = plans
             .iter()
-            .filter(|t| t.class() == TagClass::Hash && t.kept)
-            .collect();
-        kept.sort_by(|a, b| (a.rank, &a.name).cmp(&(b.rank, &b.name)));
-        for t in kept {
-            if let Some(d) = plan.decision(&t.digest) {
-                writeln!(out, "{}", keep_line(plan, d, &t.name))?;
+            .map(|p| tagged(p, |t| t.class() == TagClass::Hash && t.kept).len())
+            .sum();
+        writeln!(out, "  {n} manifests")?;
+    } else {
+        for plan in plans {
+            let mut kept = tagged(plan, |t| t.class() == TagClass::Hash && t.kept);
+            kept.sort_by_key(|(d, _)| match plan.reason(d) {
+                Reason::HashTagKept { rank } | Reason::HashTagRecent { rank } => rank,
+                _ => u32::MAX,
+            });
+            for (d, tags) in kept {
+                writeln!(out, "{}", keep_line(plan, d, &tag_list(&tags)))?;
             }
         }
     }
@@ -146,12 +173,46 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
         h.keep.rules_suffix()
     )?;
     let prefix = if h.dry_run { "DRY_RUN:" } else { "[delete]" };
-    for plan in plans {
-        for d in hash_deletes(plan) {
-            writeln!(out, "{}", delete_line(prefix, plan, d))?;
+    if h.summary_only {
+        let n: usize = plans.iter().map(|p| hash_deletes(p).len()).sum();
+        writeln!(out, "  {n} manifests")?;
+    } else {
+        for plan in plans {
+            let by_digest = plan.tags_by_digest();
+            for d in hash_deletes(plan) {
+                let tags = by_digest.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
+                writeln!(
+                    out,
+                    "{}",
+                    tagged_delete_line(prefix, plan, d, &tag_list(tags))
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// A plan's decisions that tags of one kind point to, each with those tags, in the order
+/// of each digest's first tag name.
+fn tagged<'a>(
+    plan: &'a RepoPlan,
+    which: impl Fn(&crate::plan::PlannedTag) -> bool,
+) -> Vec<(&'a Decision, Vec<&'a str>)> {
+    let mut out: Vec<(&Decision, Vec<&str>)> = Vec::new();
+    let mut at: crate::digest::DigestMap<usize> = Default::default();
+    for t in plan.tags.iter().filter(|t| which(t)) {
+        let Some(d) = plan.decision(&t.digest) else {
+            continue;
+        };
+        match at.get(&t.digest) {
+            Some(i) => out[*i].1.push(&t.name),
+            None => {
+                at.insert(t.digest, out.len());
+                out.push((d, vec![&t.name]));
+            }
+        }
+    }
+    out
 }
 
 /// The deletions a plan makes for expired hash tags, newest first.
@@ -168,29 +229,130 @@ pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
     v
 }
 
-/// The other deletions (untagged, children and attachments of deleted manifests), in delete order.
+/// The untagged deletions (no tag reaches them), in delete order.
+pub fn untagged_deletes(plan: &RepoPlan) -> Vec<&Decision> {
+    plan.delete_decisions()
+        .filter(|d| plan.reason(d) == Reason::Untagged)
+        .collect()
+}
+
+/// The deletions that go with deleted manifests (children of deleted indexes, signatures
+/// and referrers of deleted images), in delete order.
+pub fn companion_deletes(plan: &RepoPlan) -> Vec<&Decision> {
+    plan.delete_decisions()
+        .filter(|d| !d.is_hash_expired() && plan.reason(d) != Reason::Untagged)
+        .collect()
+}
+
+/// The other deletions (untagged and companions), in delete order.
 pub fn other_deletes(plan: &RepoPlan) -> Vec<&Decision> {
     plan.delete_decisions()
         .filter(|d| !d.is_hash_expired())
         .collect()
 }
 
-fn keep_line(plan: &RepoPlan, d: &Decision, tag: &str) -> String {
+fn keep_line(plan: &RepoPlan, d: &Decision, tags: &str) -> String {
     format!(
         "  [keep] sha256:{}  repo={:<30}  tag={:<20}{}",
         d.digest.short(),
         plan.name,
-        tag,
+        tags,
         detail(plan, d)
     )
 }
 
-/// The heading of the untagged section, which also heads the deletion lines of a real run.
+/// A delete line with the tags that go with it.
+fn tagged_delete_line(prefix: &str, plan: &RepoPlan, d: &Decision, tags: &str) -> String {
+    format!(
+        "  {prefix} sha256:{}  repo={:<30}  tag={:<20}{}",
+        d.digest.short(),
+        plan.name,
+        tags,
+        detail(plan, d)
+    )
+}
+
+/// The heading of the section of companions: what they go with.
+const COMPANIONS: &str =
+    "Deleted with them (children of deleted indexes, signatures and referrers of deleted images)";
+
+/// The headings of the untagged section and of the companions, which also head the
+/// deletion lines of a real run; gives the number of deletions they name.
 pub fn write_untagged_heading(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result<usize> {
-    let total: usize = plans.iter().map(|p| other_deletes(p).len()).sum();
+    let untagged: usize = plans.iter().map(|p| untagged_deletes(p).len()).sum();
+    let companions: usize = plans.iter().map(|p| companion_deletes(p).len()).sum();
     writeln!(out)?;
-    writeln!(out, "Untagged manifests to delete ({total} in registry):")?;
-    Ok(total)
+    writeln!(
+        out,
+        "Untagged manifests to delete ({untagged} in registry):"
+    )?;
+    if companions > 0 {
+        writeln!(out, "{COMPANIONS}: {companions}")?;
+    }
+    Ok(untagged + companions)
+}
+
+/// One companion's line: what it goes with, and its attachment tags.
+fn companion_line(prefix: &str, plan: &RepoPlan, d: &Decision, tags: &[&str]) -> String {
+    let tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!("  tag={}", tag_list(tags))
+    };
+    let reason = plan.reason(d);
+    let related = match reason {
+        Reason::ChildOfDeleted { parent: x }
+        | Reason::ReferrerOfDeleted { subject: x }
+        | Reason::AttachmentOfDeleted { subject: x } => format!(" sha256:{}", x.short()),
+        _ => String::new(),
+    };
+    format!(
+        "{}{tags}  ({}{related})",
+        delete_line(prefix, plan, d),
+        reason.name()
+    )
+}
+
+/// One row per repository and a total: what the plan keeps, deletes and frees (a row's
+/// bytes are the blobs only that repository's deleted manifests use; the total is the
+/// registry-wide estimate, where a blob shared across repositories counts once and only
+/// when no kept manifest anywhere uses it).
+pub fn write_repository_table(
+    out: &mut dyn Write,
+    plans: &[Arc<RepoPlan>],
+    freed: &Freed,
+) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "Per repository:")?;
+    writeln!(
+        out,
+        "  {:<40} {:>10} {:>10} {:>10} {:>12}",
+        "repository", "manifests", "keep", "delete", "frees"
+    )?;
+    let (mut n, mut k, mut del) = (0, 0, 0);
+    for p in plans {
+        let (m, d) = (p.decisions.len(), p.delete_count());
+        let name = if p.problems.is_empty() {
+            p.name.to_string()
+        } else {
+            format!("{} (failed closed)", p.name)
+        };
+        writeln!(
+            out,
+            "  {name:<40} {m:>10} {:>10} {d:>10} {:>12}",
+            m - d,
+            indicatif::BinaryBytes(p.bytes_freed).to_string()
+        )?;
+        n += m;
+        k += m - d;
+        del += d;
+    }
+    writeln!(
+        out,
+        "  {:<40} {n:>10} {k:>10} {del:>10} {:>12}",
+        format!("total ({} repositories)", plans.len()),
+        indicatif::BinaryBytes(freed.bytes).to_string()
+    )
 }
 
 /// What garbage-collect is expected to free after the plan.
@@ -205,25 +367,49 @@ pub struct Freed {
     pub upper_bound_of: Option<(usize, usize)>,
 }
 
-/// Writes the dry-run listing of untagged deletions and the closing lines.
+/// Writes the dry-run listing of untagged deletions and their companions, the table per
+/// repository and the closing lines.
 pub fn write_dry_run(
     out: &mut dyn Write,
     plans: &[Arc<RepoPlan>],
     freed: &Freed,
+    summary_only: bool,
 ) -> io::Result<()> {
-    let total = write_untagged_heading(out, plans)?;
-    let mut i = 0;
-    for plan in plans {
-        for d in other_deletes(plan) {
-            i += 1;
-            writeln!(
-                out,
-                "  Cleaning {i} of {total} ..not really, due to dry-run mode"
-            )?;
-            writeln!(out, "{}", delete_line("DRY_RUN:", plan, d))?;
+    let untagged: usize = plans.iter().map(|p| untagged_deletes(p).len()).sum();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Untagged manifests to delete ({untagged} in registry):"
+    )?;
+    if !summary_only {
+        let mut i = 0;
+        for plan in plans {
+            for d in untagged_deletes(plan) {
+                i += 1;
+                writeln!(
+                    out,
+                    "  Cleaning {i} of {untagged} ..not really, due to dry-run mode"
+                )?;
+                writeln!(out, "{}", delete_line("DRY_RUN:", plan, d))?;
+            }
+        }
+    }
+    let companions: usize = plans.iter().map(|p| companion_deletes(p).len()).sum();
+    if companions > 0 {
+        writeln!(out)?;
+        writeln!(out, "{COMPANIONS} ({companions}):")?;
+        if !summary_only {
+            for plan in plans {
+                let by_digest = plan.tags_by_digest();
+                for d in companion_deletes(plan) {
+                    let tags = by_digest.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
+                    writeln!(out, "{}", companion_line("DRY_RUN:", plan, d, tags))?;
+                }
+            }
         }
     }
     let all: usize = plans.iter().map(|p| p.delete_count()).sum();
+    write_repository_table(out, plans, freed)?;
     writeln!(out)?;
     if all == 0 {
         writeln!(out, "No manifests without tags found. Nothing to do.")?;
@@ -273,10 +459,12 @@ pub fn write_gc_hint(out: &mut dyn Write, freed: &Freed, deletes: bool) -> io::R
 /// The closing lines of a real run: counts, failed, skipped and unattempted deletions.
 pub fn write_closing(
     out: &mut dyn Write,
+    plans: &[Arc<RepoPlan>],
     outcome: &Outcome,
     total: usize,
     freed: &Freed,
 ) -> io::Result<()> {
+    write_repository_table(out, plans, freed)?;
     writeln!(out)?;
     writeln!(
         out,

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
@@ -29,6 +30,12 @@ impl FsStorage {
             lister: FsLister::new(root, threads),
             blobs: FsBlobs::new(root),
         }
+    }
+
+    /// Counts every revision link read into `links` (scan progress).
+    pub fn with_progress(mut self, links: Arc<AtomicU64>) -> FsStorage {
+        self.lister.links = links;
+        self
     }
 }
 
@@ -66,6 +73,8 @@ const PAR_REVISIONS: usize = 512;
 pub struct FsLister {
     repositories: PathBuf,
     threads: usize,
+    /// Revision links read so far (scan progress inside big repositories).
+    links: Arc<AtomicU64>,
 }
 
 impl FsLister {
@@ -74,6 +83,7 @@ impl FsLister {
         FsLister {
             repositories: root.join("docker/registry/v2/repositories"),
             threads: threads.max(1),
+            links: Arc::default(),
         }
     }
 
@@ -290,7 +300,7 @@ impl FsLister {
             name: Arc::from(name),
             ..RepoRecord::default()
         };
-        read_revisions(&manifests.join("revisions/sha256"), &mut rec);
+        read_revisions(&manifests.join("revisions/sha256"), &mut rec, &self.links);
         rec.tags = read_tags(&manifests.join("tags"), &mut rec.problems);
         rec
     }
@@ -314,7 +324,7 @@ enum RevisionRead {
     Bad(String),
 }
 
-fn read_revisions(dir: &Path, rec: &mut RepoRecord) {
+fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
     let entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
         Ok(rd) => match rd.collect::<Result<_, _>>() {
             Ok(v) => v,
@@ -331,7 +341,10 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord) {
                 .push(format!("cannot list {}: {e}", dir.display()));
         }
     };
-    let read = |e: &fs::DirEntry| read_revision(&e.path());
+    let read = |e: &fs::DirEntry| {
+        links.fetch_add(1, Ordering::Relaxed);
+        read_revision(&e.path())
+    };
     let results: Vec<RevisionRead> = if entries.len() > PAR_REVISIONS {
         entries.par_iter().map(read).collect()
     } else {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use futures_util::stream::{self, StreamExt};
@@ -24,6 +25,8 @@ pub struct S3Storage {
     store: Arc<S3Store>,
     blobs: S3Blobs,
     handle: Handle,
+    /// Revision links listed so far (scan progress).
+    links: Arc<AtomicU64>,
 }
 
 impl S3Storage {
@@ -33,7 +36,14 @@ impl S3Storage {
             blobs: S3Blobs::new(store.clone(), handle.clone()),
             store,
             handle,
+            links: Arc::default(),
         }
+    }
+
+    /// Counts every revision link listed into `links` (scan progress).
+    pub fn with_progress(mut self, links: Arc<AtomicU64>) -> S3Storage {
+        self.links = links;
+        self
     }
 
     fn repositories(&self) -> String {
@@ -189,6 +199,7 @@ impl S3Storage {
             match parts.as_slice() {
                 ["revisions", "sha256", hex, "link"] => match Digest::from_hex(hex) {
                     Some(d) => {
+                        self.links.fetch_add(1, Ordering::Relaxed);
                         known.push(d);
                         revisions.push((d, time(o), etag(o), key.to_owned()));
                     }
