@@ -194,10 +194,10 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
 
 /// A plan's decisions that tags of one kind point to, each with those tags, in the order
 /// of each digest's first tag name.
-fn tagged<'a>(
-    plan: &'a RepoPlan,
+fn tagged(
+    plan: &RepoPlan,
     which: impl Fn(&crate::plan::PlannedTag) -> bool,
-) -> Vec<(&'a Decision, Vec<&'a str>)> {
+) -> Vec<(&Decision, Vec<&str>)> {
     let mut out: Vec<(&Decision, Vec<&str>)> = Vec::new();
     let mut at: crate::digest::DigestMap<usize> = Default::default();
     for t in plan.tags.iter().filter(|t| which(t)) {
