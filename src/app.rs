@@ -296,15 +296,20 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
         policy.set_now(u.now);
     }
     let started = std::time::Instant::now();
-    let status = Status::start(cfg.progress);
-    let links = status.counters.links.clone();
+    let links = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let storage: Arc<dyn Storage> = match &cfg.storage {
-        StorageConfig::Fs(root) => Arc::new(FsStorage::new(root, cfg.threads).with_progress(links)),
+        StorageConfig::Fs(root) => {
+            Arc::new(FsStorage::new(root, cfg.threads).with_progress(links.clone()))
+        }
         StorageConfig::S3(o) => {
             let store = rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?;
-            Arc::new(S3Storage::new(Arc::new(store), rt.handle().clone()).with_progress(links))
+            Arc::new(
+                S3Storage::new(Arc::new(store), rt.handle().clone()).with_progress(links.clone()),
+            )
         }
     };
+    // Started once storage answers: a connection error stays one line.
+    let status = Status::start_counting(cfg.progress, links);
     if let (Mode::Apply(path), Some(f)) = (mode, &plan_file)
         && f.storage != storage.kind()
     {

@@ -93,7 +93,16 @@ pub struct Status {
 impl Status {
     /// Starts showing progress in `mode`.
     pub fn start(mode: Mode) -> Status {
-        let counters = Arc::new(Counters::default());
+        Self::start_counting(mode, Arc::default())
+    }
+
+    /// [`Status::start`], showing `links` (revision links the lister has read) while
+    /// scanning.
+    pub fn start_counting(mode: Mode, links: Arc<AtomicU64>) -> Status {
+        let counters = Arc::new(Counters {
+            links,
+            ..Counters::default()
+        });
         let c = counters.clone();
         let thread = match mode {
             Mode::Off => None,
