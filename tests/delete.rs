@@ -328,12 +328,7 @@ fn reverification_skips_what_changed_since_the_scan() {
 
     // After the scan, someone tags the untagged B1 again.
     let b1 = named["B1"].1;
-    let body = std::fs::read(reg.root().join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &b1.hex()[..2],
-        b1.hex()
-    )))
-    .expect("B1 body");
+    let body = reg.blob_body(&b1);
     reg.pusher()
         .manifest(
             APP,
@@ -351,12 +346,7 @@ fn reverification_skips_what_changed_since_the_scan() {
     // A doomed manifest pushed again since the scan (same digest, same tags, a fresh
     // revision link) falls under the grace period again.
     let a_other = named["A_OTHER"].1;
-    let body = std::fs::read(reg.root().join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &a_other.hex()[..2],
-        a_other.hex()
-    )))
-    .expect("A_OTHER body");
+    let body = reg.blob_body(&a_other);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     reg.pusher()
         .manifest(OTHER, None, regsweep::meta::parse::DOCKER_MANIFEST, body)
@@ -404,14 +394,7 @@ fn reverification_skips_what_changed_since_the_scan() {
 fn storage_of_another_registry_never_drives_deletes() {
     let (reg, named) = standard();
     // A stale copy of the storage in which `1.0` was untagged: A looks deletable there.
-    let copy = reg.dir.path().join("stale-copy");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(reg.root())
-        .arg(&copy)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    let copy = reg.copy_storage("stale-copy");
     let tag_dir = copy
         .join("docker/registry/v2/repositories")
         .join(APP)

@@ -336,11 +336,7 @@ fn scan_progress_counts_links_before_a_repository_is_done() {
     let root = reg.root().to_string_lossy().into_owned();
     // demo/app's newest image manifest is a FIFO: its repository never finishes planning.
     let d = named["YOUNG"].1;
-    let data = reg.root().join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &d.hex()[..2],
-        d.hex()
-    ));
+    let data = reg.blob_path(&d);
     std::fs::remove_file(&data).expect("rm");
     let st = std::process::Command::new("mkfifo")
         .arg(&data)

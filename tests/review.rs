@@ -29,12 +29,20 @@ fn spec(seed: u64, day: u32) -> ImageSpec {
     }
 }
 
-fn blob_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &d.hex()[..2],
-        d.hex()
-    ))
+/// A dry run in JSON that ends with exit 4 (something failed closed): stderr and report.
+fn dry_run_closed(root: &str) -> (String, serde_json::Value) {
+    let out = regsweep(
+        &[
+            ("REGISTRY_DIR", root),
+            ("DRY_RUN", "true"),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let report = serde_json::from_slice(&out.stdout).expect("json");
+    (err, report)
 }
 
 fn run_ok(env: &[(&str, &str)]) -> String {
@@ -107,26 +115,17 @@ fn an_unreadable_config_of_a_hash_tagged_image_fails_its_repository_closed() {
     let root = reg.root().to_string_lossy().into_owned();
     // H0 is the newest hash-tagged image: without its config it would rank by push time.
     let h0 = named["H0"].1;
-    let body = std::fs::read(blob_path(&reg.root(), &h0)).expect("H0 manifest");
+    let body = reg.blob_body(&h0);
     let m: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let config = Digest::parse(m["config"]["digest"].as_str().expect("config")).expect("digest");
-    let config_path = blob_path(&reg.root(), &config);
+    let config_path = reg.blob_path(&config);
     for (what, damage) in [("missing", None), ("not JSON", Some(b"not json".to_vec()))] {
         let saved = std::fs::read(&config_path).expect("config");
         match &damage {
             None => std::fs::remove_file(&config_path).expect("remove config"),
             Some(b) => std::fs::write(&config_path, b).expect("damage config"),
         }
-        let out = regsweep(
-            &[
-                ("REGISTRY_DIR", &root),
-                ("DRY_RUN", "true"),
-                ("OUTPUT_FORMAT", "json"),
-            ],
-            &[],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        let (err, report) = dry_run_closed(&root);
         let line = err
             .lines()
             .find(|l| l.contains("fails closed"))
@@ -135,7 +134,6 @@ fn an_unreadable_config_of_a_hash_tagged_image_fails_its_repository_closed() {
             line.contains(APP) && line.contains(&config.hex()),
             "{what}: {line}"
         );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let deletes = planned_deletes(&report);
         assert!(deletes.iter().all(|(r, _)| r != APP), "{what}: {deletes:?}");
         assert!(
@@ -149,18 +147,11 @@ fn an_unreadable_config_of_a_hash_tagged_image_fails_its_repository_closed() {
 #[test]
 fn a_stale_copy_with_a_moved_tag_never_drives_deletes() {
     let (reg, named) = standard();
-    let copy = reg.dir.path().join("stale-copy");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(reg.root())
-        .arg(&copy)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    let copy = reg.copy_storage("stale-copy");
     // After the copy, `latest` moves back to B1 in the live registry: the copy still has
     // the same tag names, but calls B1 untagged.
     let b1 = named["B1"].1;
-    let body = std::fs::read(blob_path(&reg.root(), &b1)).expect("B1");
+    let body = reg.blob_body(&b1);
     reg.pusher()
         .manifest(
             APP,
@@ -207,18 +198,8 @@ fn a_link_dated_before_1970_fails_its_repository_closed() {
         .status()
         .expect("touch");
     assert!(st.success());
-    let out = regsweep(
-        &[
-            ("REGISTRY_DIR", &root),
-            ("DRY_RUN", "true"),
-            ("OUTPUT_FORMAT", "json"),
-        ],
-        &[],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{err}");
+    let (err, report) = dry_run_closed(&root);
     assert!(err.contains(&link.display().to_string()), "{err}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(planned_deletes(&report).iter().all(|(r, _)| r != OTHER));
 }
 
@@ -246,14 +227,7 @@ fn offline_deletes_leave_the_tree_the_registry_api_leaves() {
     ));
     std::fs::create_dir_all(&layers).expect("mkdir");
     std::fs::write(layers.join("link"), b1.to_string()).expect("write link");
-    let copy = reg.dir.path().join("offline-copy");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(reg.root())
-        .arg(&copy)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    let copy = reg.copy_storage("offline-copy");
     let root = reg.root().to_string_lossy().into_owned();
     let copy_s = copy.to_string_lossy().into_owned();
     let planned = planned_deletes(&dry_run_json(&reg.root(), &[]));
@@ -282,7 +256,7 @@ fn a_signal_during_the_scan_exits_130_with_a_closing_line() {
     let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
     // A manifest blob that is a FIFO: reading it blocks, so the scan is surely running.
-    let data = blob_path(&reg.root(), &named["O"].1);
+    let data = reg.blob_path(&named["O"].1);
     std::fs::remove_file(&data).expect("rm");
     let st = Command::new("mkfifo").arg(&data).status().expect("mkfifo");
     assert!(st.success());
@@ -404,7 +378,7 @@ fn a_retry_after_a_long_back_off_is_re_verified_first() {
     let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
     let a_other = named["A_OTHER"].1;
-    let body = std::fs::read(blob_path(&reg.root(), &a_other)).expect("A_OTHER");
+    let body = reg.blob_body(&a_other);
     let (registry, once) = (reg.url.clone(), AtomicBool::new(false));
     // The first DELETE is answered 503 with Retry-After: 2; meanwhile somebody tags the
     // manifest. With a 1 s window, the retry must wait for a re-read, which keeps it.

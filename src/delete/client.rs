@@ -623,22 +623,9 @@ impl RegistryClient {
     pub async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>, TagsError> {
         let path = format!("/v2/{repo}/manifests/{tag}");
         let r = self.send_checked(Method::HEAD, &path, repo).await?;
-        match r.status().as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            s @ (401 | 403) => {
-                return Err(TagsError::Fatal(Fatal::Denied {
-                    repo: repo.to_owned(),
-                    status: s,
-                }));
-            }
-            _ => {
-                return Err(TagsError::Failed(format!(
-                    "HEAD {path} answered {}",
-                    r.status()
-                )));
-            }
-        }
+        let Some(r) = found(r, repo, "HEAD", &path)? else {
+            return Ok(None);
+        };
         r.headers()
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
@@ -659,22 +646,10 @@ impl RegistryClient {
         let mut path = format!("/v2/{repo}/tags/list?n=1000");
         loop {
             let r = self.send_checked(Method::GET, &path, repo).await?;
-            match r.status().as_u16() {
-                200 => {}
-                404 => return Ok(out), // no tags: 2.8 answers NAME_UNKNOWN
-                s @ (401 | 403) => {
-                    return Err(TagsError::Fatal(Fatal::Denied {
-                        repo: repo.to_owned(),
-                        status: s,
-                    }));
-                }
-                _ => {
-                    return Err(TagsError::Failed(format!(
-                        "GET {path} answered {}",
-                        r.status()
-                    )));
-                }
-            }
+            // 404: no tags (2.8 answers NAME_UNKNOWN for a repository without tags).
+            let Some(r) = found(r, repo, "GET", &path)? else {
+                return Ok(out);
+            };
             let next = r
                 .headers()
                 .get(reqwest::header::LINK)
@@ -692,6 +667,23 @@ impl RegistryClient {
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+/// A read's answer: `Some` on 200, `None` on 404, a fatal error on 401/403 (the
+/// credentials), a failure for this repository otherwise.
+fn found(r: Response, repo: &str, method: &str, path: &str) -> Result<Option<Response>, TagsError> {
+    match r.status().as_u16() {
+        200 => Ok(Some(r)),
+        404 => Ok(None),
+        s @ (401 | 403) => Err(TagsError::Fatal(Fatal::Denied {
+            repo: repo.to_owned(),
+            status: s,
+        })),
+        _ => Err(TagsError::Failed(format!(
+            "{method} {path} answered {}",
+            r.status()
+        ))),
     }
 }
 

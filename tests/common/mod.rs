@@ -283,6 +283,33 @@ impl Registry {
         out
     }
 
+    /// Where a blob's data file lives in this registry's storage.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root().join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{}/data",
+            &d.hex()[..2],
+            d.hex()
+        ))
+    }
+
+    /// A blob's bytes (a manifest body to push again, say).
+    pub fn blob_body(&self, d: &Digest) -> Vec<u8> {
+        std::fs::read(self.blob_path(d)).unwrap_or_else(|e| panic!("blob {d}: {e}"))
+    }
+
+    /// A copy of the whole storage (`cp -a`) beside it, named `name`; its root.
+    pub fn copy_storage(&self, name: &str) -> PathBuf {
+        let copy = self.dir.path().join(name);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(self.root())
+            .arg(&copy)
+            .status()
+            .expect("cp");
+        assert!(st.success(), "cp -a {}", self.root().display());
+        copy
+    }
+
     /// Does a blob's data file still exist on disk?
     pub fn blob_exists(&self, d: &Digest) -> bool {
         self.root()
