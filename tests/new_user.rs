@@ -375,3 +375,39 @@ fn scan_progress_counts_links_before_a_repository_is_done() {
     // demo/app alone has more than 30 revision links.
     assert!(read > 30, "{last}");
 }
+
+#[test]
+fn an_unreadable_registry_dir_says_permission_denied() {
+    // As another user (the tests run as root, whom no permission stops).
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("docker/registry/v2/repositories")).expect("mkdir");
+    let st = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(dir.path())
+        .status()
+        .expect("chmod");
+    assert!(st.success());
+    let st = std::process::Command::new("chmod")
+        .arg("700")
+        .arg(dir.path().join("docker"))
+        .status()
+        .expect("chmod");
+    assert!(st.success());
+    let out = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            env!("CARGO_BIN_EXE_regsweep"),
+            "--dry-run",
+        ])
+        .arg("--registry-dir")
+        .arg(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("runuser");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+}
