@@ -10,7 +10,7 @@ use regex::Regex;
 use regsweep::pipeline::plan_filesystem;
 use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
 use regsweep::scan::RepoFilter;
-use regsweep::testkit::generate::{GenSpec, generate};
+use regsweep_testkit::generate::{GenSpec, generate};
 
 fn tree(manifests: usize, tags: usize) -> PathBuf {
     if let Some(p) = std::env::var_os("REGSWEEP_SCAN_TREE") {

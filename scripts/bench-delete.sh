@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
 bash scripts/install-deps.sh
-cargo build --release --locked --bins >/dev/null
+cargo build --release --locked --workspace --bins >/dev/null
 work=$(mktemp -d /tmp/regsweep-bench-delete.XXXXXX)
 port=${BENCH_PORT:-5098}
 repo=bench/untagged

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 n=${1:-5000}
 tags=${2:-1000}
 bash scripts/install-deps.sh
-cargo build --release --locked --bins >/dev/null
+cargo build --release --locked --workspace --bins >/dev/null
 work=$(mktemp -d /tmp/regsweep-bench-offline.XXXXXX)
 port=${BENCH_PORT:-5097}
 trap 'bash scripts/registry.sh stop "$work/reg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT

@@ -11,7 +11,7 @@ manifests=${1:-100000}
 per_repo=${2:-100}
 repos=$(( manifests / per_repo ))
 bash scripts/install-deps.sh
-cargo build --release --locked --bins >/dev/null
+cargo build --release --locked --workspace --bins >/dev/null
 work=$(mktemp -d /tmp/regsweep-bench-s3.XXXXXX)
 port=${BENCH_PORT:-5097}
 trap 'bash scripts/moto.sh stop "$work" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT

@@ -16,7 +16,7 @@ tags=${2:-$(( revs / 5 ))}
 repos=${3:-$(( revs / 5000 > 2 ? revs / 5000 : 2 ))}
 bash scripts/install-deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --locked --bins >/dev/null
+cargo build --release --locked --workspace --bins >/dev/null
 root=target/bench-tree-$revs
 if [ -n "${IMAGE:-}" ] && ! mountpoint -q "$root"; then
   img=$root.img

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 demo=.demo
 port=${DEMO_PORT:-5099}
 bash scripts/registry.sh stop "$demo" 2>/dev/null || true

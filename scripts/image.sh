@@ -26,7 +26,7 @@ version=$(buildah "${store[@]}" run --isolation chroot "$ctr" -- /regsweep --ver
 echo "image: runs: $version"
 # A dry run inside the image over a tiny generated registry tree mounted at /registry.
 tree=$(mktemp -d /tmp/regsweep-image-tree.XXXXXX)
-./target/debug/regsweep-gen "$tree" 2 40 8 1 >/dev/null 2>&1 || cargo run -q --bin regsweep-gen -- "$tree" 2 40 8 1 >/dev/null
+cargo run -q --locked -p regsweep-testkit --bin regsweep-gen -- "$tree" 2 40 8 1 >/dev/null
 chmod -R a+rX "$tree"
 buildah "${store[@]}" run --isolation chroot -v "$tree:/registry:ro" -e DRY_RUN=true "$ctr" -- /regsweep \
   > "$tree.out"

@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 # --all-targets also builds every criterion bench and runs each once as a smoke test.
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 # One static release build serves both: the criterion benches compiled as `cargo bench`
 # builds them (not run), and the container image (built, run, pushed and pulled back).
 RUSTFLAGS="-C target-feature=+crt-static" \

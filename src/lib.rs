@@ -13,5 +13,3 @@ pub mod report;
 pub mod s3;
 pub mod scan;
 pub mod secret;
-
-pub mod testkit;

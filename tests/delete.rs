@@ -11,7 +11,7 @@ use common::standard::{expected, standard};
 use common::token::token_registry;
 use common::{Registry, ca_signed_cert, pull_all_tags, regsweep};
 use regsweep::digest::Digest;
-use regsweep::testkit::scenario::{self, APP, BASE, Named, OTHER};
+use regsweep_testkit::scenario::{self, APP, BASE, Named, OTHER};
 
 const REPOS: [&str; 3] = [APP, OTHER, BASE];
 

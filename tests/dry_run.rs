@@ -4,8 +4,8 @@ mod common;
 
 use common::standard::{expected, standard};
 use common::{Registry, dry_run_json, regsweep, snapshot, verdicts};
-use regsweep::testkit::Pusher;
-use regsweep::testkit::scenario::{self, APP, BASE, OTHER};
+use regsweep_testkit::Pusher;
+use regsweep_testkit::scenario::{self, APP, BASE, OTHER};
 
 fn position(report: &serde_json::Value, repo: &str, d: &regsweep::digest::Digest) -> usize {
     let r = report["repositories"]
@@ -383,7 +383,7 @@ fn usage_errors_exit_2_with_one_line() {
 fn keep_tags_older_than_extra_patterns_and_a_policy_file() {
     let (reg, named) = standard();
     let app = |k: &str| (APP.to_owned(), named[k].1);
-    let h5 = regsweep::testkit::scenario::hash_tag(5);
+    let h5 = regsweep_testkit::scenario::hash_tag(5);
     let keep_re = format!("^{h5}$");
     let report = dry_run_json(
         &reg.root(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{Registry, dry_run_json, pull_all_tags};
-use regsweep::testkit::generate::{GenSpec, generate};
+use regsweep_testkit::generate::{GenSpec, generate};
 
 fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
     common::snapshot(root)

@@ -11,8 +11,8 @@ use chrono::Utc;
 use common::standard::standard;
 use common::{Registry, regsweep};
 use regsweep::digest::Digest;
-use regsweep::testkit::scenario::{APP, BASE, OTHER};
-use regsweep::testkit::{ImageSpec, Pushed, Pusher};
+use regsweep_testkit::scenario::{APP, BASE, OTHER};
+use regsweep_testkit::{ImageSpec, Pushed, Pusher};
 
 fn spec(seed: u64) -> ImageSpec {
     ImageSpec {

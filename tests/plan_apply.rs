@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use common::standard::standard;
 use common::{dry_run_json, planned_deletes, regsweep, snapshot};
 use regsweep::digest::Digest;
-use regsweep::testkit::ImageSpec;
-use regsweep::testkit::scenario::APP;
+use regsweep_testkit::ImageSpec;
+use regsweep_testkit::scenario::APP;
 
 #[test]
 fn apply_deletes_the_reviewed_plan_and_refuses_what_changed() {

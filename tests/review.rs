@@ -13,8 +13,8 @@ use chrono::{TimeZone, Utc};
 use common::standard::standard;
 use common::{Registry, dry_run_json, planned_deletes, pull_all_tags, regsweep, verdicts};
 use regsweep::digest::Digest;
-use regsweep::testkit::ImageSpec;
-use regsweep::testkit::scenario::{APP, BASE, OTHER};
+use regsweep_testkit::ImageSpec;
+use regsweep_testkit::scenario::{APP, BASE, OTHER};
 
 fn spec(seed: u64, day: u32) -> ImageSpec {
     ImageSpec {
@@ -388,7 +388,7 @@ fn a_retry_after_a_long_back_off_is_re_verified_first() {
             if method != "DELETE" || once.swap(true, Ordering::SeqCst) {
                 return Fault::Pass;
             }
-            regsweep::testkit::Pusher::new(&registry)
+            regsweep_testkit::Pusher::new(&registry)
                 .expect("pusher")
                 .manifest(
                     OTHER,

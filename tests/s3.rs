@@ -9,7 +9,7 @@ use common::s3::{BUCKET, Moto, ROOT, keys, registry_on, s3_env};
 use common::standard::expected;
 use common::{Verdicts, pull_all_tags, regsweep, verdicts};
 use regsweep::digest::Digest;
-use regsweep::testkit::scenario::{self, APP, BASE, OTHER};
+use regsweep_testkit::scenario::{self, APP, BASE, OTHER};
 
 fn repo_prefix(repo: &str) -> String {
     format!(
@@ -209,7 +209,7 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
 fn s3_listing_stays_near_the_minimum_of_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let moto = Moto::start(dir.path());
-    let fill = regsweep::testkit::s3fill::Fill {
+    let fill = regsweep_testkit::s3fill::Fill {
         repos: 1000,
         revisions: 2,
         tags: 2,
@@ -218,7 +218,7 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (_, tags) = rt
-        .block_on(regsweep::testkit::s3fill::fill(
+        .block_on(regsweep_testkit::s3fill::fill(
             &moto.url, BUCKET, ROOT, &fill,
         ))
         .expect("fill");
@@ -345,7 +345,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let moto = Moto::start(dir.path());
     // One repository with more than 1000 keys under `_manifests/`: its listing has pages.
-    let fill = regsweep::testkit::s3fill::Fill {
+    let fill = regsweep_testkit::s3fill::Fill {
         repos: 1,
         revisions: 700,
         tags: 300,
@@ -353,7 +353,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
         blobs: true,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(regsweep::testkit::s3fill::fill(
+    rt.block_on(regsweep_testkit::s3fill::fill(
         &moto.url, BUCKET, ROOT, &fill,
     ))
     .expect("fill");

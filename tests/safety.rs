@@ -9,7 +9,7 @@ use common::proxy::{Fault, FaultProxy};
 use common::standard::standard;
 use common::{Registry, dry_run_json, planned_deletes, planned_keeps, push_bulk, regsweep};
 use regsweep::digest::Digest;
-use regsweep::testkit::scenario::{APP, Named, OTHER};
+use regsweep_testkit::scenario::{APP, Named, OTHER};
 
 const BULK: &str = "aaa/bulk";
 
@@ -308,7 +308,7 @@ fn concurrent_pushes_are_never_deleted() {
                 .expect("re-tag B1");
             p.manifest(OTHER, Some("back"), mt, body(&named["A_OTHER"].1))
                 .expect("re-tag A in other");
-            let spec = |seed| regsweep::testkit::ImageSpec {
+            let spec = |seed| regsweep_testkit::ImageSpec {
                 os: "linux",
                 arch: "amd64",
                 created: chrono::Utc::now(),

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{dry_run_json, regsweep, verdicts};
-use regsweep::testkit::generate::{GenSpec, generate};
+use regsweep_testkit::generate::{GenSpec, generate};
 
 #[test]
 fn the_union_of_all_shards_is_the_unsharded_plan() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use regsweep::digest::Digest;
-use regsweep::testkit::Pusher;
+use regsweep_testkit::Pusher;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -422,15 +422,8 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
 
 /// Pushes `n` distinct untagged manifests (plus their base image) to `repo`.
 pub fn push_bulk(url: &str, repo: &str, n: usize) {
-    let out = Command::new(env!("CARGO_BIN_EXE_regsweep-testpush"))
-        .args([url, "untagged", repo, &n.to_string()])
-        .output()
-        .expect("run regsweep-testpush");
-    assert!(
-        out.status.success(),
-        "bulk push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    regsweep_testkit::push_untagged(url, repo, n)
+        .unwrap_or_else(|e| panic!("bulk push to {repo} failed: {e:#}"));
 }
 
 /// The digests a JSON report plans to delete, as (repository, digest).

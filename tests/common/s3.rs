@@ -85,7 +85,7 @@ pub fn s3_env(moto: &Moto) -> Vec<(&'static str, String)> {
 pub fn keys(moto: &Moto, prefix: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let c = regsweep::testkit::s3fill::client(&moto.url).await;
+        let c = regsweep_testkit::s3fill::client(&moto.url).await;
         let mut out = Vec::new();
         let mut token = None;
         loop {

@@ -1,8 +1,8 @@
 //! The standard scenario as the tests use it: pushed, aged, and the plan docs/POLICY.md prescribes.
 
 use chrono::{TimeZone, Utc};
-use regsweep::testkit::ImageSpec;
-use regsweep::testkit::scenario::{self, APP, BASE, OTHER};
+use regsweep_testkit::ImageSpec;
+use regsweep_testkit::scenario::{self, APP, BASE, OTHER};
 
 use super::{Registry, Verdicts};
 

@@ -2,7 +2,7 @@
 //! `regsweep-gen ROOT REPOS MANIFESTS TAGS [SEED]`.
 
 use anyhow::{Context, Result};
-use regsweep::testkit::generate::{GenSpec, generate};
+use regsweep_testkit::generate::{GenSpec, generate};
 
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();

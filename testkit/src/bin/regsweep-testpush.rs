@@ -6,43 +6,8 @@
 //! writes storage keys straight into a bucket.
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
-use regsweep::testkit::{ImageSpec, Pusher, scenario};
 
-fn untagged(url: &str, repo: &str, n: usize) -> Result<()> {
-    let p = Pusher::new(url)?;
-    let spec = ImageSpec {
-        os: "linux",
-        arch: "amd64",
-        created: Utc::now(),
-        seed: 1,
-        oci: true,
-    };
-    let base = p.image(repo, &spec)?;
-    let template: serde_json::Value = serde_json::from_slice(&base.body)?;
-    let threads = 8;
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let template = template.clone();
-                s.spawn(move || -> Result<()> {
-                    let p = Pusher::new(url)?;
-                    for i in (t..n).step_by(threads) {
-                        let mut m = template.clone();
-                        m["annotations"] = serde_json::json!({"org.example.n": i.to_string()});
-                        p.manifest(repo, None, base.media_type, serde_json::to_vec(&m)?)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("pusher thread panicked"))??;
-        }
-        Ok(())
-    })
-}
+use regsweep_testkit::{Pusher, scenario};
 
 fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
     use regsweep::scan::Storage;
@@ -115,7 +80,7 @@ fn main() -> Result<()> {
                 .context("untagged needs REPO N")?
                 .parse()
                 .context("N must be a number")?;
-            untagged(url, repo, n)
+            regsweep_testkit::push::push_untagged(url, repo, n)
         }
         Some("s3fill") => {
             // regsweep-testpush ENDPOINT s3fill BUCKET ROOT REPOS REVISIONS TAGS [UNMATCHED_EVERY]
@@ -125,7 +90,7 @@ fn main() -> Result<()> {
                     .parse()
                     .context("a number")
             };
-            let f = regsweep::testkit::s3fill::Fill {
+            let f = regsweep_testkit::s3fill::Fill {
                 repos: n(4)?,
                 revisions: n(5)?,
                 tags: n(6)?,
@@ -136,7 +101,7 @@ fn main() -> Result<()> {
             let root = args.get(3).context("s3fill needs ROOT")?;
             let rt = tokio::runtime::Runtime::new()?;
             let (keys, tags) =
-                rt.block_on(regsweep::testkit::s3fill::fill(url, bucket, root, &f))?;
+                rt.block_on(regsweep_testkit::s3fill::fill(url, bucket, root, &f))?;
             println!("{keys} keys, {tags} tags");
             Ok(())
         }

@@ -6,8 +6,10 @@ use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::json;
 
-use crate::digest::Digest;
-use crate::meta::parse::{ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use regsweep::digest::Digest;
+use regsweep::meta::parse::{
+    ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+};
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -267,4 +269,41 @@ impl Pusher {
             .context("no Docker-Content-Digest")?;
         Ok(Some(d))
     }
+}
+
+/// Pushes `n` distinct untagged manifests (one image with an annotation each) to `repo`, on
+/// eight threads.
+pub fn push_untagged(url: &str, repo: &str, n: usize) -> Result<()> {
+    let p = Pusher::new(url)?;
+    let spec = ImageSpec {
+        os: "linux",
+        arch: "amd64",
+        created: Utc::now(),
+        seed: 1,
+        oci: true,
+    };
+    let base = p.image(repo, &spec)?;
+    let template: serde_json::Value = serde_json::from_slice(&base.body)?;
+    let threads = 8;
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let template = template.clone();
+                s.spawn(move || -> Result<()> {
+                    let p = Pusher::new(url)?;
+                    for i in (t..n).step_by(threads) {
+                        let mut m = template.clone();
+                        m["annotations"] = serde_json::json!({"org.example.n": i.to_string()});
+                        p.manifest(repo, None, base.media_type, serde_json::to_vec(&m)?)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("pusher thread panicked"))??;
+        }
+        Ok(())
+    })
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::digest::Digest;
-use crate::meta::parse::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use regsweep::digest::Digest;
+use regsweep::meta::parse::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 /// What to generate.
 #[derive(Clone, Debug)]

@@ -8,8 +8,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::digest::Digest;
-use crate::s3::base_prefix;
+use regsweep::digest::Digest;
+use regsweep::s3::base_prefix;
 
 /// What to write.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::push::{ImageSpec, Pushed, Pusher};
-use crate::digest::Digest;
+use regsweep::digest::Digest;
 
 /// Named manifests of a pushed scenario: name → (repository, digest).
 pub type Named = BTreeMap<String, (String, Digest)>;

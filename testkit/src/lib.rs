@@ -5,4 +5,4 @@ pub mod push;
 pub mod s3fill;
 pub mod scenario;
 
-pub use push::{ImageSpec, Pushed, Pusher};
+pub use push::{ImageSpec, Pushed, Pusher, push_untagged};
