@@ -13,3 +13,4 @@ pub mod report;
 pub mod s3;
 pub mod scan;
 pub mod secret;
+pub mod values;

@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::bounded;
 
-use crate::meta::{self, BlobSource};
+use crate::meta;
 use crate::plan::freed::{Ledger, blob_use};
 use crate::plan::{Policies, RepoPlan, plan_repository};
 use crate::report::status::Counters;
+use crate::scan::BlobSource;
 use crate::scan::fs::FsStorage;
 use crate::scan::{Batch, RepoFilter, Storage};
 

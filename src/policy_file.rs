@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{hash_tag_regex, parse_duration_secs, regex, repo_globs};
 use crate::plan::{Policies, Policy, Rule};
+use crate::values::{hash_tag_regex, parse_duration_secs, regex, repo_globs};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]

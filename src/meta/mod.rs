@@ -1,32 +1,12 @@
 //! Meta reader: manifest and config bodies by digest, parsed into what plan and report need.
 
-pub mod fs;
 pub mod parse;
-pub mod s3;
 
 use std::io;
 
-use rayon::prelude::*;
-
 use crate::digest::{Digest, DigestMap};
-use crate::scan::RepoRecord;
+use crate::scan::{BlobSource, RepoRecord};
 pub use parse::{Child, ImageInfo, Kind, Manifest, Platform};
-
-/// Anything that can hand out a blob's bytes by digest (filesystem, S3).
-pub trait BlobSource: Sync {
-    /// The blob's bytes.
-    fn read_blob(&self, digest: &Digest) -> io::Result<Vec<u8>>;
-    /// Where the blob lives, for error messages.
-    fn locate(&self, digest: &Digest) -> String;
-    /// Many blobs at once, in order; in parallel where that pays.
-    fn read_many(&self, digests: &[Digest]) -> Vec<io::Result<Vec<u8>>> {
-        if digests.len() > 64 {
-            digests.par_iter().map(|d| self.read_blob(d)).collect()
-        } else {
-            digests.iter().map(|d| self.read_blob(d)).collect()
-        }
-    }
-}
 
 /// A manifest as read from storage: parsed, or the reason it could not be.
 #[derive(Clone, Debug)]

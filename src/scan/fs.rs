@@ -11,11 +11,11 @@ use crossbeam_channel::{Sender, bounded};
 use jwalk::{Parallelism, WalkDirGeneric};
 use rayon::prelude::*;
 
+use super::BlobSource;
+use super::fs_blobs::FsBlobs;
 use super::link::parse_link;
 use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::meta::BlobSource;
-use crate::meta::fs::FsBlobs;
 
 /// A filesystem registry: the jwalk lister and blob reads under one root.
 pub struct FsStorage {

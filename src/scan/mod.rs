@@ -1,16 +1,35 @@
 //! Storage listers: one record per repository (revisions, tags) streamed in batches.
 
 pub mod fs;
+pub mod fs_blobs;
 pub mod link;
 pub mod s3;
+pub mod s3_blobs;
 
+use std::io;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use globset::GlobSet;
+use rayon::prelude::*;
 
 use crate::digest::Digest;
-use crate::meta::BlobSource;
+
+/// Anything that can hand out a blob's bytes by digest (filesystem, S3).
+pub trait BlobSource: Sync {
+    /// The blob's bytes.
+    fn read_blob(&self, digest: &Digest) -> io::Result<Vec<u8>>;
+    /// Where the blob lives, for error messages.
+    fn locate(&self, digest: &Digest) -> String;
+    /// Many blobs at once, in order; in parallel where that pays.
+    fn read_many(&self, digests: &[Digest]) -> Vec<io::Result<Vec<u8>>> {
+        if digests.len() > 64 {
+            digests.par_iter().map(|d| self.read_blob(d)).collect()
+        } else {
+            digests.iter().map(|d| self.read_blob(d)).collect()
+        }
+    }
+}
 
 /// A registry's storage: one trait, two implementations (filesystem, S3).
 pub trait Storage: Send + Sync {

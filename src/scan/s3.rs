@@ -10,11 +10,11 @@ use futures_util::stream::{self, StreamExt};
 use md5::{Digest as _, Md5};
 use tokio::runtime::Handle;
 
+use super::BlobSource;
 use super::link::parse_link;
+use super::s3_blobs::S3Blobs;
 use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::meta::BlobSource;
-use crate::meta::s3::S3Blobs;
 use crate::s3::{GetKind, Listing, S3Store};
 
 /// Repositories per batch on the channel.
