@@ -1,0 +1,51 @@
+//! One run of regsweep, as phases that read top to bottom: prepare (plan file, runtime,
+//! signals, registry check, journal, storage) → scan and plan → report → act (delete, or
+//! nothing in a dry run) → finish (closing lines, exit code). Each phase has a file of its
+//! own; none of them decides a verdict (that is `plan`) or talks HTTP itself (`delete`).
+
+mod act;
+mod prepare;
+mod report;
+mod scan;
+
+use anyhow::Result;
+
+use crate::cli::{Config, Mode};
+use crate::plan::Policies;
+
+/// Exit code: everything done.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: fatal error before deleting (or a stop that makes every further delete fail).
+pub const EXIT_FATAL: i32 = 1;
+/// Exit code: usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: finished, some deletions failed.
+pub const EXIT_PARTIAL: i32 = 3;
+/// Exit code: finished, but something was skipped (a repository failed closed, a warning,
+/// a deletion skipped because storage changed).
+pub const EXIT_SKIPPED: i32 = 4;
+/// Exit code: stopped by SIGINT or SIGTERM.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The policies a configuration asks for, as of now.
+pub fn policies(cfg: &Config) -> Policies {
+    let mut p = cfg.policies.clone();
+    p.set_now(chrono::Utc::now().timestamp());
+    p
+}
+
+/// Runs regsweep with a validated configuration; returns the process exit code.
+pub fn run(cfg: &Config) -> Result<i32> {
+    run_mode(cfg, &Mode::Run)
+}
+
+/// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
+pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
+    let mut run = prepare::Run::prepare(cfg, mode)?;
+    let Some(scanned) = scan::scan_and_plan(&run)? else {
+        return Ok(EXIT_USAGE);
+    };
+    report::report(&run, &scanned)?;
+    let acted = act::act(&mut run, &scanned)?;
+    act::finish(&run, scanned, acted)
+}
