@@ -1,4 +1,6 @@
-//! Command line and environment: the original tool's variables plus regsweep's own.
+//! Command line and environment: the original tool's variables plus regsweep's own, checked
+//! into one `Config` (every bad value a one-line usage error). It parses and validates
+//! only: it reads no storage and sends no request (a CA file and REGISTRY_DIR are checked).
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! Content digests: `sha256:<64 lowercase hex>` held as 32-byte arrays.
+//! Content digests: `sha256:<64 lowercase hex>` held as 32-byte arrays, with the sets and
+//! maps every stage keys by digest. Pure values: no I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -1,4 +1,6 @@
 //! regsweep: finds and deletes unreachable manifests in Docker Registry v2 storage.
+//! The stages are modules of their own: `scan` (storage) → `meta` (manifest bodies) →
+//! `plan` (pure verdicts) → `report` → `delete`; `app` runs them, `cli` configures them.
 
 pub mod app;
 pub mod cli;

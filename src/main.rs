@@ -1,4 +1,5 @@
-//! The `regsweep` command.
+//! The `regsweep` command: parses the command line, sets up logging (regsweep's own events
+//! only), runs `app` and exits with its code. No logic of its own.
 
 use clap::Parser;
 

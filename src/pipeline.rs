@@ -1,4 +1,6 @@
-//! Wires the stages: lister → (channel) → meta reader + planner → plans sorted by repository.
+//! Wires the stages: lister → (bounded channel) → meta reader + planner threads → plans
+//! sorted by repository, with the registry-wide bytes-freed ledger. It moves records
+//! between stages; it prints nothing and deletes nothing.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

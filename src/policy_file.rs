@@ -1,4 +1,5 @@
 //! The policy file (`--policy FILE`, TOML): per-repository-glob rules over the base policy.
+//! It reads that one file and reports each mistake as one line naming file, rule and field.
 
 use std::path::Path;
 

@@ -1,4 +1,6 @@
-//! Credentials (REGISTRY_AUTH, --username/--password-stdin, docker config.json) and challenges.
+//! Credentials (REGISTRY_AUTH, --username/--password-stdin, docker config.json) and the
+//! registry's `WWW-Authenticate` challenges. It holds secrets: it never prints them, and
+//! it sends nothing itself (the client does).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

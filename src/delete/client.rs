@@ -1,4 +1,6 @@
-//! Registry HTTP client: TLS, basic and bearer-token auth, DELETE with retries and backoff.
+//! Registry HTTP client: TLS, basic and bearer-token auth, a rate limiter without bursts,
+//! retries with backoff, a circuit breaker for a registry that stopped answering. It sends
+//! what the deleter asks for; it decides nothing about which manifest goes.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -1,4 +1,6 @@
-//! Re-verification (policy rule 9): re-read a repository just before deleting in it.
+//! Re-verification (policy rule 9): re-reads a repository from storage just before deleting
+//! in it, re-plans it when anything changed, and says which deletes to skip (and what they
+//! hold back). It reads storage only; it deletes nothing.
 
 use std::sync::Arc;
 

@@ -1,4 +1,6 @@
-//! Meta reader: manifest and config bodies by digest, parsed into what plan and report need.
+//! Meta reader: manifest and config bodies by digest, digest-checked and parsed into what
+//! plan and report need (kind, children, subject, creation date, platform). It reads blobs
+//! through the scan stage's `BlobSource`; it decides no verdict.
 
 pub mod parse;
 

@@ -1,4 +1,5 @@
 //! Manifest and image-config parsing for the five manifest media types the registry stores.
+//! Pure functions over bytes: no I/O, and every malformed input is an error, never a panic.
 
 use std::fmt;
 

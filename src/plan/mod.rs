@@ -1,4 +1,6 @@
-//! Planner: a pure function from one repository's snapshot and the policy to a plan.
+//! Planner: a pure function from one repository's snapshot and the policy to a plan (a
+//! verdict and a reason per revision, and the delete order). No I/O, no clock: `now` comes
+//! in with the policy. The rules are in docs/POLICY.md.
 
 pub mod freed;
 mod order;

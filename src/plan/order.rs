@@ -1,4 +1,6 @@
-//! Deletion order: whatever refers to a manifest goes before it (an index before its children).
+//! Deletion order: whatever refers to a manifest goes before it (an index before its
+//! children, a signature before its subject), in layers; and what a kept manifest holds
+//! back. Pure: it orders verdicts, it never changes one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -1,4 +1,5 @@
-//! The retention policy and tag classification (docs/POLICY.md, rules 3 and 5).
+//! The retention policy and tag classification (docs/POLICY.md, rules 3 and 5): hash tags,
+//! attachment tags, version tags, and the policy-file rules per repository. Pure values.
 
 use std::sync::LazyLock;
 

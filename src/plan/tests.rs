@@ -1,4 +1,5 @@
-//! Unit tests for every rule of the policy (docs/POLICY.md) and the original tool's bugs.
+//! Unit tests for every rule of the policy (docs/POLICY.md) and the original tool's bugs,
+//! on hand-built snapshots (no storage).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,6 @@
-//! The JSON report: totals, per-repository counts, every decision with its reason.
+//! The JSON report: the base and per-repository policy, totals, per-repository counts,
+//! every tag and every decision with its reason, streamed while written. It formats what
+//! the plans say; it decides nothing.
 
 use std::sync::Arc;
 

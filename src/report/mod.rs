@@ -1,4 +1,5 @@
-//! Reports: the original tool's text summary and a JSON document of every decision.
+//! Reports: the original tool's text summary, a JSON document of every decision, and the
+//! progress shown while scanning and deleting. Output only: nothing here reads storage.
 
 pub mod json;
 pub mod progress;

@@ -1,4 +1,5 @@
-//! Progress while deleting: the original's `Cleaning i of N` and `Deleted:` lines.
+//! Progress while deleting: the original's `Cleaning i of N` and `Deleted:` lines (only
+//! failures and skips with `--summary-only`). It prints what the deleter tells it.
 
 use std::io::{self, Write};
 use std::sync::Mutex;

@@ -1,4 +1,5 @@
-//! Live progress on stderr: indicatif bars on a terminal, a plain line at intervals otherwise.
+//! Live progress on stderr: indicatif bars on a terminal, a plain line at intervals
+//! otherwise, from counters the lister, planners and deleter update. Never stdout.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;

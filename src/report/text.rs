@@ -1,4 +1,6 @@
-//! The original `docker-registry-manifest-cleanup` summary, line for line.
+//! The text report: the original `docker-registry-manifest-cleanup` sections line for line,
+//! a section for what goes with deleted manifests, a table per repository and the closing
+//! lines. It formats plans and outcomes; it decides nothing.
 
 use std::io::{self, Write};
 use std::sync::Arc;

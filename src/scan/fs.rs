@@ -1,4 +1,6 @@
-//! Filesystem lister: jwalk discovers repositories in parallel, rayon reads their links.
+//! Filesystem lister: jwalk discovers repositories in parallel (never entering `_layers`
+//! or `_uploads`, never following symlinks), rayon reads their links; offline mode removes
+//! links as the registry's own delete does. Nothing else in storage is ever written.
 
 use std::fs::{self, File};
 use std::io::{self, Read};

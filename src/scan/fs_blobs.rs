@@ -1,4 +1,5 @@
-//! Blob reads from a filesystem registry: `blobs/sha256/<2 hex>/<hex>/data`.
+//! Blob reads from a filesystem registry: `blobs/sha256/<2 hex>/<hex>/data`, size-capped.
+//! Read only.
 
 use std::fs::File;
 use std::io::{self, Read};

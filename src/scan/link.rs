@@ -1,4 +1,4 @@
-//! Parsing of registry link files, whose whole body is `sha256:<64 hex>`.
+//! Parsing of registry link files, whose whole body is `sha256:<64 hex>`. Pure.
 
 use crate::digest::Digest;
 

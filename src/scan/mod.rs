@@ -1,4 +1,6 @@
-//! Storage listers: one record per repository (revisions, tags) streamed in batches.
+//! The scan stage: storage access behind one trait (listing repositories, reading links and
+//! blobs; offline mode's link removal), one record per repository streamed in batches. It
+//! reports what storage holds; it decides no verdict.
 
 pub mod fs;
 pub mod fs_blobs;

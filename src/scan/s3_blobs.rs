@@ -1,4 +1,5 @@
 //! Blob reads from an S3 registry: bounded concurrent GETs of `blobs/sha256/<2>/<hex>/data`.
+//! Read only.
 
 use std::io;
 use std::sync::Arc;

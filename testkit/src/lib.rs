@@ -1,4 +1,6 @@
-//! Test and demo support: pushes realistic images to a real registry over its HTTP API.
+//! Test and demo support (a workspace member, never part of the product): pushes realistic
+//! images to a real registry over its HTTP API, generates storage trees, fills S3 buckets.
+//! Only tests, benches and scripts use it.
 
 pub mod generate;
 pub mod push;

@@ -1,4 +1,5 @@
-//! A minimal registry client that pushes blobs, images, indexes and attachments.
+//! A minimal registry client that pushes blobs, images, indexes and attachments, for tests
+//! and the demo. It talks only to registries on 127.0.0.1.
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};

@@ -1,4 +1,5 @@
-//! The standard scenario pushed by the demo and the integration tests.
+//! The standard scenario pushed by the demo and the integration tests: every case the
+//! policy distinguishes, in three repositories.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
-//! Parser tests over the five manifest media types and hostile inputs.
+//! Parser tests over the five manifest media types and hostile inputs (the fixtures/
+//! folder holds real samples).
 
 use super::*;
 
