@@ -122,6 +122,8 @@ struct RawFsLayer {
 
 #[derive(Deserialize)]
 struct RawDescriptor {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
     digest: String,
     size: Option<u64>,
     platform: Option<RawPlatform>,
@@ -185,7 +187,11 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
         Kind::Image => {
             let config = raw.config.as_ref().ok_or("image manifest without config")?;
             let c = digest_field(&config.digest, "config")?;
-            m.config = Some(c);
+            // An artifact's config (a signature's, a chart's, an SBOM's) is no image config:
+            // it has no creation date to read, and need not be JSON.
+            if config.media_type.as_deref().is_none_or(is_image_config) {
+                m.config = Some(c);
+            }
             m.blobs.push((c, config.size));
             for l in raw.layers.iter().flatten() {
                 // A layer that is not a sha256 blob (a foreign URL layer) frees nothing here.
@@ -267,6 +273,15 @@ fn schema1_info(raw: &RawManifest) -> ImageInfo {
             architecture: arch,
         }),
     }
+}
+
+/// Whether a config descriptor's media type is an image config (Docker's or OCI's).
+fn is_image_config(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.docker.container.image.v1+json"
+            | "application/vnd.oci.image.config.v1+json"
+    )
 }
 
 /// Parses an image config blob's `created`, `os` and `architecture`.

@@ -9,9 +9,15 @@ fn hex(c: char) -> String {
 
 #[test]
 fn docker_and_oci_images() {
-    for mt in [DOCKER_MANIFEST, OCI_MANIFEST] {
+    for (mt, cmt) in [
+        (
+            DOCKER_MANIFEST,
+            "application/vnd.docker.container.image.v1+json",
+        ),
+        (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json"),
+    ] {
         let body = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"x","digest":"sha256:{}","size":1}},"layers":[]}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"{cmt}","digest":"sha256:{}","size":1}},"layers":[]}}"#,
             hex('a')
         );
         let m = parse_manifest(body.as_bytes()).expect("image parses");
@@ -19,6 +25,26 @@ fn docker_and_oci_images() {
         assert_eq!(m.config, Digest::parse(&format!("sha256:{}", hex('a'))));
         assert!(m.children.is_empty());
     }
+}
+
+#[test]
+fn an_artifact_config_is_not_read_as_an_image_config() {
+    // A Helm chart, a signature: their config has no creation date and need not be JSON,
+    // but it is still a blob the manifest uses.
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:{}","size":9}},"layers":[]}}"#,
+        hex('b')
+    );
+    let m = parse_manifest(body.as_bytes()).expect("artifact parses");
+    assert_eq!(m.kind, Kind::Image);
+    assert_eq!(m.config, None);
+    assert_eq!(
+        m.blobs,
+        vec![(
+            Digest::parse(&format!("sha256:{}", hex('b'))).expect("digest"),
+            Some(9)
+        )]
+    );
 }
 
 #[test]
