@@ -16,7 +16,7 @@ start)
   mkdir -p "$dir/storage"
   dir=$(cd "$dir" && pwd)
   if [ -n "${S3_TEST_ENDPOINT:-}" ]; then
-    # S3 storage on a local S3 server (see moto.sh), (moto: the S3 server the registry's S3 driver works with here).
+    # S3 storage on a local S3 server (moto.sh: the one the registry's S3 driver works with here).
     driver="  s3:
     accesskey: test
     secretkey: test

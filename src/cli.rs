@@ -70,6 +70,13 @@ pub enum Command {
         #[command(flatten)]
         args: Args,
     },
+    /// Collect blobs no manifest of any repository references (registry stopped or
+    /// read-only: confirm with --registry-stopped; --dry-run lists them with sizes).
+    Gc {
+        /// The usual options (storage, --dry-run, --min-age, --registry-stopped).
+        #[command(flatten)]
+        args: Args,
+    },
     /// Delete exactly the manifests a plan file lists, after re-verifying each one.
     Apply {
         /// A plan file written by `regsweep plan --out`.
@@ -89,6 +96,8 @@ pub enum Mode {
     Plan(PathBuf),
     /// Delete what a plan file lists.
     Apply(PathBuf),
+    /// Collect unreferenced blobs.
+    Gc,
 }
 
 impl Cli {
@@ -102,6 +111,11 @@ impl Cli {
                 (Mode::Plan(out), args)
             }
             Some(Command::Apply { plan, args }) => (Mode::Apply(plan), args),
+            Some(Command::Gc { mut args }) => {
+                // Storage is written, the registry must be stopped: as offline deletes.
+                args.delete_via = DeleteVia::Storage;
+                (Mode::Gc, args)
+            }
         }
     }
 }
@@ -283,6 +297,12 @@ pub struct Args {
           default_value = "false", default_missing_value = "true", help_heading = DELETING)]
     pub registry_stopped: bool,
 
+    /// After an offline cleanup (--delete-via storage), collect the blobs nothing references
+    /// any more, as `regsweep gc` does.
+    #[arg(long, env = "GC", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", help_heading = DELETING)]
+    pub gc: bool,
+
     /// Record planned and finished deletes here; rerun with the same file to resume.
     #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
@@ -345,6 +365,8 @@ pub struct Config {
     pub verbose: bool,
     /// Text report without a line per manifest.
     pub summary_only: bool,
+    /// Collect unreferenced blobs after an offline cleanup.
+    pub gc: bool,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
 }
@@ -600,6 +622,13 @@ impl Args {
             None => None,
         };
         let offline = self.delete_via == DeleteVia::Storage;
+        if self.gc && !offline {
+            return Err(
+                "--gc collects blobs straight in storage: it goes with --delete-via storage \
+                 (registry stopped), or run `regsweep gc` on its own"
+                    .to_owned(),
+            );
+        }
         if offline && !self.dry_run && !self.registry_stopped {
             return Err(
                 "--delete-via storage removes links under a running registry's feet: \
@@ -705,6 +734,7 @@ impl Args {
             delete_via: self.delete_via,
             verbose: self.verbose,
             summary_only: self.summary_only,
+            gc: self.gc,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,

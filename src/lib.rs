@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod delete;
 pub mod digest;
+pub mod gc;
 pub mod meta;
 pub mod pipeline;
 pub mod plan;

@@ -41,11 +41,22 @@ pub fn run(cfg: &Config) -> Result<i32> {
 
 /// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
 pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
+    if let Mode::Gc = mode {
+        return crate::gc::collect(cfg);
+    }
     let mut run = prepare::Run::prepare(cfg, mode)?;
     let Some(scanned) = scan::scan_and_plan(&run)? else {
         return Ok(EXIT_USAGE);
     };
     report::report(&run, &scanned)?;
     let acted = act::act(&mut run, &scanned)?;
-    act::finish(&run, scanned, acted)
+    let code = act::finish(&run, scanned, acted)?;
+    // `--gc`: blobs go only after a cleanup that went through (skips are fine: a skipped
+    // manifest is still there, and so is everything it marks).
+    if cfg.gc && !cfg.dry_run && matches!(code, EXIT_OK | EXIT_SKIPPED) {
+        println!();
+        let gc = crate::gc::run(cfg)?;
+        return Ok(if gc == EXIT_OK { code } else { gc });
+    }
+    Ok(code)
 }

@@ -1,0 +1,132 @@
+//! GC mark: every blob any revision (or tag target) of any repository references, the union
+//! over all repositories. Any link, listing or manifest it cannot read, parse or
+//! digest-check aborts the whole collection: a blob is shared across repositories.
+
+use crossbeam_channel::bounded;
+
+use crate::digest::{Digest, DigestSet};
+use crate::meta::parse::{Manifest, parse_manifest};
+use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
+
+/// What the mark phase found.
+#[derive(Debug, Default)]
+pub struct Marked {
+    /// Every referenced blob digest (manifests, configs, layers, children, subjects).
+    pub blobs: DigestSet,
+    /// Manifests read.
+    pub manifests: usize,
+    /// Repositories read.
+    pub repositories: usize,
+    /// Manifests already read and marked.
+    read: DigestSet,
+    /// Manifests that marked ones refer to (index children, subjects).
+    referred: DigestSet,
+}
+
+impl Marked {
+    /// Marks a manifest's own digest and everything it names.
+    fn add(&mut self, d: Digest, m: &Manifest) {
+        self.read.insert(d);
+        self.blobs.insert(d);
+        self.blobs.extend(m.blobs.iter().map(|(b, _)| *b));
+        self.blobs.extend(m.children.iter().map(|c| c.digest));
+        self.blobs.extend(m.subject);
+        if m.kind == crate::meta::Kind::Index {
+            self.referred.extend(m.children.iter().map(|c| c.digest));
+        }
+        self.referred.extend(m.subject);
+    }
+}
+
+/// Reads and parses one manifest, digest-checked; the error names the blob.
+fn manifest(
+    blobs: &dyn BlobSource,
+    d: &Digest,
+    body: std::io::Result<Vec<u8>>,
+) -> Result<Manifest, String> {
+    let body = body.map_err(|e| format!("manifest {d} at {}: {e}", blobs.locate(d)))?;
+    if Digest::of(&body) != *d {
+        return Err(format!(
+            "manifest {d} at {}: content does not match its digest",
+            blobs.locate(d)
+        ));
+    }
+    parse_manifest(&body).map_err(|e| format!("manifest {d} at {}: {e}", blobs.locate(d)))
+}
+
+/// Marks every blob the storage's manifests reference; `Err` with the first doubt found
+/// (and how many there were), in which case nothing may be swept.
+pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
+    let blobs = storage.blobs();
+    let mut marked = Marked::default();
+    let mut errors: Vec<String> = Vec::new();
+    let (tx, rx) = bounded::<Batch>(16);
+    let warnings = std::thread::scope(|s| {
+        let lister = s.spawn(move || storage.list(&RepoFilter::default(), &tx).warnings);
+        for record in rx.iter().flatten() {
+            marked.repositories += 1;
+            errors.extend(
+                record
+                    .problems
+                    .iter()
+                    .map(|p| format!("repository {}: {p}", record.name)),
+            );
+            let mut wanted: Vec<Digest> = record.revisions.iter().map(|r| r.digest).collect();
+            // Tag targets too: more than the registry's collector marks, never less.
+            wanted.extend(record.tags.iter().map(|t| t.digest));
+            wanted.sort_unstable();
+            wanted.dedup();
+            for (d, body) in wanted.iter().zip(blobs.read_many(&wanted)) {
+                match manifest(blobs, d, body) {
+                    Ok(m) => {
+                        marked.manifests += 1;
+                        marked.add(*d, &m);
+                    }
+                    Err(e) => errors.push(format!("repository {}: {e}", record.name)),
+                }
+            }
+        }
+        lister
+            .join()
+            .unwrap_or_else(|_| vec!["the storage lister panicked".to_owned()])
+    });
+    errors.extend(warnings);
+    if errors.is_empty() {
+        mark_referenced_manifests(blobs, &mut marked, &mut errors);
+    }
+    match errors.first() {
+        None => Ok(marked),
+        Some(first) if errors.len() == 1 => Err(first.clone()),
+        Some(first) => Err(format!("{first} (and {} more problems)", errors.len() - 1)),
+    }
+}
+
+/// Index children and subjects that are no revision anywhere: where such a manifest exists,
+/// what it references is marked too (transitively), as distribution 3 does.
+fn mark_referenced_manifests(
+    blobs: &dyn BlobSource,
+    marked: &mut Marked,
+    errors: &mut Vec<String>,
+) {
+    loop {
+        let todo: Vec<Digest> = marked
+            .referred
+            .iter()
+            .filter(|d| !marked.read.contains(*d))
+            .copied()
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        for (d, body) in todo.iter().zip(blobs.read_many(&todo)) {
+            marked.read.insert(*d);
+            match body {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // nothing to keep
+                body => match manifest(blobs, d, body) {
+                    Ok(m) => marked.add(*d, &m),
+                    Err(e) => errors.push(e),
+                },
+            }
+        }
+    }
+}

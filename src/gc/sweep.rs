@@ -1,0 +1,132 @@
+//! GC sweep on a filesystem registry: lists `blobs/sha256/<2 hex>/` in parallel and removes
+//! each unmarked blob old enough, as the registry's collector does (the blob's directory,
+//! data and all). It touches nothing else: no repository file, no `_uploads`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use rayon::prelude::*;
+
+use crate::digest::{Digest, DigestSet};
+
+/// A blob the sweep would remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The blob.
+    pub digest: Digest,
+    /// Its data's size in bytes.
+    pub size: u64,
+}
+
+/// What the listing found besides the candidates.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Unmarked blobs old enough to go, by digest.
+    pub candidates: Vec<Candidate>,
+    /// Blobs some manifest references.
+    pub marked: usize,
+    /// Unmarked blobs younger than the minimum age (an upload whose manifest may follow).
+    pub young: usize,
+}
+
+/// The `blobs/sha256` directory of a registry rooted at `root`.
+pub fn blobs_dir(root: &Path) -> PathBuf {
+    root.join("docker/registry/v2/blobs/sha256")
+}
+
+fn blob_dir(root: &Path, d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    blobs_dir(root).join(&hex[..2]).join(hex)
+}
+
+/// Lists the blobs no manifest references and that are older than `min_age_secs` at `now`.
+/// A blob whose age cannot be told is kept and reported as an error.
+pub fn list(
+    root: &Path,
+    marked: &DigestSet,
+    now: i64,
+    min_age_secs: i64,
+) -> Result<Listed, String> {
+    let dir = blobs_dir(root);
+    let prefixes: Vec<PathBuf> = match fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+    };
+    let parts: Vec<Result<Listed, String>> = prefixes
+        .par_iter()
+        .map(|p| list_prefix(p, marked, now, min_age_secs))
+        .collect();
+    let mut out = Listed::default();
+    for part in parts {
+        let part = part?;
+        out.candidates.extend(part.candidates);
+        out.marked += part.marked;
+        out.young += part.young;
+    }
+    out.candidates.sort_by_key(|c| c.digest);
+    Ok(out)
+}
+
+fn list_prefix(
+    dir: &Path,
+    marked: &DigestSet,
+    now: i64,
+    min_age_secs: i64,
+) -> Result<Listed, String> {
+    let mut out = Listed::default();
+    let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let name = entry.file_name();
+        // What is not a sha256 blob directory the registry's collector leaves too.
+        let Some(digest) = name.to_str().and_then(Digest::from_hex) else {
+            continue;
+        };
+        if marked.contains(&digest) {
+            out.marked += 1;
+            continue;
+        }
+        let data = entry.path().join("data");
+        let meta = match fs::symlink_metadata(&data) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // no blob here
+            Err(e) => return Err(format!("{}: {e}", data.display())),
+        };
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .ok_or_else(|| format!("{}: its modification time is unknown", data.display()))?;
+        if now.saturating_sub(modified) < min_age_secs {
+            out.young += 1;
+            continue;
+        }
+        out.candidates.push(Candidate {
+            digest,
+            size: meta.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// Removes each candidate's blob directory; gives the failures (digest and why).
+pub fn remove(root: &Path, candidates: &[Candidate]) -> Vec<(Digest, String)> {
+    candidates
+        .par_iter()
+        .filter_map(|c| {
+            let dir = blob_dir(root, &c.digest);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => Some((c.digest, format!("{}: {e}", dir.display()))),
+            }
+        })
+        .collect()
+}
