@@ -8,11 +8,70 @@ use crate::digest::{Digest, DigestSet};
 use crate::meta::parse::{Manifest, parse_manifest};
 use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
 
+/// The marked digests: a sorted vector without duplicates (32 bytes a blob once
+/// finished), with new marks gathered apart and merged in as they pile up.
+#[derive(Debug, Default)]
+pub struct MarkSet {
+    sorted: Vec<Digest>,
+    pending: Vec<Digest>,
+}
+
+impl MarkSet {
+    /// Marks `d`.
+    pub fn insert(&mut self, d: Digest) {
+        self.pending.push(d);
+        if self.pending.len() >= self.sorted.len().max(1 << 16) {
+            self.compact();
+        }
+    }
+
+    /// Marks every one of `ds`.
+    pub fn extend(&mut self, ds: impl IntoIterator<Item = Digest>) {
+        for d in ds {
+            self.insert(d);
+        }
+    }
+
+    /// Merges the pending marks into the sorted ones.
+    fn compact(&mut self) {
+        self.sorted.append(&mut self.pending);
+        self.sorted.sort_unstable();
+        self.sorted.dedup();
+    }
+
+    /// Merges everything and gives back spare memory: call before looking marks up.
+    pub fn finish(&mut self) {
+        self.compact();
+        self.sorted.shrink_to_fit();
+        self.pending = Vec::new();
+    }
+
+    /// Whether `d` is marked (after [`MarkSet::finish`]).
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.sorted.binary_search(d).is_ok() || self.pending.contains(d)
+    }
+
+    /// Marked digests (after [`MarkSet::finish`]).
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether nothing is marked.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty() && self.pending.is_empty()
+    }
+
+    /// Bytes the set holds.
+    pub fn bytes(&self) -> usize {
+        (self.sorted.capacity() + self.pending.capacity()) * std::mem::size_of::<Digest>()
+    }
+}
+
 /// What the mark phase found.
 #[derive(Debug, Default)]
 pub struct Marked {
     /// Every referenced blob digest (manifests, configs, layers, children, subjects).
-    pub blobs: DigestSet,
+    pub blobs: MarkSet,
     /// Manifests read.
     pub manifests: usize,
     /// Repositories read.
@@ -94,6 +153,9 @@ pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
     if errors.is_empty() {
         mark_referenced_manifests(blobs, &mut marked, &mut errors);
     }
+    marked.blobs.finish();
+    marked.read = DigestSet::default();
+    marked.referred = DigestSet::default();
     match errors.first() {
         None => Ok(marked),
         Some(first) if errors.len() == 1 => Err(first.clone()),
@@ -128,5 +190,28 @@ fn mark_referenced_manifests(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MarkSet;
+    use crate::digest::Digest;
+
+    #[test]
+    fn the_mark_set_keeps_each_digest_once_in_32_bytes() {
+        let d = |i: u32| Digest::of(&i.to_le_bytes());
+        let mut set = MarkSet::default();
+        // Every blob marked three times over, as layers shared by many manifests are.
+        for round in 0..3 {
+            for i in 0..100_000 {
+                set.insert(d((i * 7 + round) % 100_000));
+            }
+        }
+        set.finish();
+        assert_eq!(set.len(), 100_000);
+        assert!((0..100_000).all(|i| set.contains(&d(i))));
+        assert!(!set.contains(&d(100_000)));
+        assert!(set.bytes() <= 32 * 100_000, "{} bytes", set.bytes());
     }
 }

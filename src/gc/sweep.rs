@@ -9,7 +9,8 @@ use std::time::UNIX_EPOCH;
 
 use rayon::prelude::*;
 
-use crate::digest::{Digest, DigestSet};
+use super::mark::MarkSet;
+use crate::digest::Digest;
 
 /// A blob the sweep would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,12 +44,7 @@ fn blob_dir(root: &Path, d: &Digest) -> PathBuf {
 
 /// Lists the blobs no manifest references and that are older than `min_age_secs` at `now`.
 /// A blob whose age cannot be told is kept and reported as an error.
-pub fn list(
-    root: &Path,
-    marked: &DigestSet,
-    now: i64,
-    min_age_secs: i64,
-) -> Result<Listed, String> {
+pub fn list(root: &Path, marked: &MarkSet, now: i64, min_age_secs: i64) -> Result<Listed, String> {
     let dir = blobs_dir(root);
     let prefixes: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd
@@ -75,7 +71,7 @@ pub fn list(
 
 fn list_prefix(
     dir: &Path,
-    marked: &DigestSet,
+    marked: &MarkSet,
     now: i64,
     min_age_secs: i64,
 ) -> Result<Listed, String> {
