@@ -1,4 +1,5 @@
 //! The bytes-freed estimate equals what the registry's own garbage-collect frees.
+//! Runs the built binary and the collector on a registry of its own on 127.0.0.1.
 
 mod common;
 

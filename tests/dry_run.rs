@@ -1,4 +1,5 @@
 //! Dry runs against the real docker-registry: exact plans, and nothing on disk changes.
+//! Each test has its own registry on 127.0.0.1; only the tests' own trees are written.
 
 mod common;
 

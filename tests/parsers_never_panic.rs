@@ -1,4 +1,5 @@
 //! Property tests: the link, manifest, config and challenge parsers never panic, on any bytes.
+//! In memory only: no storage, no network.
 
 use proptest::prelude::*;
 use regsweep::delete::auth::{Credentials, parse_challenge};

@@ -1,4 +1,5 @@
 //! Progress on stderr: plain lines at intervals when stderr is not a terminal, none with --quiet.
+//! Runs against a registry of its own on 127.0.0.1.
 
 mod common;
 

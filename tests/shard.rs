@@ -1,4 +1,5 @@
 //! `--shard K/N`: N processes plan disjoint parts whose union is the unsharded plan.
+//! Generated trees in temporary directories; no registry needed.
 
 mod common;
 

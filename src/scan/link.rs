@@ -1,4 +1,5 @@
 //! Parsing of registry link files, whose whole body is `sha256:<64 hex>`. Pure.
+//! Anything but exactly that (a newline aside) is malformed: the caller fails closed.
 
 use crate::digest::Digest;
 

@@ -1,4 +1,5 @@
 //! Test harness: the real docker-registry on 127.0.0.1, the regsweep binary, storage snapshots.
+//! Every registry it starts listens on 127.0.0.1 and lives in a temporary directory.
 #![allow(dead_code)]
 
 pub mod proxy;

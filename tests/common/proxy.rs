@@ -1,4 +1,5 @@
 //! A fault-injecting HTTP proxy in front of the real registry (one request per connection).
+//! It listens on 127.0.0.1 only and forwards only to the registry it was given.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

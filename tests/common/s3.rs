@@ -1,4 +1,5 @@
 //! A real registry on S3 storage served by a local S3 server (moto) on 127.0.0.1.
+//! moto listens on 127.0.0.1 only; each test has its own bucket directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

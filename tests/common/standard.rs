@@ -1,4 +1,5 @@
 //! The standard scenario as the tests use it: pushed, aged, and the plan docs/POLICY.md prescribes.
+//! Each call starts a registry of its own: tests never share storage.
 
 use chrono::{TimeZone, Utc};
 use regsweep_testkit::ImageSpec;

@@ -1,4 +1,5 @@
 //! A token issuer for the registry's `auth.token`, written for the test suite.
+//! It signs tokens with a key made for the test and serves on 127.0.0.1 only.
 
 use std::sync::{Arc, Mutex};
 
