@@ -179,6 +179,58 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
 
+    // regsweep gc on the bucket removes exactly what the registry's collector lists in a
+    // dry run; the collector then finds nothing left to remove.
+    reg.stop();
+    let eligible = |reg: &common::Registry| -> BTreeSet<String> {
+        let out = std::process::Command::new("docker-registry")
+            .args(["garbage-collect", "--dry-run"])
+            .arg(reg.config())
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .expect("garbage-collect --dry-run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+            .filter_map(|l| l.split("blob eligible for deletion: ").nth(1))
+            .map(|d| d.trim().to_owned())
+            .collect()
+    };
+    let want = eligible(&reg);
+    assert!(want.len() > 10, "{want:?}");
+    let blobs_prefix = format!("{}/docker/registry/v2/blobs/", ROOT.trim_matches('/'));
+    let before: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
+    let out = regsweep(
+        &env(&s3, &[("MIN_AGE", "0"), ("REGISTRY_STOPPED", "true")]),
+        &["gc"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("Deleted {n} of {n} blobs", n = want.len())),
+        "{text}"
+    );
+    let after: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
+    let gone: BTreeSet<String> = before
+        .difference(&after)
+        .filter_map(|k| k.rsplit('/').nth(1).map(|hex| format!("sha256:{hex}")))
+        .collect();
+    assert_eq!(
+        gone, want,
+        "regsweep gc removed exactly the collector's list"
+    );
+    assert!(eligible(&reg).is_empty(), "nothing left for the collector");
+
     // garbage-collect with the registry stopped, restart, pull every kept tag in full.
     reg.garbage_collect();
     let url = reg.restart_with(

@@ -1,18 +1,22 @@
 //! `regsweep gc`: blob garbage collection with the registry stopped or read-only. Mark
 //! (every blob any manifest of any repository references) then sweep (unmarked blobs older
 //! than MIN_AGE). Any doubt while marking aborts before the first delete; it never touches
-//! repository files or `_uploads`. Filesystem storage only, for now.
+//! repository files or `_uploads`. Filesystem and S3 storage.
 
 pub mod mark;
 pub mod sweep;
+pub mod sweep_s3;
 
 use std::io::{self, Write};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use crate::app::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
 use crate::cli::{Config, StorageConfig};
+use crate::s3::S3Store;
+use crate::scan::Storage;
 use crate::scan::fs::FsStorage;
+use crate::scan::s3::S3Storage;
 
 /// `regsweep gc`: a collection on its own, where repository filters make no sense.
 pub fn collect(cfg: &Config) -> Result<i32> {
@@ -26,26 +30,51 @@ pub fn collect(cfg: &Config) -> Result<i32> {
     run(cfg)
 }
 
+/// Where blobs are swept.
+enum Target {
+    /// A filesystem root.
+    Fs(std::path::PathBuf),
+    /// A bucket, with the runtime its requests run on.
+    S3(std::sync::Arc<S3Store>, tokio::runtime::Runtime),
+}
+
 /// Runs a collection as the configuration says (dry run: list only); gives the exit code.
 /// It always marks every repository, whatever filters a cleanup before it used.
 pub fn run(cfg: &Config) -> Result<i32> {
-    let StorageConfig::Fs(root) = &cfg.storage else {
-        eprintln!(
-            "regsweep: error: regsweep gc works on filesystem storage only so far; on S3 use `docker-registry garbage-collect`"
-        );
-        return Ok(EXIT_USAGE);
-    };
     let now = chrono::Utc::now().timestamp();
-    let storage = FsStorage::new(root, cfg.threads);
-    let marked = match mark::mark(&storage) {
+    let (target, storage): (Target, Box<dyn Storage>) = match &cfg.storage {
+        StorageConfig::Fs(root) => (
+            Target::Fs(root.clone()),
+            Box::new(FsStorage::new(root, cfg.threads)),
+        ),
+        StorageConfig::S3(o) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let store =
+                std::sync::Arc::new(rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?);
+            let storage = S3Storage::new(store.clone(), rt.handle().clone());
+            (Target::S3(store, rt), Box::new(storage))
+        }
+    };
+    let marked = match mark::mark(&*storage) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
             return Ok(EXIT_FATAL);
         }
     };
-    let listed = sweep::list(root, &marked.blobs, now, cfg.min_age_secs)
-        .map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
+    let (listed, s3_keys) = match &target {
+        Target::Fs(root) => (
+            sweep::list(root, &marked.blobs, now, cfg.min_age_secs),
+            Vec::new(),
+        ),
+        Target::S3(store, rt) => {
+            match rt.block_on(sweep_s3::list(store, &marked.blobs, now, cfg.min_age_secs)) {
+                Ok(l) => (Ok(l.listed), l.keys),
+                Err(e) => (Err(e), Vec::new()),
+            }
+        }
+    };
+    let listed = listed.map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
     let bytes: u64 = listed.candidates.iter().map(|c| c.size).sum();
     let mut out = io::BufWriter::new(io::stdout().lock());
     if cfg.dry_run {
@@ -83,17 +112,29 @@ pub fn run(cfg: &Config) -> Result<i32> {
         out.flush()?;
         return Ok(EXIT_OK);
     }
-    let failed = sweep::remove(root, &listed.candidates);
+    let failed: Vec<(String, String)> = match &target {
+        Target::Fs(root) => sweep::remove(root, &listed.candidates)
+            .into_iter()
+            .map(|(d, why)| (d.to_string(), why))
+            .collect(),
+        Target::S3(store, rt) => rt.block_on(sweep_s3::remove(store, &s3_keys)),
+    };
+    let failed_blobs = failed
+        .iter()
+        .map(|(k, _)| k.split('/').rev().nth(1).unwrap_or(k.as_str()).to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        .min(listed.candidates.len());
     writeln!(
         out,
         "Deleted {} of {} blobs. Restart the registry before it serves again: its blob \
          descriptor cache may still claim deleted blobs exist.",
-        listed.candidates.len() - failed.len(),
+        listed.candidates.len() - failed_blobs,
         listed.candidates.len()
     )?;
     out.flush()?;
-    for (d, why) in &failed {
-        eprintln!("regsweep: failed: blob {d}: {why}");
+    for (what, why) in &failed {
+        eprintln!("regsweep: failed: {what}: {why}");
     }
     Ok(if failed.is_empty() {
         EXIT_OK
