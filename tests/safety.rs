@@ -108,7 +108,21 @@ fn injected_faults_end_with_every_planned_delete_done_exactly_once() {
             .iter()
             .filter(|s| s.path == path && s.upstream == Some(202))
             .count();
-        assert_eq!(accepted, 1, "{path} deleted exactly once");
+        // Exactly once; or never answered 202 because the registry was stopped with the
+        // request in flight (it may have done the delete without answering): then the
+        // proxy saw the request cut off, and the revision is gone all the same.
+        let cut_off = deletes.iter().any(|s| {
+            s.path == path
+                && s.upstream.is_none()
+                && matches!(
+                    s.fault,
+                    Fault::Pass | Fault::Slow(_) | Fault::StatusAfter(_) | Fault::ResetAfter
+                )
+        });
+        assert!(
+            accepted == 1 || (accepted == 0 && cut_off && !reg.revisions(repo).contains(d)),
+            "{path} deleted exactly once (accepted {accepted} times)"
+        );
     }
     assert!(
         stdout.contains(&format!(
