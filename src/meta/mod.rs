@@ -48,34 +48,28 @@ impl Snapshot {
     /// Image creation time (unix seconds): the config's `created`; for an index, that of
     /// its linux/amd64 child, else of its first child.
     pub fn created_of(&self, d: &Digest) -> Option<i64> {
-        self.created_at_depth(d, 0)
-    }
-
-    fn created_at_depth(&self, d: &Digest, depth: usize) -> Option<i64> {
-        let m = self.manifest(d)?;
-        match m.kind {
-            Kind::Index if depth < MAX_DEPTH => {
-                let child = representative_child(&m.children)?;
-                self.created_at_depth(&child.digest, depth + 1)
-            }
-            Kind::Image | Kind::Schema1 => self.images.get(d)?.created,
-            _ => None,
-        }
+        self.images.get(&self.dating_image(d)?)?.created
     }
 
     /// Why the date of `d` (an image, or an index through its representative child) cannot
     /// be trusted: its config blob could not be read, digest-checked or parsed.
     pub fn date_problem(&self, d: &Digest) -> Option<&str> {
+        self.config_errors
+            .get(&self.dating_image(d)?)
+            .map(String::as_str)
+    }
+
+    /// The image whose config dates `d`: `d` itself for an image, for an index its
+    /// representative child, through at most [`MAX_DEPTH`] index levels.
+    fn dating_image(&self, d: &Digest) -> Option<Digest> {
         let mut d = *d;
         for _ in 0..=MAX_DEPTH {
-            if let Some(e) = self.config_errors.get(&d) {
-                return Some(e);
-            }
             let m = self.manifest(&d)?;
-            if m.kind != Kind::Index {
-                return None;
+            match m.kind {
+                Kind::Index => d = representative_child(&m.children)?.digest,
+                Kind::Image | Kind::Schema1 => return Some(d),
+                Kind::Unknown => return None,
             }
-            d = representative_child(&m.children)?.digest;
         }
         None
     }
@@ -118,29 +112,22 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     config_digests.sort_unstable();
     config_digests.dedup();
     let config_bodies = source.read_many(&config_digests);
-    let mut bad_configs: DigestMap<String> = DigestMap::default();
-    let mut infos: DigestMap<ImageInfo> = DigestMap::default();
-    for (c, body) in config_digests.iter().zip(config_bodies) {
-        match config_info(source, c, body) {
-            Ok(info) => {
-                infos.insert(*c, info);
-            }
-            Err(e) => {
-                bad_configs.insert(*c, e);
-            }
-        }
-    }
+    let read: DigestMap<Result<ImageInfo, String>> = config_digests
+        .iter()
+        .zip(config_bodies)
+        .map(|(c, body)| (*c, config_info(source, c, body)))
+        .collect();
     let mut images: DigestMap<ImageInfo> = DigestMap::default();
     let mut config_errors: DigestMap<String> = DigestMap::default();
     for (d, c) in &configs {
-        match (infos.get(c), bad_configs.get(c)) {
-            (Some(i), _) => {
-                images.insert(*d, i.clone());
+        match read.get(c) {
+            Some(Ok(info)) => {
+                images.insert(*d, info.clone());
             }
-            (None, Some(e)) => {
+            Some(Err(e)) => {
                 config_errors.insert(*d, e.clone());
             }
-            (None, None) => {}
+            None => {}
         }
     }
     for (d, m) in &manifests {

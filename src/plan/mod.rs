@@ -432,7 +432,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         .iter()
         .map(|t| classify_tag(&t.name, policy))
         .collect();
-    let ranks = rank_hash_images(snap, &classes);
+    let (ranks, undated) = rank_hash_images(snap, &classes);
 
     // Rule 7: anything unreadable that could be a parent makes the whole repository opaque.
     let mut targets: Vec<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
@@ -444,16 +444,14 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     }
     // Rule 3 ranks by the config's date: a hash-tagged image whose config cannot be
     // trusted would be ranked by push time instead, silently: fail closed.
-    for d in ranks.keys() {
+    for d in &undated {
         match snap.date_problem(d) {
             Some(why) => plan
                 .problems
                 .push(format!("hash-tagged image {d} cannot be ranked: {why}")),
-            None if snap.manifest(d).is_some() && snap.created_of(d).is_none() => {
-                plan.notes.push(format!(
-                    "hash-tagged image {d} has no creation date in its config: ranked by its tag's push time"
-                ))
-            }
+            None if snap.manifest(d).is_some() => plan.notes.push(format!(
+                "hash-tagged image {d} has no creation date in its config: ranked by its tag's push time"
+            )),
             None => {}
         }
     }
@@ -624,8 +622,8 @@ pub fn same_link_time(d: &Decision, t: i64) -> bool {
 
 /// Ranks the distinct digests of hash tags by creation date, newest first; ties and
 /// missing dates fall back to the tag link's push time, then the digest. Gives each its
-/// rank and the date it was ranked by.
-fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<(u32, i64)> {
+/// rank and the date it was ranked by, and the images that had no date of their own.
+fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> (DigestMap<(u32, i64)>, Vec<Digest>) {
     let mut pushed: DigestMap<i64> = DigestMap::default();
     for (t, c) in snap.record.tags.iter().zip(classes) {
         if *c == TagClass::Hash {
@@ -633,16 +631,24 @@ fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> DigestMap<(u32, i6
             *e = (*e).max(t.linked_at);
         }
     }
+    let mut undated = Vec::new();
     let mut images: Vec<(i64, i64, Digest)> = pushed
         .into_iter()
-        .map(|(d, push)| (snap.created_of(&d).unwrap_or(push), push, d))
+        .map(|(d, push)| {
+            let created = snap.created_of(&d);
+            if created.is_none() {
+                undated.push(d);
+            }
+            (created.unwrap_or(push), push, d)
+        })
         .collect();
     images.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    images
+    let ranks = images
         .into_iter()
         .enumerate()
         .map(|(i, (date, _, d))| (d, (i as u32, date)))
-        .collect()
+        .collect();
+    (ranks, undated)
 }
 
 /// The keep set under construction: first reason wins, then reachability is followed.
