@@ -113,6 +113,16 @@ struct Breaker {
     open: bool,
 }
 
+/// The circuit breaker's state for the next request.
+enum BreakerState {
+    /// Answers come: send.
+    Closed,
+    /// Connections keep failing: admit nothing new, let retries find out.
+    Suspect,
+    /// The registry stopped answering: send nothing.
+    Open,
+}
+
 /// Why `send_retrying` gave up.
 enum SendError {
     Cancelled,
@@ -206,17 +216,14 @@ impl RegistryClient {
         Ok(client)
     }
 
-    /// Whether the circuit breaker is open (the registry stopped answering).
-    fn breaker_open(&self) -> bool {
-        self.breaker.lock().map(|b| b.open).unwrap_or(true)
-    }
-
-    /// Whether connections are failing in a row (or the breaker is open).
-    fn breaker_suspect(&self) -> bool {
-        self.breaker
-            .lock()
-            .map(|b| b.open || b.failures >= BREAKER_FAILURES)
-            .unwrap_or(true)
+    /// Where the circuit breaker stands.
+    fn breaker_state(&self) -> BreakerState {
+        match self.breaker.lock() {
+            Ok(b) if b.open => BreakerState::Open,
+            Ok(b) if b.failures >= BREAKER_FAILURES => BreakerState::Suspect,
+            Ok(_) => BreakerState::Closed,
+            Err(_) => BreakerState::Open,
+        }
     }
 
     /// Before a new request: while connections keep failing, wait until one answer comes
@@ -224,12 +231,11 @@ impl RegistryClient {
     /// when it is open.
     async fn breaker_admits(&self) -> bool {
         loop {
-            match self.breaker.lock().map(|b| (b.open, b.failures)) {
-                Ok((false, n)) if n < BREAKER_FAILURES => return true,
-                Ok((false, _)) => {}
-                _ => return false,
+            match self.breaker_state() {
+                BreakerState::Closed => return true,
+                BreakerState::Open => return false,
+                BreakerState::Suspect => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -492,15 +498,17 @@ impl RegistryClient {
                 if let Some(e) = stale(!first, &last) {
                     return Err(e);
                 }
-                // Admitted before the failures began, waiting for a slot since: wait again.
-                if first && self.breaker_suspect() {
-                    continue;
-                }
-                if self.breaker_open() {
-                    return Err(SendError::Unreachable {
-                        sent: !first,
-                        last: last.unwrap_or_else(|| "the registry stopped answering".to_owned()),
-                    });
+                match self.breaker_state() {
+                    BreakerState::Open => {
+                        return Err(SendError::Unreachable {
+                            sent: !first,
+                            last: last
+                                .unwrap_or_else(|| "the registry stopped answering".to_owned()),
+                        });
+                    }
+                    // Admitted before the failures began, waiting for a slot since: wait again.
+                    BreakerState::Suspect if first => continue,
+                    _ => {}
                 }
                 // Checked once a slot is free and before waiting for the rate limiter: a
                 // stopping run sends nothing new, retries nothing and waits for no rate slot.

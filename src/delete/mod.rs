@@ -51,6 +51,40 @@ pub struct Outcome {
     pub journal_error: Option<String>,
 }
 
+/// Why re-verification holds a planned delete back; reads as its text (`Deref<str>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// The revision link is gone: for a delete already sent once, that attempt did its job.
+    pub gone: bool,
+    /// Why, for people.
+    why: String,
+}
+
+impl Skip {
+    /// Held back for `why`.
+    pub fn because(why: impl Into<String>) -> Skip {
+        Skip {
+            gone: false,
+            why: why.into(),
+        }
+    }
+
+    /// The revision link disappeared since the scan.
+    pub fn gone() -> Skip {
+        Skip {
+            gone: true,
+            why: "its revision link disappeared since the scan".to_owned(),
+        }
+    }
+}
+
+impl std::ops::Deref for Skip {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.why
+    }
+}
+
 /// Re-reads a repository from storage and says which planned deletions must now be skipped.
 pub trait Reverify: Send + Sync + 'static {
     /// Which of `pending` (deletions of `plan` not yet done) to skip, each with the reason;
@@ -60,14 +94,10 @@ pub trait Reverify: Send + Sync + 'static {
         plan: &RepoPlan,
         pending: &[Digest],
         held: &DigestSet,
-    ) -> Result<DigestMap<String>, String>;
+    ) -> Result<DigestMap<Skip>, String>;
     /// The repository's tags in storage now, each with its current digest.
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
 }
-
-/// Why re-verification skips a delete whose revision link is gone; for a delete already
-/// sent once, it means that attempt did its job.
-pub const GONE: &str = "its revision link disappeared since the scan";
 
 /// The default of [`Run::reverify_window`].
 pub const REVERIFY_WINDOW: Duration = Duration::from_secs(30);
@@ -176,13 +206,9 @@ fn fatal_text(f: &Fatal, client_who: &str) -> String {
             "the registry answered 401 Unauthorized deleting in repository {repo} with {client_who}: \
              the credentials are no longer accepted (expired, revoked or changed during the run?)"
         ),
-        Fatal::Denied { repo, status } => format!(
-            "the registry answered {} deleting in repository {repo} with {client_who}: \
-             the credentials lack delete rights there",
-            Fatal::Denied {
-                repo: repo.clone(),
-                status: *status
-            }
+        Fatal::Denied { repo, .. } => format!(
+            "the registry answered {f} deleting in repository {repo} with {client_who}: \
+             the credentials lack delete rights there"
         ),
     }
 }
@@ -279,18 +305,13 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
         ));
     }
     // Same names are not enough: a stale copy may have a tag on another digest.
-    let concurrency = client.concurrency();
-    let heads = futures_util::stream::iter(stored.into_iter().map(|(tag, want)| {
-        let (s, repo) = (s.clone(), plan.name.clone());
-        async move {
-            let got = match &s.target {
-                Target::Api(c) => c.tag_digest(&repo, &tag).await,
-                Target::Storage(_) => Ok(Some(want)),
-            };
-            (tag, want, got)
-        }
+    let client: &RegistryClient = client;
+    let repo: &str = &plan.name;
+    let heads = futures_util::stream::iter(stored.into_iter().map(|(tag, want)| async move {
+        let got = client.tag_digest(repo, &tag).await;
+        (tag, want, got)
     }))
-    .buffer_unordered(concurrency);
+    .buffer_unordered(client.concurrency());
     futures_util::pin_mut!(heads);
     while let Some((tag, want, got)) = heads.next().await {
         match got {
@@ -318,20 +339,17 @@ async fn changed(
     plan: &Arc<RepoPlan>,
     pending: &[Digest],
     held: &DigestSet,
-) -> DigestMap<String> {
+) -> DigestMap<Skip> {
     let (s2, p2) = (s.clone(), plan.clone());
     let (pending2, held2) = (pending.to_vec(), held.clone());
-    match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2, &pending2, &held2)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => pending
-            .iter()
-            .map(|d| (*d, format!("cannot re-verify: {e}")))
-            .collect(),
-        Err(e) => pending
-            .iter()
-            .map(|d| (*d, format!("re-verification panicked: {e}")))
-            .collect(),
-    }
+    let why = match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2, &pending2, &held2))
+        .await
+    {
+        Ok(Ok(c)) => return c,
+        Ok(Err(e)) => format!("cannot re-verify: {e}"),
+        Err(e) => format!("re-verification panicked: {e}"),
+    };
+    pending.iter().map(|d| (*d, Skip::because(&why))).collect()
 }
 
 /// A delete still to send, with what earlier rounds did with it.
@@ -344,6 +362,18 @@ struct Pending {
     bounces: u32,
     /// The answer of its last attempt.
     last: Option<String>,
+}
+
+impl Pending {
+    /// A delete no round has touched yet.
+    fn new(digest: Digest) -> Pending {
+        Pending {
+            digest,
+            sent: false,
+            bounces: 0,
+            last: None,
+        }
+    }
 }
 
 async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
@@ -366,15 +396,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     // Skipped digests of this repository: what they refer to is held back with them.
     let mut held = DigestSet::default();
     for layer in layers {
-        let mut pending: Vec<Pending> = layer
-            .into_iter()
-            .map(|digest| Pending {
-                digest,
-                sent: false,
-                bounces: 0,
-                last: None,
-            })
-            .collect();
+        let mut pending: Vec<Pending> = layer.into_iter().map(Pending::new).collect();
         while !pending.is_empty() {
             if s.stopping() {
                 return;
@@ -390,10 +412,8 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             for p in pending {
                 match changed.get(&p.digest) {
                     // An earlier attempt reached the registry (its answer was lost).
-                    Some(why) if p.sent && why == GONE => {
-                        s.progress
-                            .done(&plan, &p.digest, &DeleteResult::AlreadyGone);
-                        record(&s, &plan, p.digest, DeleteResult::AlreadyGone);
+                    Some(why) if p.sent && why.gone => {
+                        done(&s, &plan, p.digest, DeleteResult::AlreadyGone);
                     }
                     Some(why) => {
                         if held.insert(p.digest) {
@@ -461,18 +481,10 @@ async fn storage_layer(
                 Ok(false) => DeleteResult::AlreadyGone,
                 Err(e) => DeleteResult::Failed(e),
             };
-            s.progress.done(plan, &d, &r);
-            record(s, plan, d, r);
+            done(s, plan, d, r);
         }
     }
-    rest.into_iter()
-        .map(|digest| Pending {
-            digest,
-            sent: false,
-            bounces: 0,
-            last: None,
-        })
-        .collect()
+    rest.into_iter().map(Pending::new).collect()
 }
 
 /// One round of deletes through the API, in parallel up to the client's concurrency; a
@@ -545,8 +557,7 @@ async fn api_layer(
                 }
                 r => r,
             };
-            s.progress.done(&plan, &p.digest, &r);
-            record(&s, &plan, p.digest, r);
+            done(&s, &plan, p.digest, r);
             None
         });
     }
@@ -557,6 +568,12 @@ async fn api_layer(
         }
     }
     again
+}
+
+/// One finished delete: its progress line, then the journal and the counts.
+fn done(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
+    s.progress.done(plan, &d, &r);
+    record(s, plan, d, r);
 }
 
 /// Journals and counts one finished delete.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::Reverify;
+use super::{Reverify, Skip};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta;
 use crate::plan::{Policies, RepoPlan, Verdict, descendants, plan_repository, same_link_time};
@@ -24,7 +24,7 @@ impl Reverify for StorageReverify {
         plan: &RepoPlan,
         pending: &[Digest],
         held: &DigestSet,
-    ) -> Result<DigestMap<String>, String> {
+    ) -> Result<DigestMap<Skip>, String> {
         let rec = self.storage.read_repo(&plan.name);
         let mut old_tags: Vec<(&str, Digest)> =
             plan.tags.iter().map(|t| (&*t.name, t.digest)).collect();
@@ -65,16 +65,16 @@ impl Reverify for StorageReverify {
         for d in pending {
             let before = plan.decision(d);
             let why = match fresh.decision(d) {
-                None => Some(super::GONE.to_owned()),
-                Some(x) if x.verdict == Verdict::Keep => Some(format!(
+                None => Some(Skip::gone()),
+                Some(x) if x.verdict == Verdict::Keep => Some(Skip::because(format!(
                     "changed since the scan, now kept ({})",
                     fresh.reason(x)
-                )),
-                Some(x) if before.is_some_and(|b| b.linked_at() != x.linked_at()) => {
-                    Some("its revision link was rewritten since the scan (pushed again)".to_owned())
-                }
+                ))),
+                Some(x) if before.is_some_and(|b| b.linked_at() != x.linked_at()) => Some(
+                    Skip::because("its revision link was rewritten since the scan (pushed again)"),
+                ),
                 Some(_) if tags_on(&old_tags, d) != tags_on(&new_tags, d) => {
-                    Some("its tags changed since the scan".to_owned())
+                    Some(Skip::because("its tags changed since the scan"))
                 }
                 Some(_) => None,
             };
@@ -90,7 +90,7 @@ impl Reverify for StorageReverify {
                 if pending.contains(&d) && !skip.contains_key(&d) {
                     skip.insert(
                         d,
-                        "a manifest that refers to it was skipped, so it stays too".to_owned(),
+                        Skip::because("a manifest that refers to it was skipped, so it stays too"),
                     );
                 }
             }
