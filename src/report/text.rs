@@ -138,7 +138,7 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
     } else {
         for plan in plans {
             for (d, tags) in tagged(plan, |t| t.class() == TagClass::Version) {
-                writeln!(out, "{}", keep_line(plan, d, &tag_list(&tags)))?;
+                writeln!(out, "{}", tagged_line("[keep]", plan, d, &tag_list(&tags)))?;
             }
         }
     }
@@ -163,7 +163,7 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
                 _ => u32::MAX,
             });
             for (d, tags) in kept {
-                writeln!(out, "{}", keep_line(plan, d, &tag_list(&tags)))?;
+                writeln!(out, "{}", tagged_line("[keep]", plan, d, &tag_list(&tags)))?;
             }
         }
     }
@@ -183,11 +183,7 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
             let by_digest = plan.tags_by_digest();
             for d in hash_deletes(plan) {
                 let tags = by_digest.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
-                writeln!(
-                    out,
-                    "{}",
-                    tagged_delete_line(prefix, plan, d, &tag_list(tags))
-                )?;
+                writeln!(out, "{}", tagged_line(prefix, plan, d, &tag_list(tags)))?;
             }
         }
     }
@@ -231,40 +227,17 @@ pub fn hash_deletes(plan: &RepoPlan) -> Vec<&Decision> {
     v
 }
 
-/// The untagged deletions (no tag reaches them), in delete order.
-pub fn untagged_deletes(plan: &RepoPlan) -> Vec<&Decision> {
-    plan.delete_decisions()
-        .filter(|d| plan.reason(d) == Reason::Untagged)
-        .collect()
-}
-
-/// The deletions that go with deleted manifests (children of deleted indexes, signatures
-/// and referrers of deleted images), in delete order.
-pub fn companion_deletes(plan: &RepoPlan) -> Vec<&Decision> {
-    plan.delete_decisions()
-        .filter(|d| !d.is_hash_expired() && plan.reason(d) != Reason::Untagged)
-        .collect()
-}
-
-/// The other deletions (untagged and companions), in delete order.
-pub fn other_deletes(plan: &RepoPlan) -> Vec<&Decision> {
+/// A plan's deletions besides expired hash tags, in delete order, in two: the untagged
+/// ones (no tag reaches them), and the companions that go with deleted manifests (children
+/// of deleted indexes, signatures and referrers of deleted images).
+pub fn untagged_and_companions(plan: &RepoPlan) -> (Vec<&Decision>, Vec<&Decision>) {
     plan.delete_decisions()
         .filter(|d| !d.is_hash_expired())
-        .collect()
+        .partition(|d| plan.reason(d) == Reason::Untagged)
 }
 
-fn keep_line(plan: &RepoPlan, d: &Decision, tags: &str) -> String {
-    format!(
-        "  [keep] sha256:{}  repo={:<30}  tag={:<20}{}",
-        d.digest.short(),
-        plan.name,
-        tags,
-        detail(plan, d)
-    )
-}
-
-/// A delete line with the tags that go with it.
-fn tagged_delete_line(prefix: &str, plan: &RepoPlan, d: &Decision, tags: &str) -> String {
+/// A line naming a manifest with its tags: `  [keep] sha256:…  repo=…  tag=…  created=…`.
+fn tagged_line(prefix: &str, plan: &RepoPlan, d: &Decision, tags: &str) -> String {
     format!(
         "  {prefix} sha256:{}  repo={:<30}  tag={:<20}{}",
         d.digest.short(),
@@ -281,8 +254,12 @@ const COMPANIONS: &str =
 /// The headings of the untagged section and of the companions, which also head the
 /// deletion lines of a real run; gives the number of deletions they name.
 pub fn write_untagged_heading(out: &mut dyn Write, plans: &[Arc<RepoPlan>]) -> io::Result<usize> {
-    let untagged: usize = plans.iter().map(|p| untagged_deletes(p).len()).sum();
-    let companions: usize = plans.iter().map(|p| companion_deletes(p).len()).sum();
+    let (mut untagged, mut companions) = (0, 0);
+    for plan in plans {
+        let (u, c) = untagged_and_companions(plan);
+        untagged += u.len();
+        companions += c.len();
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -377,7 +354,12 @@ pub fn write_dry_run(
     freed: &Freed,
     summary_only: bool,
 ) -> io::Result<()> {
-    let untagged: usize = plans.iter().map(|p| untagged_deletes(p).len()).sum();
+    let split: Vec<_> = plans
+        .iter()
+        .map(|p| (p, untagged_and_companions(p)))
+        .collect();
+    let untagged: usize = split.iter().map(|(_, (u, _))| u.len()).sum();
+    let companions: usize = split.iter().map(|(_, (_, c))| c.len()).sum();
     writeln!(out)?;
     writeln!(
         out,
@@ -385,8 +367,8 @@ pub fn write_dry_run(
     )?;
     if !summary_only {
         let mut i = 0;
-        for plan in plans {
-            for d in untagged_deletes(plan) {
+        for (plan, (deletes, _)) in &split {
+            for d in deletes {
                 i += 1;
                 writeln!(
                     out,
@@ -396,14 +378,13 @@ pub fn write_dry_run(
             }
         }
     }
-    let companions: usize = plans.iter().map(|p| companion_deletes(p).len()).sum();
     if companions > 0 {
         writeln!(out)?;
         writeln!(out, "{COMPANIONS} ({companions}):")?;
         if !summary_only {
-            for plan in plans {
+            for (plan, (_, deletes)) in &split {
                 let by_digest = plan.tags_by_digest();
-                for d in companion_deletes(plan) {
+                for d in deletes {
                     let tags = by_digest.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
                     writeln!(out, "{}", companion_line("DRY_RUN:", plan, d, tags))?;
                 }
