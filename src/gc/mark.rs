@@ -5,7 +5,8 @@
 use crossbeam_channel::bounded;
 
 use crate::digest::{Digest, DigestSet};
-use crate::meta::parse::{Manifest, parse_manifest};
+use crate::meta::checked_manifest;
+use crate::meta::parse::Manifest;
 use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
 
 /// The marked digests: a sorted vector without duplicates (32 bytes a blob once
@@ -97,22 +98,6 @@ impl Marked {
     }
 }
 
-/// Reads and parses one manifest, digest-checked; the error names the blob.
-fn manifest(
-    blobs: &dyn BlobSource,
-    d: &Digest,
-    body: std::io::Result<Vec<u8>>,
-) -> Result<Manifest, String> {
-    let body = body.map_err(|e| format!("manifest {d} at {}: {e}", blobs.locate(d)))?;
-    if Digest::of(&body) != *d {
-        return Err(format!(
-            "manifest {d} at {}: content does not match its digest",
-            blobs.locate(d)
-        ));
-    }
-    parse_manifest(&body).map_err(|e| format!("manifest {d} at {}: {e}", blobs.locate(d)))
-}
-
 /// Marks every blob the storage's manifests reference; `Err` with the first doubt found
 /// (and how many there were), in which case nothing may be swept.
 pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
@@ -136,7 +121,7 @@ pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
             wanted.sort_unstable();
             wanted.dedup();
             for (d, body) in wanted.iter().zip(blobs.read_many(&wanted)) {
-                match manifest(blobs, d, body) {
+                match checked_manifest(blobs, d, body) {
                     Ok(m) => {
                         marked.manifests += 1;
                         marked.add(*d, &m);
@@ -184,7 +169,7 @@ fn mark_referenced_manifests(
             marked.read.insert(*d);
             match body {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // nothing to keep
-                body => match manifest(blobs, d, body) {
+                body => match checked_manifest(blobs, d, body) {
                     Ok(m) => marked.add(*d, &m),
                     Err(e) => errors.push(e),
                 },

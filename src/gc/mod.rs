@@ -13,6 +13,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::app::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
 use crate::cli::{Config, StorageConfig};
+use crate::digest::Digest;
 use crate::s3::S3Store;
 use crate::scan::Storage;
 use crate::scan::fs::FsStorage;
@@ -30,21 +31,44 @@ pub fn collect(cfg: &Config) -> Result<i32> {
     run(cfg)
 }
 
-/// Where blobs are swept.
-enum Target {
+/// Where blobs are swept, and how.
+enum Sweeper {
     /// A filesystem root.
     Fs(std::path::PathBuf),
     /// A bucket, with the runtime its requests run on.
     S3(std::sync::Arc<S3Store>, tokio::runtime::Runtime),
 }
 
+impl Sweeper {
+    /// The unmarked blobs old enough to go, and the counts of the others.
+    fn list(
+        &self,
+        marked: &mark::MarkSet,
+        now: i64,
+        min_age: i64,
+    ) -> Result<sweep::Listed, String> {
+        match self {
+            Sweeper::Fs(root) => sweep::list(root, marked, now, min_age),
+            Sweeper::S3(store, rt) => rt.block_on(sweep_s3::list(store, marked, now, min_age)),
+        }
+    }
+
+    /// Removes the candidates; gives the blobs that could not be removed, with why.
+    fn remove(&self, candidates: &[sweep::Candidate]) -> Vec<(Digest, String)> {
+        match self {
+            Sweeper::Fs(root) => sweep::remove(root, candidates),
+            Sweeper::S3(store, rt) => rt.block_on(sweep_s3::remove(store, candidates)),
+        }
+    }
+}
+
 /// Runs a collection as the configuration says (dry run: list only); gives the exit code.
 /// It always marks every repository, whatever filters a cleanup before it used.
 pub fn run(cfg: &Config) -> Result<i32> {
     let now = chrono::Utc::now().timestamp();
-    let (target, storage): (Target, Box<dyn Storage>) = match &cfg.storage {
+    let (sweeper, storage): (Sweeper, Box<dyn Storage>) = match &cfg.storage {
         StorageConfig::Fs(root) => (
-            Target::Fs(root.clone()),
+            Sweeper::Fs(root.clone()),
             Box::new(FsStorage::new(root, cfg.threads)),
         ),
         StorageConfig::S3(o) => {
@@ -52,7 +76,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
             let store =
                 std::sync::Arc::new(rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?);
             let storage = S3Storage::new(store.clone(), rt.handle().clone());
-            (Target::S3(store, rt), Box::new(storage))
+            (Sweeper::S3(store, rt), Box::new(storage))
         }
     };
     let marked = match mark::mark(&*storage) {
@@ -62,19 +86,9 @@ pub fn run(cfg: &Config) -> Result<i32> {
             return Ok(EXIT_FATAL);
         }
     };
-    let (listed, s3_keys) = match &target {
-        Target::Fs(root) => (
-            sweep::list(root, &marked.blobs, now, cfg.min_age_secs),
-            Vec::new(),
-        ),
-        Target::S3(store, rt) => {
-            match rt.block_on(sweep_s3::list(store, &marked.blobs, now, cfg.min_age_secs)) {
-                Ok(l) => (Ok(l.listed), l.keys),
-                Err(e) => (Err(e), Vec::new()),
-            }
-        }
-    };
-    let listed = listed.map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
+    let listed = sweeper
+        .list(&marked.blobs, now, cfg.min_age_secs)
+        .map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
     let bytes: u64 = listed.candidates.iter().map(|c| c.size).sum();
     let mut out = io::BufWriter::new(io::stdout().lock());
     if cfg.dry_run {
@@ -112,29 +126,17 @@ pub fn run(cfg: &Config) -> Result<i32> {
         out.flush()?;
         return Ok(EXIT_OK);
     }
-    let failed: Vec<(String, String)> = match &target {
-        Target::Fs(root) => sweep::remove(root, &listed.candidates)
-            .into_iter()
-            .map(|(d, why)| (d.to_string(), why))
-            .collect(),
-        Target::S3(store, rt) => rt.block_on(sweep_s3::remove(store, &s3_keys)),
-    };
-    let failed_blobs = failed
-        .iter()
-        .map(|(k, _)| k.split('/').rev().nth(1).unwrap_or(k.as_str()).to_owned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        .min(listed.candidates.len());
+    let failed = sweeper.remove(&listed.candidates);
     writeln!(
         out,
         "Deleted {} of {} blobs. Restart the registry before it serves again: its blob \
          descriptor cache may still claim deleted blobs exist.",
-        listed.candidates.len() - failed_blobs,
+        listed.candidates.len() - failed.len(),
         listed.candidates.len()
     )?;
     out.flush()?;
-    for (what, why) in &failed {
-        eprintln!("regsweep: failed: {what}: {why}");
+    for (d, why) in &failed {
+        eprintln!("regsweep: failed: blob {d}: {why}");
     }
     Ok(if failed.is_empty() {
         EXIT_OK

@@ -19,6 +19,9 @@ pub struct Candidate {
     pub digest: Digest,
     /// Its data's size in bytes.
     pub size: u64,
+    /// Its keys, on S3 (its `data` and anything else under its directory); empty on a
+    /// filesystem, where the directory goes whole.
+    pub keys: Vec<String>,
 }
 
 /// What the listing found besides the candidates.
@@ -30,6 +33,17 @@ pub struct Listed {
     pub marked: usize,
     /// Unmarked blobs younger than the minimum age (an upload whose manifest may follow).
     pub young: usize,
+}
+
+impl Listed {
+    /// Takes in an unmarked blob last modified at `modified`: young, or a candidate.
+    pub fn admit(&mut self, blob: Candidate, modified: i64, now: i64, min_age_secs: i64) {
+        if now.saturating_sub(modified) < min_age_secs {
+            self.young += 1;
+        } else {
+            self.candidates.push(blob);
+        }
+    }
 }
 
 /// The `blobs/sha256` directory of a registry rooted at `root`.
@@ -100,14 +114,12 @@ fn list_prefix(
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok())
             .ok_or_else(|| format!("{}: its modification time is unknown", data.display()))?;
-        if now.saturating_sub(modified) < min_age_secs {
-            out.young += 1;
-            continue;
-        }
-        out.candidates.push(Candidate {
+        let blob = Candidate {
             digest,
             size: meta.len(),
-        });
+            keys: Vec::new(),
+        };
+        out.admit(blob, modified, now, min_age_secs);
     }
     Ok(out)
 }

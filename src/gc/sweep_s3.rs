@@ -2,7 +2,7 @@
 //! removes each unmarked blob old enough with DeleteObjects (1000 keys a request): every key
 //! under its `<hex>/`, as the registry's S3 driver deletes a blob. Nothing else is touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures_util::stream::{self, StreamExt};
 
@@ -10,14 +10,6 @@ use super::mark::MarkSet;
 use super::sweep::{Candidate, Listed};
 use crate::digest::Digest;
 use crate::s3::S3Store;
-
-/// The listing: what to delete, and every key of each candidate.
-pub struct S3Listed {
-    /// Counts and candidates, as on a filesystem.
-    pub listed: Listed,
-    /// Each candidate's keys (its `data`, and anything else under its directory).
-    pub keys: Vec<String>,
-}
 
 /// One blob's keys, and its data key's size and time.
 #[derive(Default)]
@@ -33,7 +25,7 @@ pub async fn list(
     marked: &MarkSet,
     now: i64,
     min_age_secs: i64,
-) -> Result<S3Listed, String> {
+) -> Result<Listed, String> {
     let top = format!("{}blobs/sha256/", store.base);
     let prefixes: Vec<String> = (0..=255u8).map(|b| format!("{top}{b:02x}/")).collect();
     let pages: Vec<_> = stream::iter(prefixes.iter().map(|p| store.list_all(p, None)))
@@ -68,25 +60,32 @@ pub async fn list(
             }
         }
     }
-    let mut out = S3Listed {
-        listed: Listed::default(),
-        keys: Vec::new(),
-    };
+    let mut out = Listed::default();
     for (digest, BlobKeys { keys, data }) in blobs {
         let Some((size, at)) = data else { continue }; // no data: no blob
         if marked.contains(&digest) {
-            out.listed.marked += 1;
-        } else if now.saturating_sub(at) < min_age_secs {
-            out.listed.young += 1;
+            out.marked += 1;
         } else {
-            out.listed.candidates.push(Candidate { digest, size });
-            out.keys.extend(keys);
+            out.admit(Candidate { digest, size, keys }, at, now, min_age_secs);
         }
     }
     Ok(out)
 }
 
-/// Deletes the keys; gives the failures (key and why).
-pub async fn remove(store: &S3Store, keys: &[String]) -> Vec<(String, String)> {
-    store.delete_keys(keys).await
+/// Deletes the candidates' keys; gives the blobs whose deletion failed, once each, with why.
+pub async fn remove(store: &S3Store, candidates: &[Candidate]) -> Vec<(Digest, String)> {
+    let owner: HashMap<&str, Digest> = candidates
+        .iter()
+        .flat_map(|c| c.keys.iter().map(|k| (k.as_str(), c.digest)))
+        .collect();
+    let keys: Vec<String> = owner.keys().map(|k| (*k).to_owned()).collect();
+    let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
+    for (key, why) in store.delete_keys(&keys).await {
+        if let Some(d) = owner.get(key.as_str()) {
+            failed
+                .entry(*d)
+                .or_insert_with(|| format!("s3://{}/{key}: {why}", store.bucket));
+        }
+    }
+    failed.into_iter().collect()
 }

@@ -169,15 +169,26 @@ fn config_info(
 }
 
 fn manifest_meta(source: &dyn BlobSource, d: &Digest, body: io::Result<Vec<u8>>) -> Meta {
-    match body {
-        Ok(body) if Digest::of(&body) != *d => Meta::Bad(format!(
-            "manifest {d} at {}: content does not match its digest",
-            source.locate(d)
-        )),
-        Ok(body) => match parse::parse_manifest(&body) {
-            Ok(m) => Meta::Parsed(m),
-            Err(e) => Meta::Bad(format!("manifest {d} at {}: {e}", source.locate(d))),
-        },
-        Err(e) => Meta::Bad(format!("manifest {d} at {}: {e}", source.locate(d))),
+    match checked_manifest(source, d, body) {
+        Ok(m) => Meta::Parsed(m),
+        Err(why) => Meta::Bad(why),
     }
+}
+
+/// A manifest body as read for `d`: digest-checked and parsed, or why it cannot be trusted
+/// (naming the blob).
+pub fn checked_manifest(
+    source: &dyn BlobSource,
+    d: &Digest,
+    body: io::Result<Vec<u8>>,
+) -> Result<Manifest, String> {
+    let at = || source.locate(d);
+    let body = body.map_err(|e| format!("manifest {d} at {}: {e}", at()))?;
+    if Digest::of(&body) != *d {
+        return Err(format!(
+            "manifest {d} at {}: content does not match its digest",
+            at()
+        ));
+    }
+    parse::parse_manifest(&body).map_err(|e| format!("manifest {d} at {}: {e}", at()))
 }
