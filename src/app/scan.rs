@@ -27,7 +27,7 @@ pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
     let cfg = run.cfg;
     let started = std::time::Instant::now();
     // Started once storage answers: a connection error stays one line.
-    let status = Status::start_counting(cfg.progress, run.links.clone());
+    let status = Status::start(cfg.progress, run.links.clone());
     let mut planned = plan_storage_counted(
         &*run.storage,
         &run.filter,

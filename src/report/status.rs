@@ -92,14 +92,9 @@ pub struct Status {
 }
 
 impl Status {
-    /// Starts showing progress in `mode`.
-    pub fn start(mode: Mode) -> Status {
-        Self::start_counting(mode, Arc::default())
-    }
-
-    /// [`Status::start`], showing `links` (revision links the lister has read) while
-    /// scanning.
-    pub fn start_counting(mode: Mode, links: Arc<AtomicU64>) -> Status {
+    /// Starts showing progress in `mode`; while scanning it shows `links` (revision links
+    /// the lister has read).
+    pub fn start(mode: Mode, links: Arc<AtomicU64>) -> Status {
         let counters = Arc::new(Counters {
             links,
             ..Counters::default()
