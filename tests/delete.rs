@@ -55,15 +55,7 @@ fn assert_end_state(
 }
 
 fn run_ok(env: &[(&str, &str)]) -> String {
-    let out = regsweep(env, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "regsweep failed ({:?}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::run_expecting(env, &[], 0).0
 }
 
 #[test]

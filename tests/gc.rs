@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::standard::standard;
-use common::{Registry, pull_all_tags, regsweep};
+use common::{Registry, pull_all_tags, run_expecting};
 use regsweep::digest::Digest;
 use regsweep_testkit::scenario::{APP, BASE, OTHER};
 
@@ -40,44 +40,32 @@ fn age_blobs(root: &Path, ago: &str) {
     assert!(st.success());
 }
 
-fn gc(root: &Path, extra: &[(&str, &str)]) -> std::process::Output {
+/// `regsweep gc` on `root` with `extra` settings, expected to exit with `code`: its stdout
+/// and stderr.
+fn gc(root: &Path, extra: &[(&str, &str)], code: i32) -> (String, String) {
     let root = root.to_string_lossy().into_owned();
     let mut env = vec![("REGISTRY_DIR", root.as_str())];
     env.extend_from_slice(extra);
-    regsweep(&env, &["gc"])
+    run_expecting(&env, &["gc"], code)
 }
 
-/// The registry's own collector on a storage root (a copy of the config pointed at it).
-fn registry_gc(reg: &Registry, root: &Path) {
-    let config = std::fs::read_to_string(reg.config()).expect("config");
-    let moved = config.replace(
-        &reg.root().to_string_lossy().into_owned(),
-        &root.to_string_lossy(),
-    );
-    let path = root.with_extension("yml");
-    std::fs::write(&path, moved).expect("write config");
-    let out = Command::new("docker-registry")
-        .arg("garbage-collect")
-        .arg(&path)
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .expect("docker-registry garbage-collect");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Restarts the registry on its storage and pulls every tag of every repository in full.
+fn every_tag_pulls(reg: &Registry) {
+    let url = reg.restart_with("", &[]);
+    for repo in [APP, OTHER, BASE] {
+        let tags: Vec<String> = reg.tags(repo).keys().cloned().collect();
+        assert!(pull_all_tags(&url, repo, &tags) > tags.len(), "{repo}");
+    }
 }
 
 /// The standard scenario, cleaned up through the API, the registry stopped, blobs aged.
 fn cleaned() -> (Registry, regsweep_testkit::scenario::Named) {
     let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
-    let out = regsweep(&[("REGISTRY_URL", &reg.url), ("REGISTRY_DIR", &root)], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_expecting(
+        &[("REGISTRY_URL", &reg.url), ("REGISTRY_DIR", &root)],
+        &[],
+        0,
     );
     reg.stop();
     age_blobs(&reg.root(), "2 hours ago");
@@ -91,24 +79,11 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
     let before = tree(&reg.root());
 
     // Without the confirmation: a usage error, nothing touched.
-    let out = gc(&reg.root(), &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gc(&reg.root(), &[], 2);
     assert_eq!(tree(&reg.root()), before);
 
     // A dry run lists what would go, with sizes, and deletes nothing.
-    let out = gc(&reg.root(), &[("DRY_RUN", "true")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (text, _) = gc(&reg.root(), &[("DRY_RUN", "true")], 0);
     assert_eq!(tree(&reg.root()), before);
     let listed: Vec<&str> = text
         .lines()
@@ -118,20 +93,13 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
     // B1 was deleted by the cleanup and is no manifest any more: its body goes.
     assert!(text.contains(&named["B1"].1.to_string()), "{text}");
 
-    let out = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (deleted, _) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 0);
     assert!(
-        text.contains(&format!("Deleted {n} of {n} blobs", n = listed.len())),
-        "{text}"
+        deleted.contains(&format!("Deleted {n} of {n} blobs", n = listed.len())),
+        "{deleted}"
     );
 
-    registry_gc(&reg, &copy);
+    reg.garbage_collect_at(&copy);
     let ours = tree(&reg.root());
     let theirs = tree(&copy);
     let only_ours: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
@@ -143,15 +111,10 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
     assert_eq!(ours, theirs, "the same files with the same content");
 
     // The registry serves what regsweep left: every tag, in full.
-    let url = reg.restart_with("", &[]);
-    for repo in [APP, OTHER, BASE] {
-        let tags: Vec<String> = reg.tags(repo).keys().cloned().collect();
-        assert!(pull_all_tags(&url, repo, &tags) > tags.len(), "{repo}");
-    }
+    every_tag_pulls(&reg);
     // A second collection finds nothing.
     reg.stop();
-    let out = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, _) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 0);
     assert!(text.contains("Blobs to delete: 0 "), "{text}");
 }
 
@@ -171,9 +134,7 @@ fn one_unparsable_manifest_anywhere_stops_the_whole_collection() {
         t.insert(rel, (10, b"{ not json".to_vec()));
         t
     };
-    let out = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (_, err) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 1);
     assert!(
         err.contains("nothing deleted") && err.contains(&named["O"].1.hex()),
         "{err}"
@@ -193,22 +154,15 @@ fn a_fresh_upload_without_its_manifest_is_kept() {
         .blob(APP, b"a layer whose manifest is on its way")
         .expect("upload");
     reg.stop();
-    let out = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (text, _) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 0);
     assert!(text.contains("1 younger than MIN_AGE"), "{text}");
     assert!(reg.blob_exists(&fresh), "the fresh upload stays");
     // With no grace at all it would go: the age is what keeps it.
-    let out = gc(
+    gc(
         &reg.root(),
         &[("REGISTRY_STOPPED", "true"), ("MIN_AGE", "0")],
+        0,
     );
-    assert_eq!(out.status.code(), Some(0));
     assert!(!reg.blob_exists(&fresh));
 }
 
@@ -220,20 +174,14 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
     let copy = reg.copy_storage("registry-gc");
     let offline = [("DELETE_VIA", "storage"), ("REGISTRY_STOPPED", "true")];
     let root = reg.root().to_string_lossy().into_owned();
-    let out = regsweep(
+    let (text, _) = run_expecting(
         &[
             &[("REGISTRY_DIR", root.as_str()), ("GC", "true")][..],
             &offline,
         ]
         .concat(),
         &[],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        0,
     );
     assert!(
         text.contains("Job done, Cleaned 10 of 10 manifests.")
@@ -242,31 +190,22 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
     );
     // The same cleanup without --gc, then the registry's collector, on the copy.
     let copy_s = copy.to_string_lossy().into_owned();
-    let out = regsweep(
+    run_expecting(
         &[&[("REGISTRY_DIR", copy_s.as_str())][..], &offline].concat(),
         &[],
+        0,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    registry_gc(&reg, &copy);
+    reg.garbage_collect_at(&copy);
     assert_eq!(tree(&reg.root()), tree(&copy));
     // --gc without offline deletes is a usage error.
-    let out = regsweep(
+    run_expecting(
         &[
             ("REGISTRY_DIR", root.as_str()),
             ("GC", "true"),
             ("DRY_RUN", "true"),
         ],
         &[],
+        2,
     );
-    assert_eq!(out.status.code(), Some(2));
-    let url = reg.restart_with("", &[]);
-    for repo in [APP, OTHER, BASE] {
-        let tags: Vec<String> = reg.tags(repo).keys().cloned().collect();
-        assert!(pull_all_tags(&url, repo, &tags) > tags.len(), "{repo}");
-    }
+    every_tag_pulls(&reg);
 }

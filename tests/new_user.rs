@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
 use common::standard::standard;
-use common::{Registry, push_bulk, regsweep};
+use common::{Registry, push_bulk, regsweep, run_expecting};
 
 #[test]
 fn credentials_in_registry_url_are_refused_without_being_printed() {
@@ -76,6 +76,16 @@ fn an_empty_hash_tag_pattern_is_a_usage_error_wherever_it_comes_from() {
     }
 }
 
+/// A run deleting through `url` at RATE=20, with no grace period.
+fn rate_limited<'a>(url: &'a str, root: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("REGISTRY_URL", url),
+        ("REGISTRY_DIR", root),
+        ("MIN_AGE", "0"),
+        ("RATE", "20"),
+    ]
+}
+
 #[test]
 fn a_fatal_405_under_a_rate_limit_exits_without_waiting_for_rate_slots() {
     let reg = Registry::start();
@@ -89,18 +99,8 @@ fn a_fatal_405_under_a_rate_limit_exits_without_waiting_for_rate_slots() {
         }),
     );
     let t0 = Instant::now();
-    let out = regsweep(
-        &[
-            ("REGISTRY_URL", &proxy.url),
-            ("REGISTRY_DIR", &root),
-            ("MIN_AGE", "0"),
-            ("RATE", "20"),
-        ],
-        &[],
-    );
+    let (_, err) = run_expecting(&rate_limited(&proxy.url, &root), &[], 1);
     let took = t0.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("405"), "{err}");
     // Waiting for a slot per pending delete would take 300 / 20 = 15 s.
     assert!(took < Duration::from_secs(8), "took {took:?}");
@@ -114,21 +114,7 @@ fn the_rate_limit_allows_no_burst_at_the_start() {
     push_bulk(&reg.url, "bulk/app", 60);
     let root = reg.root().to_string_lossy().into_owned();
     let proxy = FaultProxy::start(&reg.url, Box::new(|_, _, _| Fault::Pass));
-    let out = regsweep(
-        &[
-            ("REGISTRY_URL", &proxy.url),
-            ("REGISTRY_DIR", &root),
-            ("MIN_AGE", "0"),
-            ("RATE", "20"),
-        ],
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_expecting(&rate_limited(&proxy.url, &root), &[], 0);
     let seen = proxy.seen.lock().expect("lock").clone();
     // The first request is the unthrottled /v2/ check; every later one is rate-limited.
     let limited: Vec<Instant> = seen.iter().skip(1).map(|s| s.at).collect();

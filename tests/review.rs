@@ -46,14 +46,7 @@ fn dry_run_closed(root: &str) -> (String, serde_json::Value) {
 }
 
 fn run_ok(env: &[(&str, &str)]) -> String {
-    let out = regsweep(env, &[]);
-    assert!(
-        out.status.success(),
-        "regsweep failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::run_expecting(env, &[], 0).0
 }
 
 #[test]

@@ -46,14 +46,8 @@ fn tag_names(moto: &Moto, repo: &str) -> BTreeSet<String> {
 
 /// Runs regsweep, asserts exit 0, and parses its JSON report.
 fn run_json(env: &[(&str, &str)]) -> serde_json::Value {
-    let out = regsweep(env, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json report")
+    let (stdout, _) = common::run_expecting(env, &[], 0);
+    serde_json::from_str(&stdout).expect("json report")
 }
 
 fn env<'a>(
@@ -181,40 +175,14 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
 
     // regsweep gc on the bucket removes exactly what the registry's collector lists in a
     // dry run; the collector then finds nothing left to remove.
-    reg.stop();
-    let eligible = |reg: &common::Registry| -> BTreeSet<String> {
-        let out = std::process::Command::new("docker-registry")
-            .args(["garbage-collect", "--dry-run"])
-            .arg(reg.config())
-            .env_remove("AWS_CA_BUNDLE")
-            .output()
-            .expect("garbage-collect --dry-run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
-            .filter_map(|l| l.split("blob eligible for deletion: ").nth(1))
-            .map(|d| d.trim().to_owned())
-            .collect()
-    };
-    let want = eligible(&reg);
+    let want = reg.garbage_collect_dry_run();
     assert!(want.len() > 10, "{want:?}");
     let blobs_prefix = format!("{}/docker/registry/v2/blobs/", ROOT.trim_matches('/'));
     let before: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
-    let out = regsweep(
+    let (text, _) = common::run_expecting(
         &env(&s3, &[("MIN_AGE", "0"), ("REGISTRY_STOPPED", "true")]),
         &["gc"],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        0,
     );
     assert!(
         text.contains(&format!("Deleted {n} of {n} blobs", n = want.len())),
@@ -229,7 +197,10 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
         gone, want,
         "regsweep gc removed exactly the collector's list"
     );
-    assert!(eligible(&reg).is_empty(), "nothing left for the collector");
+    assert!(
+        reg.garbage_collect_dry_run().is_empty(),
+        "nothing left for the collector"
+    );
 
     // garbage-collect with the registry stopped, restart, pull every kept tag in full.
     reg.garbage_collect();

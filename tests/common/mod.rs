@@ -111,6 +111,47 @@ impl Drop for Registry {
     }
 }
 
+/// Runs `docker-registry garbage-collect` on `config`; gives the blobs it names as eligible
+/// for deletion (with `dry_run`, what it would delete).
+fn collector(config: &Path, dry_run: bool) -> std::collections::BTreeSet<String> {
+    let mut c = Command::new("docker-registry");
+    c.arg("garbage-collect");
+    if dry_run {
+        c.arg("--dry-run");
+    }
+    let out = c
+        .arg(config)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("run docker-registry garbage-collect");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "garbage-collect failed: {stderr}");
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter_map(|l| l.split("blob eligible for deletion: ").nth(1))
+        .map(|d| d.trim().to_owned())
+        .collect()
+}
+
+/// Runs regsweep (as [`regsweep`]), checks it exits with `code` (showing stderr if not),
+/// and gives stdout and stderr.
+pub fn run_expecting(env: &[(&str, &str)], args: &[&str], code: i32) -> (String, String) {
+    let out = regsweep(env, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "regsweep exited {:?}:\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
 /// Runs the built regsweep with exactly these environment variables (plus PATH).
 pub fn regsweep(env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
@@ -234,17 +275,23 @@ impl Registry {
     /// Runs `docker-registry garbage-collect CONFIG` (never `-m`) with the registry stopped.
     pub fn garbage_collect(&self) {
         self.stop();
-        let out = Command::new("docker-registry")
-            .arg("garbage-collect")
-            .arg(self.config())
-            .env_remove("AWS_CA_BUNDLE")
-            .output()
-            .expect("run docker-registry garbage-collect");
-        assert!(
-            out.status.success(),
-            "garbage-collect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        collector(&self.config(), false);
+    }
+
+    /// The blobs `docker-registry garbage-collect --dry-run` would delete (registry stopped).
+    pub fn garbage_collect_dry_run(&self) -> std::collections::BTreeSet<String> {
+        self.stop();
+        collector(&self.config(), true)
+    }
+
+    /// Runs the registry's collector on another storage root (a copy of this registry's),
+    /// through a copy of this config pointed at it.
+    pub fn garbage_collect_at(&self, root: &Path) {
+        let config = std::fs::read_to_string(self.config()).expect("config");
+        let moved = config.replace(&*self.root().to_string_lossy(), &root.to_string_lossy());
+        let path = root.with_extension("yml");
+        std::fs::write(&path, moved).expect("write config");
+        collector(&path, false);
     }
 
     fn repositories(&self) -> PathBuf {
