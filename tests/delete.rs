@@ -313,7 +313,9 @@ fn reverification_skips_what_changed_since_the_scan() {
     let changed = |name: &str| {
         let p = plan(name);
         let pending: Vec<Digest> = p.delete_digests().collect();
-        verify.changed(&p, &pending, &none).expect("reverify")
+        verify
+            .changed(&p, &pending, &none, &none)
+            .expect("reverify")
     };
     assert!(changed(APP).is_empty(), "nothing changed yet");
     assert!(changed(BASE).is_empty(), "nothing changed yet");
@@ -378,7 +380,9 @@ fn reverification_skips_what_changed_since_the_scan() {
     let p = plan(BASE);
     let pending: Vec<Digest> = [named["G1"].1, named["G2"].1].into();
     let held: regsweep::digest::DigestSet = [l2].into_iter().collect();
-    let now = verify.changed(&p, &pending, &held).expect("reverify");
+    let now = verify
+        .changed(&p, &pending, &held, &none)
+        .expect("reverify");
     assert_eq!(now.len(), 2, "{now:?}");
 }
 

@@ -88,12 +88,14 @@ impl std::ops::Deref for Skip {
 /// Re-reads a repository from storage and says which planned deletions must now be skipped.
 pub trait Reverify: Send + Sync + 'static {
     /// Which of `pending` (deletions of `plan` not yet done) to skip, each with the reason;
-    /// `held` are those skipped before, whose descendants must stay too.
+    /// `held` are those skipped before, whose descendants must stay too; `removed` those
+    /// this run already deleted (storage is expected to lack them and their tags).
     fn changed(
         &self,
         plan: &RepoPlan,
         pending: &[Digest],
         held: &DigestSet,
+        removed: &DigestSet,
     ) -> Result<DigestMap<Skip>, String>;
     /// The repository's tags in storage now, each with its current digest.
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
@@ -339,11 +341,14 @@ async fn changed(
     plan: &Arc<RepoPlan>,
     pending: &[Digest],
     held: &DigestSet,
+    removed: &DigestSet,
 ) -> DigestMap<Skip> {
     let (s2, p2) = (s.clone(), plan.clone());
-    let (pending2, held2) = (pending.to_vec(), held.clone());
-    let why = match tokio::task::spawn_blocking(move || s2.reverify.changed(&p2, &pending2, &held2))
-        .await
+    let (pending2, held2, removed2) = (pending.to_vec(), held.clone(), removed.clone());
+    let why = match tokio::task::spawn_blocking(move || {
+        s2.reverify.changed(&p2, &pending2, &held2, &removed2)
+    })
+    .await
     {
         Ok(Ok(c)) => return c,
         Ok(Err(e)) => format!("cannot re-verify: {e}"),
@@ -395,6 +400,8 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     }
     // Skipped digests of this repository: what they refer to is held back with them.
     let mut held = DigestSet::default();
+    // Deleted by this run (or found gone): storage is expected to lack them.
+    let mut removed = DigestSet::default();
     for layer in layers {
         let mut pending: Vec<Pending> = layer.into_iter().map(Pending::new).collect();
         while !pending.is_empty() {
@@ -405,7 +412,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             // in time comes back for the next round (rule 9).
             let verified_at = Instant::now();
             let digests: Vec<Digest> = pending.iter().map(|p| p.digest).collect();
-            let changed = changed(&s, &plan, &digests, &held).await;
+            let changed = changed(&s, &plan, &digests, &held, &removed).await;
             let window = s.reverify_window.max(verified_at.elapsed() * 2);
             let deadline = verified_at + window;
             let mut go = Vec::with_capacity(pending.len());
@@ -413,6 +420,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
                 match changed.get(&p.digest) {
                     // An earlier attempt reached the registry (its answer was lost).
                     Some(why) if p.sent && why.gone => {
+                        removed.insert(p.digest);
                         done(&s, &plan, p.digest, DeleteResult::AlreadyGone);
                     }
                     Some(why) => {
@@ -423,12 +431,16 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
                     None => go.push(p),
                 }
             }
+            let tried: Vec<Digest> = go.iter().map(|p| p.digest).collect();
             pending = match &s.target {
                 Target::Storage(storage) => {
                     storage_layer(&s, &plan, storage.clone(), go, deadline).await
                 }
                 Target::Api(_) => api_layer(&s, &plan, go, deadline).await,
             };
+            // What did not come back is done (a failure ends the repository just below).
+            let back: DigestSet = pending.iter().map(|p| p.digest).collect();
+            removed.extend(tried.into_iter().filter(|d| !back.contains(d)));
             // A child waits until every parent is gone: if a parent failed, keep its children.
             let failed_here = s
                 .outcome

@@ -24,10 +24,17 @@ impl Reverify for StorageReverify {
         plan: &RepoPlan,
         pending: &[Digest],
         held: &DigestSet,
+        removed: &DigestSet,
     ) -> Result<DigestMap<Skip>, String> {
         let rec = self.storage.read_repo(&plan.name);
-        let mut old_tags: Vec<(&str, Digest)> =
-            plan.tags.iter().map(|t| (&*t.name, t.digest)).collect();
+        // What storage should hold now: the scan's view less what this run removed (the
+        // manifests, and the tags that pointed at them).
+        let mut old_tags: Vec<(&str, Digest)> = plan
+            .tags
+            .iter()
+            .filter(|t| !removed.contains(&t.digest))
+            .map(|t| (&*t.name, t.digest))
+            .collect();
         let mut new_tags: Vec<(&str, Digest)> = rec
             .tags
             .iter()
@@ -43,15 +50,19 @@ impl Reverify for StorageReverify {
         new_revs.sort_unstable();
         // Same revisions, each linked at the same time: a manifest re-pushed since the scan
         // has a fresh link and must fall under the grace period again.
-        let same_revs = new_revs.len() == plan.decisions.len()
-            && plan
-                .decisions
-                .iter()
-                .zip(&new_revs)
-                .all(|(d, (digest, at))| d.digest == *digest && same_link_time(d, *at));
+        let mut old_revs = plan
+            .decisions
+            .iter()
+            .filter(|d| !removed.contains(&d.digest));
+        let same_revs = new_revs.iter().all(|(digest, at)| {
+            old_revs
+                .next()
+                .is_some_and(|d| d.digest == *digest && same_link_time(d, *at))
+        }) && old_revs.next().is_none();
         if held.is_empty() && rec.problems.is_empty() && old_tags == new_tags && same_revs {
             return Ok(DigestMap::default());
         }
+        tracing::debug!(repo = %plan.name, "storage differs from the scan: re-planning");
         let tags_on = |tags: &[(&str, Digest)], d: &Digest| -> Vec<String> {
             tags.iter()
                 .filter(|(_, x)| x == d)
