@@ -379,14 +379,14 @@ fn an_unreadable_registry_dir_says_permission_denied() {
         .status()
         .expect("chmod");
     assert!(st.success());
+    // A copy of the binary nobody may run: the build directory can be private (a clone
+    // in `mktemp -d` is 0700).
+    let bin = dir.path().join("regsweep");
+    std::fs::copy(env!("CARGO_BIN_EXE_regsweep"), &bin).expect("copy the binary");
     let out = std::process::Command::new("runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            env!("CARGO_BIN_EXE_regsweep"),
-            "--dry-run",
-        ])
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .arg("--dry-run")
         .arg("--registry-dir")
         .arg(dir.path())
         .env_clear()
