@@ -114,6 +114,7 @@ impl Cli {
             Some(Command::Gc { mut args }) => {
                 // Storage is written, the registry must be stopped: as offline deletes.
                 args.delete_via = DeleteVia::Storage;
+                args.gc = true;
                 (Mode::Gc, args)
             }
         }
@@ -303,6 +304,12 @@ pub struct Args {
           default_value = "false", default_missing_value = "true", help_heading = DELETING)]
     pub gc: bool,
 
+    /// With a blob collection (`regsweep gc`, --gc): also purge uploads started longer ago
+    /// than this (168h is the registry's own default), as the registry's upload purging
+    /// does: each `_uploads/<uuid>` whose `startedat` is older. Unset: uploads stay.
+    #[arg(long, env = "PURGE_UPLOADS", help_heading = DELETING)]
+    pub purge_uploads: Option<String>,
+
     /// Record planned and finished deletes here; rerun with the same file to resume.
     #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
@@ -367,6 +374,8 @@ pub struct Config {
     pub summary_only: bool,
     /// Collect unreferenced blobs after an offline cleanup.
     pub gc: bool,
+    /// Also purge uploads started longer ago than this many seconds (with a collection).
+    pub purge_uploads_secs: Option<i64>,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
 }
@@ -629,6 +638,19 @@ impl Args {
                     .to_owned(),
             );
         }
+        let purge_uploads_secs = match self.purge_uploads.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => {
+                if !self.gc {
+                    return Err(
+                        "PURGE_UPLOADS goes with a blob collection: `regsweep gc`, or --gc on an \
+                         offline cleanup"
+                            .to_owned(),
+                    );
+                }
+                Some(parse_duration_secs("PURGE_UPLOADS", s)?)
+            }
+            _ => None,
+        };
         if offline && !self.dry_run && !self.registry_stopped {
             return Err(
                 "--delete-via storage removes links under a running registry's feet: \
@@ -735,6 +757,7 @@ impl Args {
             verbose: self.verbose,
             summary_only: self.summary_only,
             gc: self.gc,
+            purge_uploads_secs,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,

@@ -257,51 +257,60 @@ impl S3Store {
         }
     }
 
-    /// Deletes keys with DeleteObjects, 1000 per request; returns each key that failed
-    /// with why.
+    /// Deletes keys with DeleteObjects, 1000 per request, several requests at once (the
+    /// store's concurrency); returns each key that failed with why.
     pub async fn delete_keys(&self, keys: &[String]) -> Vec<(String, String)> {
+        use futures_util::stream::{self, StreamExt};
+        stream::iter(keys.chunks(1000).map(|chunk| self.delete_chunk(chunk)))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// One DeleteObjects request for at most 1000 keys; the keys that failed, with why.
+    async fn delete_chunk(&self, chunk: &[String]) -> Vec<(String, String)> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-        let mut failed = Vec::new();
-        for chunk in keys.chunks(1000) {
-            self.stats.delete.fetch_add(1, Ordering::Relaxed);
-            let ids: Result<Vec<ObjectIdentifier>, _> = chunk
+        self.stats.delete.fetch_add(1, Ordering::Relaxed);
+        let ids: Result<Vec<ObjectIdentifier>, _> = chunk
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect();
+        let delete =
+            ids.and_then(|ids| Delete::builder().set_objects(Some(ids)).quiet(true).build());
+        let delete = match delete {
+            Ok(d) => d,
+            Err(e) => return chunk.iter().map(|k| (k.clone(), e.to_string())).collect(),
+        };
+        match self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .errors()
                 .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect();
-            let delete =
-                ids.and_then(|ids| Delete::builder().set_objects(Some(ids)).quiet(true).build());
-            let delete = match delete {
-                Ok(d) => d,
-                Err(e) => {
-                    failed.extend(chunk.iter().map(|k| (k.clone(), e.to_string())));
-                    continue;
-                }
-            };
-            match self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-            {
-                Ok(out) => failed.extend(out.errors().iter().map(|e| {
+                .map(|e| {
                     (
                         e.key().unwrap_or("").to_owned(),
                         format!("{} {}", e.code().unwrap_or(""), e.message().unwrap_or("")),
                     )
-                })),
-                Err(e) => {
-                    let why = format!(
-                        "DeleteObjects on s3://{}: {}",
-                        self.bucket,
-                        aws_sdk_s3::error::DisplayErrorContext(&e)
-                    );
-                    failed.extend(chunk.iter().map(|k| (k.clone(), why.clone())));
-                }
+                })
+                .collect(),
+            Err(e) => {
+                let why = format!(
+                    "DeleteObjects on s3://{}: {}",
+                    self.bucket,
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                );
+                chunk.iter().map(|k| (k.clone(), why.clone())).collect()
             }
         }
-        failed
     }
 
     /// GETs an object's body.

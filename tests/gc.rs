@@ -209,3 +209,203 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
     );
     every_tag_pulls(&reg);
 }
+
+/// The digests a dry-run collection of `root` lists.
+fn dry_run_list(root: &Path) -> Vec<Digest> {
+    let (text, _) = gc(root, &[("DRY_RUN", "true")], 0);
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(Digest::parse)
+        .collect()
+}
+
+#[test]
+fn an_interrupted_collection_resumes_its_own_plan_and_a_rerun_finishes_the_rest() {
+    let (reg, _named) = cleaned();
+    let copy = reg.copy_storage("registry-gc");
+    let doomed = dry_run_list(&reg.root());
+    assert!(doomed.len() > 3, "{doomed:?}");
+    // What a collection killed after its first batch leaves: a journal that planned all
+    // but the last blob and finished the first, whose directory is gone.
+    let journal = reg
+        .root()
+        .parent()
+        .expect("parent")
+        .join("gc-journal.jsonl");
+    let now = chrono::Utc::now().timestamp() - 60;
+    let planned: Vec<String> = doomed[..doomed.len() - 1]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let lines = [
+        serde_json::json!({"op": "gc-begin", "now": now, "resumed": false}),
+        serde_json::json!({"op": "gc-plan", "digests": planned}),
+        serde_json::json!({"op": "gc-done", "digests": [doomed[0].to_string()]}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&journal, text + "{\"op\":\"gc-do").expect("journal");
+    std::fs::remove_dir_all(reg.blob_path(&doomed[0]).parent().expect("blob dir"))
+        .expect("first batch");
+
+    let j = journal.to_string_lossy().into_owned();
+    let stopped = [("REGISTRY_STOPPED", "true"), ("JOURNAL", j.as_str())];
+    let (text, err) = gc(&reg.root(), &stopped, 0);
+    assert!(
+        err.contains(&format!(
+            "resuming the collection recorded in {j}: {} of {} planned blob deletions remain",
+            doomed.len() - 2,
+            doomed.len() - 1
+        )) && err.contains("torn lines [4] ignored"),
+        "{err}"
+    );
+    assert!(
+        text.contains(&format!("Deleted {n} of {n} blobs", n = doomed.len() - 2))
+            && text.contains("Left for a fresh collection: 1 unreferenced blobs"),
+        "{text}"
+    );
+    let last = doomed[doomed.len() - 1];
+    assert!(reg.blob_exists(&last), "not in the interrupted plan: kept");
+    assert!(
+        doomed[..doomed.len() - 1]
+            .iter()
+            .all(|d| !reg.blob_exists(d))
+    );
+    let recorded = std::fs::read_to_string(&journal).expect("journal");
+    assert!(
+        recorded.trim_end().ends_with("{\"op\":\"gc-end\"}"),
+        "{recorded}"
+    );
+
+    // The collection ended: the next one is a fresh one, and it takes the rest.
+    let (text, err) = gc(&reg.root(), &stopped, 0);
+    assert!(!err.contains("resuming"), "{err}");
+    assert!(text.contains("Deleted 1 of 1 blobs"), "{text}");
+    reg.garbage_collect_at(&copy);
+    assert_eq!(
+        tree(&reg.root()),
+        tree(&copy),
+        "the same end state as the registry's collector"
+    );
+    every_tag_pulls(&reg);
+}
+
+/// Sets an upload's `startedat` to `at`, as if it had started then.
+fn started(root: &Path, repo: &str, id: &str, at: &str) -> PathBuf {
+    let dir = root
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_uploads")
+        .join(id);
+    std::fs::write(dir.join("startedat"), at).expect("startedat");
+    dir
+}
+
+#[test]
+fn old_uploads_are_purged_as_the_registry_purges_them_and_nothing_else() {
+    let (reg, _named) = cleaned();
+    let url = reg.restart_with("", &[]);
+    let p = regsweep_testkit::Pusher::new(&url).expect("pusher");
+    // Interrupted pushes: two long ago (one into a repository that has nothing else), one
+    // just now, one whose start time is damaged.
+    let ids: Vec<String> = [APP, "abandoned/push", APP, OTHER]
+        .iter()
+        .map(|repo| p.start_upload(repo, b"half a layer").expect("upload"))
+        .collect();
+    reg.stop();
+    let root = reg.root();
+    let old_app = started(&root, APP, &ids[0], "2020-01-01T00:00:00Z");
+    let old_abandoned = started(&root, "abandoned/push", &ids[1], "2020-01-01T00:00:00Z");
+    let fresh = root
+        .join("docker/registry/v2/repositories")
+        .join(APP)
+        .join("_uploads")
+        .join(&ids[2]);
+    let damaged = started(&root, OTHER, &ids[3], "last tuesday");
+    let before = tree(&root);
+
+    // Only with a collection.
+    let r = root.to_string_lossy().into_owned();
+    let (_, err) = run_expecting(
+        &[
+            ("REGISTRY_DIR", r.as_str()),
+            ("DRY_RUN", "true"),
+            ("PURGE_UPLOADS", "168h"),
+        ],
+        &[],
+        2,
+    );
+    assert!(err.contains("PURGE_UPLOADS"), "{err}");
+
+    let purge = [("PURGE_UPLOADS", "168h")];
+    let (text, err) = gc(&root, &[&purge[..], &[("DRY_RUN", "true")]].concat(), 0);
+    assert_eq!(tree(&root), before, "a dry run deletes nothing");
+    assert!(
+        text.contains("Uploads to purge (started over 7days ago): 2.")
+            && text.contains(&format!("DRY_RUN: upload {APP}/_uploads/{}", ids[0]))
+            && text.contains(&format!(
+                "DRY_RUN: upload abandoned/push/_uploads/{}",
+                ids[1]
+            )),
+        "{text}"
+    );
+    assert!(
+        err.contains(&format!("upload {OTHER}/_uploads/{}", ids[3])) && err.contains("kept"),
+        "{err}"
+    );
+
+    let (text, _) = gc(
+        &root,
+        &[&purge[..], &[("REGISTRY_STOPPED", "true")]].concat(),
+        0,
+    );
+    assert!(text.contains("Purged 2 of 2 uploads."), "{text}");
+    assert!(!old_app.exists() && !old_abandoned.exists());
+    assert!(fresh.join("startedat").exists() && damaged.join("startedat").exists());
+    assert!(
+        old_app.parent().is_some_and(Path::is_dir),
+        "the _uploads directory stays, as the registry leaves it"
+    );
+    // Without PURGE_UPLOADS a collection leaves uploads alone.
+    let (text, _) = gc(&root, &[("REGISTRY_STOPPED", "true")], 0);
+    assert!(!text.contains("upload"), "{text}");
+    assert!(fresh.exists() && damaged.exists());
+    every_tag_pulls(&reg);
+}
+
+#[test]
+fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
+    let (reg, named) = cleaned();
+    // A manifest blob that is a FIFO: reading it blocks, so marking is surely running.
+    let data = reg.blob_path(&named["O"].1);
+    std::fs::remove_file(&data).expect("rm");
+    let st = Command::new("mkfifo").arg(&data).status().expect("mkfifo");
+    assert!(st.success());
+    let before = tree(&reg.root());
+    let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .arg("gc")
+        .env_clear()
+        .env("REGISTRY_DIR", reg.root())
+        .env("REGISTRY_STOPPED", "true")
+        .env("PROGRESS_INTERVAL", "100ms")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let st = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("regsweep: progress: marking: read ")),
+        "{err}"
+    );
+    assert!(err.contains("nothing was deleted"), "{err}");
+    assert_eq!(tree(&reg.root()), before);
+}

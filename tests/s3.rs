@@ -173,6 +173,20 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
 
+    // Two interrupted pushes: one from long ago (purged with PURGE_UPLOADS), one fresh.
+    let pusher = regsweep_testkit::Pusher::new(&reg.url).expect("pusher");
+    let uploads = format!(
+        "{}/docker/registry/v2/repositories/{APP}/_uploads/",
+        ROOT.trim_matches('/')
+    );
+    let old = pusher.start_upload(APP, b"half a layer").expect("upload");
+    let fresh = pusher.start_upload(APP, b"half a layer").expect("upload");
+    common::s3::put(
+        &moto,
+        &format!("{uploads}{old}/startedat"),
+        b"2020-01-01T00:00:00Z",
+    );
+    assert!(!keys(&moto, &format!("{uploads}{old}/")).is_empty());
     // regsweep gc on the bucket removes exactly what the registry's collector lists in a
     // dry run; the collector then finds nothing left to remove.
     let want = reg.garbage_collect_dry_run();
@@ -180,13 +194,29 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     let blobs_prefix = format!("{}/docker/registry/v2/blobs/", ROOT.trim_matches('/'));
     let before: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
     let (text, _) = common::run_expecting(
-        &env(&s3, &[("MIN_AGE", "0"), ("REGISTRY_STOPPED", "true")]),
+        &env(
+            &s3,
+            &[
+                ("MIN_AGE", "0"),
+                ("REGISTRY_STOPPED", "true"),
+                ("PURGE_UPLOADS", "168h"),
+            ],
+        ),
         &["gc"],
         0,
     );
     assert!(
-        text.contains(&format!("Deleted {n} of {n} blobs", n = want.len())),
+        text.contains(&format!("Deleted {n} of {n} blobs", n = want.len()))
+            && text.contains("Purged 1 of 1 uploads."),
         "{text}"
+    );
+    assert!(
+        keys(&moto, &format!("{uploads}{old}/")).is_empty(),
+        "the old upload went"
+    );
+    assert!(
+        keys(&moto, &format!("{uploads}{fresh}/")).contains(&format!("{uploads}{fresh}/startedat")),
+        "the fresh upload stays"
     );
     let after: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
     let gone: BTreeSet<String> = before

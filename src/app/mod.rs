@@ -10,6 +10,8 @@ mod scan;
 
 use anyhow::Result;
 
+pub use prepare::{Signals, policy_time, runtime_and_signals};
+
 use crate::cli::{Config, Mode};
 use crate::plan::Policies;
 
@@ -55,7 +57,7 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     // manifest is still there, and so is everything it marks).
     if cfg.gc && !cfg.dry_run && matches!(code, EXIT_OK | EXIT_SKIPPED) {
         println!();
-        let gc = crate::gc::run(cfg)?;
+        let gc = crate::gc::run(cfg, &run.rt, &run.signals)?;
         return Ok(if gc == EXIT_OK { code } else { gc });
     }
     Ok(code)

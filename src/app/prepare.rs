@@ -62,12 +62,7 @@ impl<'a> Run<'a> {
             policy.set_now(f.now);
             filter.names = Some(f.repositories.iter().map(|r| r.name.clone()).collect());
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.threads.max(1))
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let signals = install_signals(&rt)?;
+        let (rt, signals) = runtime_and_signals(cfg)?;
         let client = connect(cfg, &rt)?;
         if cfg.delete_via == DeleteVia::Storage && !cfg.dry_run {
             warn_if_registry_answers(&rt, cfg.registry_url.as_deref());
@@ -103,6 +98,17 @@ impl<'a> Run<'a> {
             links,
         })
     }
+}
+
+/// The async runtime and the SIGINT/SIGTERM handling every run starts with.
+pub fn runtime_and_signals(cfg: &Config) -> Result<(tokio::runtime::Runtime, Signals)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = install_signals(&rt)?;
+    Ok((rt, signals))
 }
 
 /// Checks the registry before a long scan: a wrong URL or password fails fast.
@@ -156,7 +162,7 @@ fn warn_if_registry_answers(rt: &tokio::runtime::Runtime, url: Option<&str>) {
 
 /// Checks a policy time read from a file: a time in the future would turn the grace
 /// period off, one before 1970 is no time regsweep wrote.
-fn policy_time(what: &str, now: i64) -> Result<i64> {
+pub fn policy_time(what: &str, now: i64) -> Result<i64> {
     let real = chrono::Utc::now().timestamp();
     if now < 0 || now > real.saturating_add(300) {
         return Err(anyhow!(

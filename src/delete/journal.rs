@@ -50,6 +50,45 @@ pub enum Record {
     },
     /// The run finished (every planned delete done, failed or skipped).
     End,
+    /// A blob collection begins; `now` is the time its minimum age was measured from.
+    GcBegin {
+        /// Policy time (unix seconds).
+        now: i64,
+        /// True when this collection resumes an earlier one.
+        resumed: bool,
+    },
+    /// Blobs the collection will delete (up to a batch a line).
+    GcPlan {
+        /// Blob digests.
+        digests: Vec<String>,
+    },
+    /// Blobs deleted (or found gone).
+    GcDone {
+        /// Blob digests.
+        digests: Vec<String>,
+    },
+    /// The collection finished.
+    GcEnd,
+}
+
+/// What an interrupted blob collection left unfinished.
+#[derive(Clone, Debug, Default)]
+pub struct UnfinishedGc {
+    /// The time its minimum age was measured from.
+    pub now: i64,
+    /// Blobs it planned to delete.
+    pub planned: BTreeSet<Digest>,
+    /// Blobs it deleted.
+    pub done: BTreeSet<Digest>,
+    /// Lines that could not be read (a torn write): ignoring one can only mean fewer deletes.
+    pub unreadable_lines: Vec<usize>,
+}
+
+impl UnfinishedGc {
+    /// Planned blob deletes that did not finish.
+    pub fn remaining(&self) -> BTreeSet<Digest> {
+        self.planned.difference(&self.done).copied().collect()
+    }
 }
 
 /// What an earlier run left unfinished.
@@ -72,40 +111,51 @@ impl Unfinished {
     }
 }
 
-/// Reads a journal; `Ok(None)` when it is absent, empty or its last run ended.
-pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
+/// A journal's records with their line numbers, and the numbers of its torn lines.
+type Records = (Vec<(usize, Record)>, Vec<usize>);
+
+/// Reads a journal's records; `None` when there is no journal. A torn line is what a
+/// kill -9 mid-write leaves.
+fn records(path: &Path) -> Result<Option<Records>, String> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("journal {}: {e}", path.display())),
     };
-    let mut cur: Option<Unfinished> = None;
+    let mut out = Vec::new();
     let mut torn = Vec::new();
-    let lines: Vec<String> = BufReader::new(f)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("journal {}: {e}", path.display()))?;
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("journal {}: {e}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(rec) = serde_json::from_str::<Record>(line) else {
-            // A torn line is what a kill -9 mid-write leaves. Losing a plan or end record
-            // only shrinks what a resumed run deletes; losing a done record changes nothing
-            // (the fresh plan no longer has the deleted manifest).
-            torn.push(i + 1);
-            continue;
-        };
-        let key = |repo: &str, digest: &str| -> Result<(String, Digest), String> {
-            let d = Digest::parse(digest).ok_or_else(|| {
-                format!(
-                    "journal {} line {}: bad digest {digest:?}",
-                    path.display(),
-                    i + 1
-                )
-            })?;
-            Ok((repo.to_owned(), d))
-        };
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => out.push((i + 1, r)),
+            Err(_) => torn.push(i + 1),
+        }
+    }
+    Ok(Some((out, torn)))
+}
+
+/// Parses a journal's digest, naming the line of a bad one.
+fn digest(path: &Path, line: usize, digest: &str) -> Result<Digest, String> {
+    Digest::parse(digest).ok_or_else(|| {
+        format!(
+            "journal {} line {line}: bad digest {digest:?}",
+            path.display()
+        )
+    })
+}
+
+/// Reads a journal; `Ok(None)` when it is absent, empty or its last run ended.
+/// Losing a plan or end record to a torn line only shrinks what a resumed run deletes;
+/// losing a done record changes nothing (the fresh plan no longer has the deleted manifest).
+pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
+    let Some((records, torn)) = records(path)? else {
+        return Ok(None);
+    };
+    let mut cur: Option<Unfinished> = None;
+    for (line, rec) in records {
         match rec {
             Record::Begin { now, .. } => {
                 cur = Some(Unfinished {
@@ -113,18 +163,58 @@ pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
                     ..Unfinished::default()
                 })
             }
-            Record::Plan { repo, digest } => {
+            Record::Plan { repo, digest: d } => {
                 if let Some(c) = cur.as_mut() {
-                    c.planned.insert(key(&repo, &digest)?);
+                    c.planned.insert((repo, digest(path, line, &d)?));
                 }
             }
-            Record::Done { repo, digest, .. } => {
+            Record::Done {
+                repo, digest: d, ..
+            } => {
                 if let Some(c) = cur.as_mut() {
-                    c.done.insert(key(&repo, &digest)?);
+                    c.done.insert((repo, digest(path, line, &d)?));
                 }
             }
-            Record::Missed { .. } => {}
             Record::End => cur = None,
+            _ => {}
+        }
+    }
+    if let Some(c) = cur.as_mut() {
+        c.unreadable_lines = torn;
+    }
+    Ok(cur)
+}
+
+/// Reads a journal's blob collection; `Ok(None)` when there is none or the last one ended.
+pub fn load_gc(path: &Path) -> Result<Option<UnfinishedGc>, String> {
+    let Some((records, torn)) = records(path)? else {
+        return Ok(None);
+    };
+    let mut cur: Option<UnfinishedGc> = None;
+    for (line, rec) in records {
+        match rec {
+            Record::GcBegin { now, .. } => {
+                cur = Some(UnfinishedGc {
+                    now,
+                    ..UnfinishedGc::default()
+                })
+            }
+            Record::GcPlan { digests } => {
+                if let Some(c) = cur.as_mut() {
+                    for d in digests {
+                        c.planned.insert(digest(path, line, &d)?);
+                    }
+                }
+            }
+            Record::GcDone { digests } => {
+                if let Some(c) = cur.as_mut() {
+                    for d in digests {
+                        c.done.insert(digest(path, line, &d)?);
+                    }
+                }
+            }
+            Record::GcEnd => cur = None,
+            _ => {}
         }
     }
     if let Some(c) = cur.as_mut() {

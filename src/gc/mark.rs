@@ -2,11 +2,14 @@
 //! over all repositories. Any link, listing or manifest it cannot read, parse or
 //! digest-check aborts the whole collection: a blob is shared across repositories.
 
+use std::sync::atomic::Ordering;
+
 use crossbeam_channel::bounded;
 
 use crate::digest::{Digest, DigestSet};
 use crate::meta::checked_manifest;
 use crate::meta::parse::Manifest;
+use crate::report::status::Counters;
 use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
 
 /// The marked digests: a sorted vector without duplicates (32 bytes a blob once
@@ -98,9 +101,10 @@ impl Marked {
     }
 }
 
-/// Marks every blob the storage's manifests reference; `Err` with the first doubt found
-/// (and how many there were), in which case nothing may be swept.
-pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
+/// Marks every blob the storage's manifests reference, counting repositories and manifests
+/// into `counters`; `Err` with the first doubt found (and how many there were), in which
+/// case nothing may be swept.
+pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String> {
     let blobs = storage.blobs();
     let mut marked = Marked::default();
     let mut errors: Vec<String> = Vec::new();
@@ -120,6 +124,10 @@ pub fn mark(storage: &dyn Storage) -> Result<Marked, String> {
             wanted.extend(record.tags.iter().map(|t| t.digest));
             wanted.sort_unstable();
             wanted.dedup();
+            counters.repositories.fetch_add(1, Ordering::Relaxed);
+            counters
+                .manifests
+                .fetch_add(wanted.len() as u64, Ordering::Relaxed);
             for (d, body) in wanted.iter().zip(blobs.read_many(&wanted)) {
                 match checked_manifest(blobs, d, body) {
                     Ok(m) => {

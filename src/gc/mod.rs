@@ -1,23 +1,35 @@
 //! `regsweep gc`: blob garbage collection with the registry stopped or read-only. Mark
 //! (every blob any manifest of any repository references) then sweep (unmarked blobs older
-//! than MIN_AGE). Any doubt while marking aborts before the first delete; it never touches
-//! repository files or `_uploads`. Filesystem and S3 storage.
+//! than MIN_AGE), journaled and interruptible between batches; optionally purge old
+//! uploads. Any doubt while marking aborts before the first delete. Filesystem and S3.
 
 pub mod mark;
 pub mod sweep;
 pub mod sweep_s3;
+pub mod uploads;
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 
-use crate::app::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use crate::app::{
+    EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Signals, policy_time,
+    runtime_and_signals,
+};
 use crate::cli::{Config, StorageConfig};
+use crate::delete::journal::{self, Journal, Record, UnfinishedGc};
 use crate::digest::Digest;
+use crate::report::status::{Counters, Status};
 use crate::s3::S3Store;
 use crate::scan::Storage;
 use crate::scan::fs::FsStorage;
 use crate::scan::s3::S3Storage;
+
+/// Blobs removed between two looks at the interrupt flag, and journaled as one line.
+const BATCH: usize = 4096;
 
 /// `regsweep gc`: a collection on its own, where repository filters make no sense.
 pub fn collect(cfg: &Config) -> Result<i32> {
@@ -28,28 +40,32 @@ pub fn collect(cfg: &Config) -> Result<i32> {
         );
         return Ok(EXIT_USAGE);
     }
-    run(cfg)
+    let (rt, signals) = runtime_and_signals(cfg)?;
+    run(cfg, &rt, &signals)
 }
 
 /// Where blobs are swept, and how.
-enum Sweeper {
+enum Sweeper<'a> {
     /// A filesystem root.
     Fs(std::path::PathBuf),
     /// A bucket, with the runtime its requests run on.
-    S3(std::sync::Arc<S3Store>, tokio::runtime::Runtime),
+    S3(Arc<S3Store>, &'a tokio::runtime::Runtime),
 }
 
-impl Sweeper {
+impl Sweeper<'_> {
     /// The unmarked blobs old enough to go, and the counts of the others.
     fn list(
         &self,
         marked: &mark::MarkSet,
         now: i64,
         min_age: i64,
+        listed: &AtomicU64,
     ) -> Result<sweep::Listed, String> {
         match self {
-            Sweeper::Fs(root) => sweep::list(root, marked, now, min_age),
-            Sweeper::S3(store, rt) => rt.block_on(sweep_s3::list(store, marked, now, min_age)),
+            Sweeper::Fs(root) => sweep::list(root, marked, now, min_age, listed),
+            Sweeper::S3(store, rt) => {
+                rt.block_on(sweep_s3::list(store, marked, now, min_age, listed))
+            }
         }
     }
 
@@ -60,37 +76,261 @@ impl Sweeper {
             Sweeper::S3(store, rt) => rt.block_on(sweep_s3::remove(store, candidates)),
         }
     }
+
+    /// The uploads under every repository, with their start times.
+    fn uploads(&self) -> Result<Vec<uploads::Upload>, String> {
+        match self {
+            Sweeper::Fs(root) => uploads::list_fs(root),
+            Sweeper::S3(store, rt) => rt.block_on(uploads::list_s3(store)),
+        }
+    }
+
+    /// Removes uploads; gives those that could not be removed, with why.
+    fn remove_uploads(&self, old: &[uploads::Upload]) -> Vec<(String, String)> {
+        match self {
+            Sweeper::Fs(root) => uploads::remove_fs(root, old),
+            Sweeper::S3(store, rt) => rt.block_on(uploads::remove_s3(store, old)),
+        }
+    }
+}
+
+/// Opens the storage the configuration names: to mark (counting links into `links`) and
+/// to sweep.
+fn open<'a>(
+    cfg: &Config,
+    rt: &'a tokio::runtime::Runtime,
+    links: Arc<AtomicU64>,
+) -> Result<(Sweeper<'a>, Box<dyn Storage>)> {
+    Ok(match &cfg.storage {
+        StorageConfig::Fs(root) => (
+            Sweeper::Fs(root.clone()),
+            Box::new(FsStorage::new(root, cfg.threads).with_progress(links)),
+        ),
+        StorageConfig::S3(o) => {
+            let store = Arc::new(rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?);
+            let storage = S3Storage::new(store.clone(), rt.handle().clone()).with_progress(links);
+            (Sweeper::S3(store, rt), Box::new(storage))
+        }
+    })
+}
+
+/// The interrupted collection the journal records, when this one is to delete.
+fn unfinished(cfg: &Config) -> Result<Option<UnfinishedGc>> {
+    let Some(path) = cfg.journal.as_ref().filter(|_| !cfg.dry_run) else {
+        return Ok(None);
+    };
+    let Some(u) = journal::load_gc(path).map_err(|e| anyhow!(e))? else {
+        return Ok(None);
+    };
+    policy_time(&format!("journal {}", path.display()), u.now)?;
+    eprintln!(
+        "regsweep: resuming the collection recorded in {}: {} of {} planned blob deletions remain",
+        path.display(),
+        u.remaining().len(),
+        u.planned.len()
+    );
+    if !u.unreadable_lines.is_empty() {
+        eprintln!(
+            "warning: journal {}: torn lines {:?} ignored (that can only mean fewer deletes)",
+            path.display(),
+            u.unreadable_lines
+        );
+    }
+    Ok(Some(u))
 }
 
 /// Runs a collection as the configuration says (dry run: list only); gives the exit code.
-/// It always marks every repository, whatever filters a cleanup before it used.
-pub fn run(cfg: &Config) -> Result<i32> {
-    let now = chrono::Utc::now().timestamp();
-    let (sweeper, storage): (Sweeper, Box<dyn Storage>) = match &cfg.storage {
-        StorageConfig::Fs(root) => (
-            Sweeper::Fs(root.clone()),
-            Box::new(FsStorage::new(root, cfg.threads)),
-        ),
-        StorageConfig::S3(o) => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let store =
-                std::sync::Arc::new(rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?);
-            let storage = S3Storage::new(store.clone(), rt.handle().clone());
-            (Sweeper::S3(store, rt), Box::new(storage))
-        }
-    };
-    let marked = match mark::mark(&*storage) {
+/// It always marks every repository, whatever filters a cleanup before it used. A resumed
+/// collection measures the minimum age from the interrupted one's time, marks afresh and
+/// deletes only what that one planned and did not finish.
+pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Result<i32> {
+    let resume = unfinished(cfg)?;
+    let now = resume
+        .as_ref()
+        .map_or_else(|| chrono::Utc::now().timestamp(), |u| u.now);
+    let links = Arc::new(AtomicU64::new(0));
+    let status = Status::start(cfg.progress, links.clone());
+    let counters = status.counters.clone();
+    counters.start_mark();
+    let (sweeper, storage) = open(cfg, rt, links)?;
+    let marked = match mark::mark(&*storage, &counters) {
         Ok(m) => m,
         Err(e) => {
+            drop(status);
             eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
             return Ok(EXIT_FATAL);
         }
     };
-    let listed = sweeper
-        .list(&marked.blobs, now, cfg.min_age_secs)
+    counters.start_listing();
+    let mut listed = sweeper
+        .list(&marked.blobs, now, cfg.min_age_secs, &counters.blobs_listed)
         .map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
-    let bytes: u64 = listed.candidates.iter().map(|c| c.size).sum();
+    let unplanned = match &resume {
+        Some(u) => {
+            let remaining = u.remaining();
+            let before = listed.candidates.len();
+            listed.candidates.retain(|c| remaining.contains(&c.digest));
+            before - listed.candidates.len()
+        }
+        None => 0,
+    };
+    let old_uploads = match cfg.purge_uploads_secs {
+        Some(age) => {
+            let all = sweeper
+                .uploads()
+                .map_err(|e| anyhow!("purging uploads: {e}"))?;
+            uploads::older_than(all, now.saturating_sub(age))
+        }
+        None => Vec::new(),
+    };
+    counters.scan_done();
     let mut out = io::BufWriter::new(io::stdout().lock());
+    write_plan(&mut out, cfg, &marked, &listed, unplanned, &old_uploads)?;
+    if cfg.dry_run {
+        out.flush()?;
+        return Ok(EXIT_OK);
+    }
+    if signals.cancel.load(Ordering::SeqCst) {
+        out.flush()?;
+        drop(status);
+        eprintln!("regsweep: interrupted before the sweep: the collection deleted nothing");
+        return Ok(EXIT_INTERRUPTED);
+    }
+    out.flush()?;
+    let swept = sweep_journaled(
+        cfg,
+        &sweeper,
+        &listed.candidates,
+        now,
+        &resume,
+        signals,
+        &counters,
+    )?;
+    let upload_failures = if swept.interrupted {
+        Vec::new()
+    } else {
+        sweeper.remove_uploads(&old_uploads)
+    };
+    drop(status);
+    write_closing(
+        &mut out,
+        &swept,
+        listed.candidates.len(),
+        &old_uploads,
+        &upload_failures,
+    )?;
+    out.flush()?;
+    for (d, why) in &swept.failed {
+        eprintln!("regsweep: failed: blob {d}: {why}");
+    }
+    for (u, why) in &upload_failures {
+        eprintln!("regsweep: failed: upload {u}: {why}");
+    }
+    if let Some(e) = &swept.journal_error {
+        eprintln!("regsweep: error: {e}");
+    }
+    if swept.interrupted {
+        eprintln!(
+            "regsweep: interrupted: {} blob deletions not attempted; rerun (with the same --journal) to finish",
+            listed.candidates.len() - swept.attempted
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(
+        if swept.failed.is_empty() && upload_failures.is_empty() && swept.journal_error.is_none() {
+            EXIT_OK
+        } else {
+            EXIT_PARTIAL
+        },
+    )
+}
+
+/// What the sweep did.
+#[derive(Default)]
+struct Swept {
+    /// Blobs it tried to remove.
+    attempted: usize,
+    /// Blobs it could not remove, with why.
+    failed: Vec<(Digest, String)>,
+    /// Stopped by a signal before every blob was tried.
+    interrupted: bool,
+    /// The journal could not be written.
+    journal_error: Option<String>,
+}
+
+/// Removes the candidates in batches, journaling each, until done or interrupted.
+fn sweep_journaled(
+    cfg: &Config,
+    sweeper: &Sweeper,
+    candidates: &[sweep::Candidate],
+    now: i64,
+    resume: &Option<UnfinishedGc>,
+    signals: &Signals,
+    counters: &Counters,
+) -> Result<Swept> {
+    let journal = match &cfg.journal {
+        Some(path) => {
+            let j = Journal::open(path).map_err(|e| anyhow!(e))?;
+            j.record(Record::GcBegin {
+                now,
+                resumed: resume.is_some(),
+            });
+            for batch in candidates.chunks(BATCH) {
+                j.record(Record::GcPlan {
+                    digests: batch.iter().map(|c| c.digest.to_string()).collect(),
+                });
+            }
+            Some(j)
+        }
+        None => None,
+    };
+    signals.deleting.store(true, Ordering::SeqCst);
+    counters.start_sweep(candidates.len());
+    let mut swept = Swept::default();
+    for batch in candidates.chunks(BATCH) {
+        if signals.cancel.load(Ordering::SeqCst) {
+            swept.interrupted = true;
+            break;
+        }
+        let failed = sweeper.remove(batch);
+        let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).collect();
+        if let Some(j) = &journal {
+            j.record(Record::GcDone {
+                digests: batch
+                    .iter()
+                    .filter(|c| !bad.contains(&c.digest))
+                    .map(|c| c.digest.to_string())
+                    .collect(),
+            });
+        }
+        swept.attempted += batch.len();
+        counters
+            .delete_failed
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        counters
+            .delete_done
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        swept.failed.extend(failed);
+    }
+    if let Some(j) = journal {
+        if !swept.interrupted {
+            j.record(Record::GcEnd);
+        }
+        swept.journal_error = j.close().err();
+    }
+    Ok(swept)
+}
+
+/// The report before any delete: what was marked, each blob (and upload) that goes, totals.
+fn write_plan(
+    out: &mut impl Write,
+    cfg: &Config,
+    marked: &mark::Marked,
+    listed: &sweep::Listed,
+    unplanned: usize,
+    old_uploads: &[uploads::Upload],
+) -> Result<()> {
+    let bytes: u64 = listed.candidates.iter().map(|c| c.size).sum();
     if cfg.dry_run {
         writeln!(out, "Garbage collection (dry run: nothing is deleted)")?;
     } else {
@@ -122,25 +362,51 @@ pub fn run(cfg: &Config) -> Result<i32> {
         listed.marked,
         listed.young
     )?;
-    if cfg.dry_run {
-        out.flush()?;
-        return Ok(EXIT_OK);
+    if unplanned > 0 {
+        writeln!(
+            out,
+            "Left for a fresh collection: {unplanned} unreferenced blobs the interrupted collection had not planned."
+        )?;
     }
-    let failed = sweeper.remove(&listed.candidates);
+    if let Some(age) = cfg.purge_uploads_secs {
+        if !cfg.summary_only {
+            for u in old_uploads {
+                writeln!(out, "  {prefix} upload {}", u.shown)?;
+            }
+        }
+        writeln!(
+            out,
+            "Uploads to purge (started over {} ago): {}.",
+            humantime::format_duration(std::time::Duration::from_secs(
+                u64::try_from(age).unwrap_or(0)
+            )),
+            old_uploads.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// The closing lines after the sweep.
+fn write_closing(
+    out: &mut impl Write,
+    swept: &Swept,
+    total: usize,
+    old_uploads: &[uploads::Upload],
+    upload_failures: &[(String, String)],
+) -> Result<()> {
     writeln!(
         out,
-        "Deleted {} of {} blobs. Restart the registry before it serves again: its blob \
+        "Deleted {} of {total} blobs. Restart the registry before it serves again: its blob \
          descriptor cache may still claim deleted blobs exist.",
-        listed.candidates.len() - failed.len(),
-        listed.candidates.len()
+        swept.attempted - swept.failed.len(),
     )?;
-    out.flush()?;
-    for (d, why) in &failed {
-        eprintln!("regsweep: failed: blob {d}: {why}");
+    if !old_uploads.is_empty() && !swept.interrupted {
+        writeln!(
+            out,
+            "Purged {} of {} uploads.",
+            old_uploads.len() - upload_failures.len(),
+            old_uploads.len()
+        )?;
     }
-    Ok(if failed.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_PARTIAL
-    })
+    Ok(())
 }

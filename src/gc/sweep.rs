@@ -5,6 +5,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use rayon::prelude::*;
@@ -36,6 +37,11 @@ pub struct Listed {
 }
 
 impl Listed {
+    /// Blobs listed: candidates, marked and young.
+    pub fn seen(&self) -> usize {
+        self.candidates.len() + self.marked + self.young
+    }
+
     /// Takes in an unmarked blob last modified at `modified`: young, or a candidate.
     pub fn admit(&mut self, blob: Candidate, modified: i64, now: i64, min_age_secs: i64) {
         if now.saturating_sub(modified) < min_age_secs {
@@ -58,7 +64,14 @@ fn blob_dir(root: &Path, d: &Digest) -> PathBuf {
 
 /// Lists the blobs no manifest references and that are older than `min_age_secs` at `now`.
 /// A blob whose age cannot be told is kept and reported as an error.
-pub fn list(root: &Path, marked: &MarkSet, now: i64, min_age_secs: i64) -> Result<Listed, String> {
+/// Counts the blobs it lists into `listed`.
+pub fn list(
+    root: &Path,
+    marked: &MarkSet,
+    now: i64,
+    min_age_secs: i64,
+    listed: &AtomicU64,
+) -> Result<Listed, String> {
     let dir = blobs_dir(root);
     let prefixes: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd
@@ -70,7 +83,13 @@ pub fn list(root: &Path, marked: &MarkSet, now: i64, min_age_secs: i64) -> Resul
     };
     let parts: Vec<Result<Listed, String>> = prefixes
         .par_iter()
-        .map(|p| list_prefix(p, marked, now, min_age_secs))
+        .map(|p| {
+            let part = list_prefix(p, marked, now, min_age_secs);
+            if let Ok(part) = &part {
+                listed.fetch_add(part.seen() as u64, Ordering::Relaxed);
+            }
+            part
+        })
         .collect();
     let mut out = Listed::default();
     for part in parts {

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures_util::stream::{self, StreamExt};
 
 use super::mark::MarkSet;
@@ -19,19 +21,27 @@ struct BlobKeys {
 }
 
 /// Lists the blobs no manifest references and older than `min_age_secs` at `now`. A key
-/// without `LastModified` is an error: its age is unknown.
+/// without `LastModified` is an error: its age is unknown. Counts the keys it lists into
+/// `listed`.
 pub async fn list(
     store: &S3Store,
     marked: &MarkSet,
     now: i64,
     min_age_secs: i64,
+    listed: &AtomicU64,
 ) -> Result<Listed, String> {
     let top = format!("{}blobs/sha256/", store.base);
     let prefixes: Vec<String> = (0..=255u8).map(|b| format!("{top}{b:02x}/")).collect();
-    let pages: Vec<_> = stream::iter(prefixes.iter().map(|p| store.list_all(p, None)))
-        .buffer_unordered(store.concurrency.clamp(1, 32))
-        .collect()
-        .await;
+    let pages: Vec<_> = stream::iter(prefixes.iter().map(|p| async move {
+        let page = store.list_all(p, None).await;
+        if let Ok((objects, _)) = &page {
+            listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
+        }
+        page
+    }))
+    .buffer_unordered(store.concurrency.clamp(1, 32))
+    .collect()
+    .await;
     // Per blob: its keys, and the data key's size and time.
     let mut blobs: BTreeMap<Digest, BlobKeys> = BTreeMap::new();
     for page in pages {

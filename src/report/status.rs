@@ -31,6 +31,8 @@ pub struct Counters {
     pub delete_failed: AtomicU64,
     /// Of those, skipped.
     pub delete_skipped: AtomicU64,
+    /// Blobs listed under `blobs/sha256` (collection).
+    pub blobs_listed: AtomicU64,
     delete_started: std::sync::OnceLock<Instant>,
     stop: AtomicBool,
 }
@@ -38,6 +40,9 @@ pub struct Counters {
 const SCAN: u8 = 0;
 const DELETE: u8 = 1;
 const PAUSED: u8 = 2;
+const MARK: u8 = 3;
+const LIST: u8 = 4;
+const SWEEP: u8 = 5;
 
 impl Counters {
     /// One repository planned.
@@ -58,6 +63,28 @@ impl Counters {
         let _ = self.delete_started.set(Instant::now());
         self.phase.store(DELETE, Ordering::Relaxed);
     }
+
+    /// A blob collection marks (reads every repository's manifests).
+    pub fn start_mark(&self) {
+        self.phase.store(MARK, Ordering::Relaxed);
+    }
+
+    /// A blob collection lists `blobs/sha256`.
+    pub fn start_listing(&self) {
+        self.phase.store(LIST, Ordering::Relaxed);
+    }
+
+    /// A blob collection sweeps `total` blobs.
+    pub fn start_sweep(&self, total: usize) {
+        self.delete_total.store(total as u64, Ordering::Relaxed);
+        let _ = self.delete_started.set(Instant::now());
+        self.phase.store(SWEEP, Ordering::Relaxed);
+    }
+}
+
+/// Whether `phase` counts towards a known total (a bar) rather than up (a spinner).
+fn counted(phase: u8) -> bool {
+    phase == DELETE || phase == SWEEP
 }
 
 /// How progress is shown.
@@ -118,15 +145,26 @@ impl Drop for Status {
     }
 }
 
-fn scan_text(c: &Counters, since: Instant) -> String {
+/// The line of a phase without a total: what has been read so far.
+fn scan_text(c: &Counters, phase: u8, since: Instant) -> String {
     let read = c.links.load(Ordering::Relaxed);
     let m = c.manifests.load(Ordering::Relaxed);
     let secs = since.elapsed().as_secs_f64().max(0.001);
-    format!(
-        "read {read} manifest links ({:.0}/s), planned {} repositories with {m} manifests",
-        read as f64 / secs,
-        c.repositories.load(Ordering::Relaxed),
-    )
+    let repos = c.repositories.load(Ordering::Relaxed);
+    match phase {
+        MARK => format!(
+            "marking: read {read} manifest links ({:.0}/s), marked {repos} repositories with {m} manifests",
+            read as f64 / secs
+        ),
+        LIST => format!(
+            "listing blobs/sha256: {} entries listed",
+            c.blobs_listed.load(Ordering::Relaxed)
+        ),
+        _ => format!(
+            "read {read} manifest links ({:.0}/s), planned {repos} repositories with {m} manifests",
+            read as f64 / secs
+        ),
+    }
 }
 
 fn bars(c: &Counters) {
@@ -141,27 +179,32 @@ fn bars(c: &Counters) {
     let delete_bar = !std::io::stdout().is_terminal();
     while !c.stop.load(Ordering::SeqCst) {
         let phase = c.phase.load(Ordering::Relaxed);
-        if phase != SCAN && !scan.is_finished() {
+        if (counted(phase) || phase == PAUSED) && !scan.is_finished() {
             scan.finish_and_clear();
         }
-        if phase == DELETE && delete_bar {
+        if counted(phase) && (delete_bar || phase == SWEEP) {
             let bar = deletes.get_or_insert_with(|| {
                 let b = ProgressBar::with_draw_target(
                     Some(c.delete_total.load(Ordering::Relaxed)),
                     ProgressDrawTarget::stderr(),
                 );
+                let what = if phase == SWEEP {
+                    "sweeping blobs"
+                } else {
+                    "deleting"
+                };
                 b.set_style(
-                    ProgressStyle::with_template(
-                        "deleting [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-                    )
+                    ProgressStyle::with_template(&format!(
+                        "{what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}}"
+                    ))
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
                 );
                 b
             });
             bar.set_position(c.delete_done.load(Ordering::Relaxed));
-        } else if phase == SCAN {
-            scan.set_message(scan_text(c, started));
+        } else if matches!(phase, SCAN | MARK | LIST) {
+            scan.set_message(scan_text(c, phase, started));
             scan.tick();
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -185,7 +228,7 @@ fn lines(c: &Counters, every: Duration) {
         if phase == PAUSED {
             continue;
         }
-        let line = if phase == DELETE {
+        let line = if counted(phase) {
             let since = c.delete_started.get().copied().unwrap_or(started);
             let done = c.delete_done.load(Ordering::Relaxed);
             let total = c.delete_total.load(Ordering::Relaxed);
@@ -205,9 +248,10 @@ fn lines(c: &Counters, every: Duration) {
             if skipped > 0 {
                 extra.push_str(&format!(", {skipped} skipped"));
             }
-            format!("deleted {deleted} of {total}{extra} ({rate:.0}/s, ETA {eta})")
+            let what = if phase == SWEEP { " blobs" } else { "" };
+            format!("deleted {deleted} of {total}{what}{extra} ({rate:.0}/s, ETA {eta})")
         } else {
-            scan_text(c, started)
+            scan_text(c, phase, started)
         };
         let _ = writeln!(std::io::stderr().lock(), "regsweep: progress: {line}");
     }

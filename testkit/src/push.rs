@@ -76,6 +76,44 @@ impl Pusher {
         }
     }
 
+    /// Starts an upload and leaves it unfinished, as an interrupted push does; gives its id
+    /// (`Docker-Upload-UUID`).
+    pub fn start_upload(&self, repo: &str, data: &[u8]) -> Result<String> {
+        let start = self
+            .req(
+                reqwest::Method::POST,
+                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            )
+            .send()
+            .with_context(|| format!("starting an upload to {repo}"))?;
+        if start.status().as_u16() != 202 {
+            bail!("upload to {repo}: POST answered {}", start.status());
+        }
+        let header = |name: &str| {
+            start
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let id = header("Docker-Upload-UUID").context("upload without Docker-Upload-UUID")?;
+        let loc = header(LOCATION.as_str()).context("upload without Location")?;
+        let loc = if loc.starts_with('/') {
+            format!("{}{loc}", self.base)
+        } else {
+            loc
+        };
+        let patch = self
+            .req(reqwest::Method::PATCH, &loc)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(data.to_vec())
+            .send()?;
+        if patch.status().as_u16() != 202 {
+            bail!("upload {id} to {repo}: PATCH answered {}", patch.status());
+        }
+        Ok(id)
+    }
+
     /// Uploads a blob (monolithic POST then PUT with `?digest=`) and returns its digest.
     pub fn blob(&self, repo: &str, data: &[u8]) -> Result<Digest> {
         let digest = Digest::of(data);

@@ -110,3 +110,18 @@ pub fn keys(moto: &Moto, prefix: &str) -> Vec<String> {
         }
     })
 }
+
+/// Writes `body` under `key` in the bucket.
+pub fn put(moto: &Moto, key: &str, body: &[u8]) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let c = regsweep_testkit::s3fill::client(&moto.url).await;
+        c.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put");
+    });
+}
