@@ -202,12 +202,32 @@ impl S3Store {
             aws_sdk_s3::config::http::HttpResponse,
         >,
     > {
+        self.list_page_after(prefix, delimiter, token, max_keys, None)
+            .await
+    }
+
+    /// One ListObjectsV2 page of the keys after `start_after` (on the first page only).
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+        start_after: Option<&str>,
+    ) -> Result<
+        ListObjectsV2Output,
+        SdkError<
+            aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error,
+            aws_sdk_s3::config::http::HttpResponse,
+        >,
+    > {
         self.stats.list.fetch_add(1, Ordering::Relaxed);
         self.client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
             .set_delimiter(delimiter.map(str::to_owned))
+            .set_start_after(start_after.filter(|_| token.is_none()).map(str::to_owned))
             .set_continuation_token(token)
             .max_keys(max_keys.unwrap_or(1000))
             .send()
@@ -216,12 +236,22 @@ impl S3Store {
 
     /// Every page under `prefix`: objects and (with a delimiter) common prefixes.
     pub async fn list_all(&self, prefix: &str, delimiter: Option<&str>) -> Listing {
+        self.list_all_after(prefix, delimiter, None).await
+    }
+
+    /// Every page under `prefix` after the key `start_after`.
+    pub async fn list_all_after(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Listing {
         let mut objects = Vec::new();
         let mut prefixes = Vec::new();
         let mut token = None;
         loop {
             let page = self
-                .list_page(prefix, delimiter, token, None)
+                .list_page_after(prefix, delimiter, token, None, start_after)
                 .await
                 .map_err(|e| {
                     format!(

@@ -187,10 +187,45 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
         b"2020-01-01T00:00:00Z",
     );
     assert!(!keys(&moto, &format!("{uploads}{old}/")).is_empty());
+    // A small blob store is listed as one stream: what a dry run lists now...
+    let (small, _) = common::run_expecting(
+        &env(&s3, &[("MIN_AGE", "0"), ("DRY_RUN", "true")]),
+        &["gc"],
+        0,
+    );
+    let small: BTreeSet<String> = small
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("DRY_RUN: "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|d| d.starts_with("sha256:"))
+        .map(str::to_owned)
+        .collect();
+    // ...then enough garbage under `00/` that regsweep estimates a large blob store and
+    // lists the 256 prefixes in parallel: both ways are compared with the collector below.
+    let mut extra = BTreeSet::new();
+    for i in 0..70u32 {
+        let hex = format!("00{}", &Digest::of(&i.to_le_bytes()).hex()[2..]);
+        extra.insert(format!("sha256:{hex}"));
+        common::s3::put(
+            &moto,
+            &format!(
+                "{}/docker/registry/v2/blobs/sha256/00/{hex}/data",
+                ROOT.trim_matches('/')
+            ),
+            b"garbage",
+        );
+    }
     // regsweep gc on the bucket removes exactly what the registry's collector lists in a
     // dry run; the collector then finds nothing left to remove.
     let want = reg.garbage_collect_dry_run();
-    assert!(want.len() > 10, "{want:?}");
+    assert!(want.len() > 80, "{want:?}");
+    assert_eq!(
+        small,
+        want.difference(&extra)
+            .cloned()
+            .collect::<BTreeSet<String>>(),
+        "the one-stream listing finds what the collector finds"
+    );
     let blobs_prefix = format!("{}/docker/registry/v2/blobs/", ROOT.trim_matches('/'));
     let before: BTreeSet<String> = keys(&moto, &blobs_prefix).into_iter().collect();
     let (text, _) = common::run_expecting(

@@ -149,11 +149,31 @@ pub fn remove(root: &Path, candidates: &[Candidate]) -> Vec<(Digest, String)> {
         .par_iter()
         .filter_map(|c| {
             let dir = blob_dir(root, &c.digest);
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => None,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => Some((c.digest, format!("{}: {e}", dir.display()))),
-            }
+            remove_blob_dir(&dir)
+                .err()
+                .map(|e| (c.digest, format!("{}: {e}", dir.display())))
         })
         .collect()
+}
+
+/// Removes a blob's directory: its `data` and the directory (two system calls), or, when
+/// it holds anything else, all of it. Already gone is fine.
+fn remove_blob_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_file(dir.join("data")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => return remove_all(dir),
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => remove_all(dir),
+    }
+}
+
+fn remove_all(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
 }

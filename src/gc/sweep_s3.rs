@@ -13,6 +13,9 @@ use super::sweep::{Candidate, Listed};
 use crate::digest::Digest;
 use crate::s3::S3Store;
 
+/// Up to this many blob keys (estimated from the first prefix) are listed as one stream.
+const SEQUENTIAL_KEYS: usize = 16_000;
+
 /// One blob's keys, and its data key's size and time.
 #[derive(Default)]
 struct BlobKeys {
@@ -31,17 +34,33 @@ pub async fn list(
     listed: &AtomicU64,
 ) -> Result<Listed, String> {
     let top = format!("{}blobs/sha256/", store.base);
-    let prefixes: Vec<String> = (0..=255u8).map(|b| format!("{top}{b:02x}/")).collect();
-    let pages: Vec<_> = stream::iter(prefixes.iter().map(|p| async move {
-        let page = store.list_all(p, None).await;
+    let count = |page: crate::s3::Listing| {
         if let Ok((objects, _)) = &page {
             listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
         }
         page
-    }))
-    .buffer_unordered(store.concurrency.clamp(1, 32))
-    .collect()
-    .await;
+    };
+    // The first of the 256 prefixes tells the size of the rest: a small blob store is
+    // listed as one stream after it (a few pages), a large one per prefix, several at once
+    // (each LIST costs a round trip; a server that scans its keys per LIST costs more).
+    let first = count(store.list_all(&format!("{top}00/"), None).await);
+    let estimate = first.as_ref().map_or(usize::MAX, |(o, _)| o.len() * 256);
+    let mut pages = vec![first];
+    if estimate <= SEQUENTIAL_KEYS {
+        let after = format!("{top}00/~");
+        pages.push(count(store.list_all_after(&top, None, Some(&after)).await));
+    } else {
+        let prefixes: Vec<String> = (1..=255u8).map(|b| format!("{top}{b:02x}/")).collect();
+        let rest: Vec<_> = stream::iter(
+            prefixes
+                .iter()
+                .map(|p| async move { count(store.list_all(p, None).await) }),
+        )
+        .buffer_unordered(store.concurrency.clamp(1, 32))
+        .collect()
+        .await;
+        pages.extend(rest);
+    }
     // Per blob: its keys, and the data key's size and time.
     let mut blobs: BTreeMap<Digest, BlobKeys> = BTreeMap::new();
     for page in pages {

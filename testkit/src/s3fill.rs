@@ -112,3 +112,55 @@ pub async fn fill(endpoint: &str, bucket: &str, root: &str, f: &Fill) -> Result<
     .await?;
     Ok((keys, tags))
 }
+
+/// Uploads every file under `dir` to the bucket, its path relative to `dir` under `root`
+/// (a filesystem registry's tree becomes the same registry on S3); gives the count.
+pub async fn put_dir(
+    endpoint: &str,
+    bucket: &str,
+    root: &str,
+    dir: &std::path::Path,
+) -> Result<usize> {
+    let c = client(endpoint).await;
+    let base = match root.trim_matches('/') {
+        "" => String::new(),
+        r => format!("{r}/"),
+    };
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("{}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                todo.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    let n = files.len();
+    stream::iter(files.into_iter().map(|path| {
+        let c = c.clone();
+        let rel = path
+            .strip_prefix(dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = format!("{base}{rel}");
+        async move {
+            let body = tokio::fs::read(&path)
+                .await
+                .with_context(|| format!("{}", path.display()))?;
+            c.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .with_context(|| format!("PUT {key}"))
+        }
+    }))
+    .buffer_unordered(32)
+    .try_collect::<Vec<_>>()
+    .await?;
+    Ok(n)
+}

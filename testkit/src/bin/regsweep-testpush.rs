@@ -3,7 +3,8 @@
 //! `regsweep-testpush URL` prints the scenario's digests as JSON;
 //! `regsweep-testpush URL untagged REPO N` pushes N distinct untagged manifests to REPO;
 //! `regsweep-testpush S3_ENDPOINT s3fill BUCKET ROOT REPOS REVISIONS TAGS [UNMATCHED_EVERY]`
-//! writes storage keys straight into a bucket.
+//! writes storage keys straight into a bucket;
+//! `regsweep-testpush S3_ENDPOINT s3put-dir BUCKET ROOT DIR` uploads a filesystem registry.
 
 use anyhow::{Context, Result, bail};
 
@@ -110,6 +111,22 @@ fn main() -> Result<()> {
             let bucket = args.get(2).context("s3list needs BUCKET ROOT")?;
             let root = args.get(3).context("s3list needs BUCKET ROOT")?;
             s3list(url, bucket, root)
+        }
+        Some("s3put-dir") => {
+            // regsweep-testpush ENDPOINT s3put-dir BUCKET ROOT DIR: a filesystem registry's
+            // tree into the bucket, under ROOT.
+            let bucket = args.get(2).context("s3put-dir needs BUCKET ROOT DIR")?;
+            let root = args.get(3).context("s3put-dir needs BUCKET ROOT DIR")?;
+            let dir = args.get(4).context("s3put-dir needs BUCKET ROOT DIR")?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let n = rt.block_on(regsweep_testkit::s3fill::put_dir(
+                url,
+                bucket,
+                root,
+                std::path::Path::new(dir),
+            ))?;
+            println!("{n} keys");
+            Ok(())
         }
         Some(other) => bail!(
             "unknown command {other:?}: usage: regsweep-testpush URL [untagged REPO N | s3fill ...]"
