@@ -1,11 +1,14 @@
 //! Criterion benchmark of the pure planner: one large repository, and whole registries of
-//! 1M and 10M manifests (100 per repository), with the bytes each planned manifest keeps.
+//! 1M and 10M manifests (100 per repository), on one thread and on every core (as the
+//! pipeline plans), with the bytes each planned manifest keeps.
 //! Under `cargo test` (no `--bench`) only small sizes run, once, as a smoke test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use regex::Regex;
@@ -14,22 +17,37 @@ use regsweep::meta::{Child, ImageInfo, Kind, Manifest, Meta, Platform, Snapshot}
 use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy, RepoPlan, plan_repository};
 use regsweep::scan::{RepoRecord, Revision, TagLink};
 
-/// Counts live heap bytes, to measure what plans keep.
+/// Counts live heap bytes, to measure what plans keep; allocates with the allocator the
+/// regsweep binary uses (mimalloc, unless built without its default features).
 struct Counting;
+
+#[cfg(feature = "mimalloc")]
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(not(feature = "mimalloc"))]
+static INNER: std::alloc::System = std::alloc::System;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+// SAFETY: forwards to the inner allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
         // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
+        unsafe { INNER.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { System.dealloc(p, l) }
+        unsafe { INNER.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `p` came from `alloc` with layout `l`, as the caller promises.
+        let out = unsafe { INNER.realloc(p, l, new_size) };
+        if !out.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+        out
     }
 }
 
@@ -161,10 +179,19 @@ fn whole_registry(c: &mut Criterion) {
         );
         drop(plans);
         g.throughput(Throughput::Elements(n));
-        g.bench_with_input(BenchmarkId::from_parameter(n), &snaps, |b, snaps| {
+        g.bench_with_input(BenchmarkId::new("one_thread", n), &snaps, |b, snaps| {
             b.iter(|| {
                 snaps
                     .iter()
+                    .map(|s| plan_repository(black_box(s), &policy).delete_count())
+                    .sum::<usize>()
+            })
+        });
+        // As the pipeline plans: repositories on every core at once.
+        g.bench_with_input(BenchmarkId::new("all_cores", n), &snaps, |b, snaps| {
+            b.iter(|| {
+                snaps
+                    .par_iter()
                     .map(|s| plan_repository(black_box(s), &policy).delete_count())
                     .sum::<usize>()
             })

@@ -9,6 +9,9 @@
 # 4. the real sweeps: regsweep gc, and docker-registry garbage-collect.
 # Prints wall time and peak RSS (GNU time) and the ratios; checks both sweeps leave the same
 # blob files. Trees live in target/bench-gc-<REVISIONS>* (delete them to regenerate).
+# IMAGE=1 (root only) puts the tree on a loop-mounted ext4 image (1 KiB blocks, inline
+# data; see bench-scan.sh), target/bench-gc-<REVISIONS>.img, for trees the disk cannot
+# hold three times: then only the dry runs and the finds run, on that one tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 revs=${1:-100000}
@@ -18,16 +21,29 @@ bash scripts/install-deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --workspace --bins >/dev/null
 base=target/bench-gc-$revs
+if [ -n "${IMAGE:-}" ] && ! mountpoint -q "$base"; then
+  img=$base.img
+  if [ ! -f "$img" ]; then
+    truncate -s $(( revs * 8 / 1000 + 512 ))M "$img"
+    mkfs.ext4 -q -b 1024 -I 256 -O inline_data -N $(( revs * 12 + 100000 )) "$img"
+  fi
+  mkdir -p "$base"
+  mount -o loop "$img" "$base"
+fi
 if [ ! -d "$base/docker/registry/v2/repositories" ]; then
-  rm -rf "$base"
+  mountpoint -q "$base" || rm -rf "$base"
   ./target/release/regsweep-gen "$base" "$repos" "$revs" "$tags" 1 >/dev/null
   REGISTRY_DIR="$base" DELETE_VIA=storage REGISTRY_STOPPED=true MIN_AGE=0 QUIET=true \
     SUMMARY_ONLY=true ./target/release/regsweep > /dev/null || [ $? -eq 4 ]
 fi
 base=$(cd "$base" && pwd)
 ours=$base-regsweep; theirs=$base-registry
-rm -rf "$ours" "$theirs"
-cp -a "$base" "$ours"; cp -a "$base" "$theirs"
+if [ -n "${IMAGE:-}" ]; then
+  ours=$base; theirs=$base
+else
+  rm -rf "$ours" "$theirs"
+  cp -a "$base" "$ours"; cp -a "$base" "$theirs"
+fi
 cfg=$(mktemp /tmp/regsweep-bench-gc.XXXXXX.yml)
 trap 'rm -f "$cfg"' EXIT
 cat > "$cfg" <<YAML
@@ -41,6 +57,7 @@ YAML
 # Warm the page cache.
 find "$ours" "$theirs" -type f -name link > /dev/null
 find "$ours/docker/registry/v2/blobs" "$theirs/docker/registry/v2/blobs" -name data > /dev/null
+find "$ours/docker/registry/v2/blobs" -name data -exec cat {} + > /dev/null
 
 measure() { # key, label, command...
   local key=$1 label=$2; shift 2
@@ -55,6 +72,10 @@ measure ours-dry "regsweep gc --dry-run" env REGISTRY_DIR="$ours" DRY_RUN=true S
 measure find "find blobs -name data + pruned find of links" sh -c \
   "find '$ours/docker/registry/v2/blobs' -name data; find '$ours/docker/registry/v2/repositories' -name _layers -prune -o -name link -print"
 measure theirs-dry "docker-registry garbage-collect --dry-run" env -u AWS_CA_BUNDLE docker-registry garbage-collect --dry-run "$cfg"
+if [ -n "${IMAGE:-}" ]; then
+  python3 -c "od, f, td = $(cat /tmp/regsweep-bench-gc-ours-dry), $(cat /tmp/regsweep-bench-gc-find), $(cat /tmp/regsweep-bench-gc-theirs-dry); print(f'dry run: garbage-collect / regsweep gc: {td/od:.1f}x; regsweep gc / find: {od/f:.2f}x')"
+  exit 0
+fi
 measure ours "regsweep gc (sweep)" env REGISTRY_DIR="$ours" REGISTRY_STOPPED=true SUMMARY_ONLY=true ./target/release/regsweep gc
 measure theirs "docker-registry garbage-collect (sweep)" env -u AWS_CA_BUNDLE docker-registry garbage-collect "$cfg"
 r() { cat "/tmp/regsweep-bench-gc-$1"; }

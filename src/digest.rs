@@ -9,8 +9,46 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 /// A sha256 content digest, the identity of every manifest and blob.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy)]
 pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest as four big-endian words: comparing them compares the bytes in order,
+    /// inline, where a byte-array comparison is a call to `memcmp` (a sixth of the
+    /// planner's time at 1M manifests, by `perf`).
+    #[inline]
+    fn words(&self) -> [u64; 4] {
+        let w = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(b)
+        };
+        [w(0), w(1), w(2), w(3)]
+    }
+}
+
+impl PartialEq for Digest {
+    #[inline]
+    fn eq(&self, other: &Digest) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for Digest {}
+
+impl PartialOrd for Digest {
+    #[inline]
+    fn partial_cmp(&self, other: &Digest) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    #[inline]
+    fn cmp(&self, other: &Digest) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
 
 impl Digest {
     /// Parses exactly `sha256:<64 lowercase hex>`; anything else is `None`.
@@ -109,6 +147,21 @@ impl<'de> serde::Deserialize<'de> for Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_compare_as_their_bytes_do() {
+        let ds: Vec<Digest> = (0u32..2000).map(|i| Digest::of(&i.to_le_bytes())).collect();
+        for a in ds.iter().take(200) {
+            for b in &ds {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0));
+                assert_eq!(a == b, a.0 == b.0);
+            }
+        }
+        let mut x = [7u8; 32];
+        let y = x;
+        x[31] = 8;
+        assert!(Digest(y) < Digest(x) && Digest(x) != Digest(y));
+    }
 
     #[test]
     fn parses_only_the_strict_form() {

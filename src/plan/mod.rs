@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::meta::{Kind, Meta, Snapshot};
+use crate::meta::{Kind, Meta, Platform, Snapshot};
 pub use policy::{
     DEFAULT_HASH_TAG_PATTERN, Policies, Policy, Rule, TagClass, attachment_subject, classify_tag,
 };
@@ -542,6 +542,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     }
 
     let parents = parents_of(snap, &revisions);
+    let mut by_platform = Vec::new();
     let mut reasons: Vec<(Digest, Reason)> = Vec::with_capacity(rec.revisions.len());
     let mut decisions = Vec::with_capacity(rec.revisions.len());
     for r in &rec.revisions {
@@ -552,7 +553,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
                 delete_reason(snap, r.digest, &ranks, &attached_to, &parents),
             ),
         };
-        let (kind, label) = describe(snap, &r.digest);
+        let (kind, label) = label_of(snap, &r.digest, &mut plan.labels, &mut by_platform);
         reasons.push((r.digest, reason));
         decisions.push(Decision {
             digest: r.digest,
@@ -562,7 +563,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             kind,
             created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
             linked_at: compact_time(r.linked_at),
-            label: intern(&mut plan.labels, label),
+            label,
         });
     }
     decisions.sort_by_key(|d| d.digest);
@@ -768,6 +769,30 @@ fn describe(snap: &Snapshot, d: &Digest) -> (Option<Kind>, String) {
         Kind::Unknown => String::new(),
     };
     (Some(m.kind), label)
+}
+
+/// A manifest's kind and the index of its label in `labels`; an image's platform label is
+/// found in `by_platform` (the few platforms a repository has) without formatting it again.
+fn label_of<'a>(
+    snap: &'a Snapshot,
+    d: &Digest,
+    labels: &mut Vec<String>,
+    by_platform: &mut Vec<(Option<&'a Platform>, u32)>,
+) -> (Option<Kind>, u32) {
+    if let Some(m) = snap.manifest(d)
+        && matches!(m.kind, Kind::Image | Kind::Schema1)
+    {
+        let p = snap.images.get(d).and_then(|i| i.platform.as_ref());
+        if let Some((_, i)) = by_platform.iter().find(|(q, _)| *q == p) {
+            return (Some(m.kind), *i);
+        }
+        let label = p.map_or_else(|| "?/?".to_owned(), ToString::to_string);
+        let i = intern(labels, label);
+        by_platform.push((p, i));
+        return (Some(m.kind), i);
+    }
+    let (kind, label) = describe(snap, d);
+    (kind, intern(labels, label))
 }
 
 fn intern(labels: &mut Vec<String>, label: String) -> u32 {
