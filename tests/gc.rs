@@ -376,29 +376,19 @@ fn old_uploads_are_purged_as_the_registry_purges_them_and_nothing_else() {
 fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
     let (reg, named) = cleaned();
     // A manifest blob that is a FIFO: reading it blocks, so marking is surely running.
-    let data = reg.blob_path(&named["O"].1);
-    std::fs::remove_file(&data).expect("rm");
-    let st = Command::new("mkfifo").arg(&data).status().expect("mkfifo");
-    assert!(st.success());
+    common::make_fifo(&reg.blob_path(&named["O"].1));
     let before = tree(&reg.root());
-    let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .arg("gc")
-        .env_clear()
-        .env("REGISTRY_DIR", reg.root())
-        .env("REGISTRY_STOPPED", "true")
-        .env("PROGRESS_INTERVAL", "100ms")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let st = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    let out = child.wait_with_output().expect("wait");
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = common::signalled(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("REGISTRY_STOPPED", "true"),
+            ("PROGRESS_INTERVAL", "100ms"),
+        ],
+        &["gc"],
+        std::time::Duration::from_millis(1000),
+        "INT",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(

@@ -322,30 +322,18 @@ fn scan_progress_counts_links_before_a_repository_is_done() {
     let root = reg.root().to_string_lossy().into_owned();
     // demo/app's newest image manifest is a FIFO: its repository never finishes planning.
     let d = named["YOUNG"].1;
-    let data = reg.blob_path(&d);
-    std::fs::remove_file(&data).expect("rm");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&data)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .env_clear()
-        .env("REGISTRY_DIR", &root)
-        .env("DRY_RUN", "true")
-        .env("PROGRESS_INTERVAL", "200ms")
-        .env("SCAN_THREADS", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(1500));
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    let out = child.wait_with_output().expect("wait");
+    common::make_fifo(&reg.blob_path(&d));
+    let out = common::signalled(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("DRY_RUN", "true"),
+            ("PROGRESS_INTERVAL", "200ms"),
+            ("SCAN_THREADS", "1"),
+        ],
+        &[],
+        Duration::from_millis(1500),
+        "TERM",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     let last = err

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -249,27 +249,14 @@ fn a_signal_during_the_scan_exits_130_with_a_closing_line() {
     let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
     // A manifest blob that is a FIFO: reading it blocks, so the scan is surely running.
-    let data = reg.blob_path(&named["O"].1);
-    std::fs::remove_file(&data).expect("rm");
-    let st = Command::new("mkfifo").arg(&data).status().expect("mkfifo");
-    assert!(st.success());
+    common::make_fifo(&reg.blob_path(&named["O"].1));
     for signal in ["INT", "TERM"] {
-        let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-            .env_clear()
-            .env("REGISTRY_DIR", &root)
-            .env("DRY_RUN", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(800));
-        let st = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(st.success());
-        let out = child.wait_with_output().expect("wait");
+        let out = common::signalled(
+            &[("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")],
+            &[],
+            Duration::from_millis(800),
+            signal,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
         assert!(err.contains("interrupted"), "SIG{signal}: {err}");

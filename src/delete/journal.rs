@@ -111,6 +111,16 @@ impl Unfinished {
     }
 }
 
+/// Warns (stderr) about a journal's torn lines, if any.
+pub fn warn_torn(path: &Path, lines: &[usize]) {
+    if !lines.is_empty() {
+        eprintln!(
+            "warning: journal {}: torn lines {lines:?} ignored (that can only mean fewer deletes)",
+            path.display()
+        );
+    }
+}
+
 /// A journal's records with their line numbers, and the numbers of its torn lines.
 type Records = (Vec<(usize, Record)>, Vec<usize>);
 

@@ -138,13 +138,7 @@ fn unfinished(cfg: &Config) -> Result<Option<UnfinishedGc>> {
         u.remaining().len(),
         u.planned.len()
     );
-    if !u.unreadable_lines.is_empty() {
-        eprintln!(
-            "warning: journal {}: torn lines {:?} ignored (that can only mean fewer deletes)",
-            path.display(),
-            u.unreadable_lines
-        );
-    }
+    journal::warn_torn(path, &u.unreadable_lines);
     Ok(Some(u))
 }
 

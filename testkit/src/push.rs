@@ -76,9 +76,8 @@ impl Pusher {
         }
     }
 
-    /// Starts an upload and leaves it unfinished, as an interrupted push does; gives its id
-    /// (`Docker-Upload-UUID`).
-    pub fn start_upload(&self, repo: &str, data: &[u8]) -> Result<String> {
+    /// POSTs a new upload to `repo`; the answer (202, with its Location).
+    fn begin_upload(&self, repo: &str) -> Result<reqwest::blocking::Response> {
         let start = self
             .req(
                 reqwest::Method::POST,
@@ -89,6 +88,13 @@ impl Pusher {
         if start.status().as_u16() != 202 {
             bail!("upload to {repo}: POST answered {}", start.status());
         }
+        Ok(start)
+    }
+
+    /// Starts an upload and leaves it unfinished, as an interrupted push does; gives its id
+    /// (`Docker-Upload-UUID`).
+    pub fn start_upload(&self, repo: &str, data: &[u8]) -> Result<String> {
+        let start = self.begin_upload(repo)?;
         let header = |name: &str| {
             start
                 .headers()
@@ -126,16 +132,7 @@ impl Pusher {
         if head.status().is_success() {
             return Ok(digest);
         }
-        let start = self
-            .req(
-                reqwest::Method::POST,
-                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
-            )
-            .send()
-            .with_context(|| format!("starting an upload to {repo}"))?;
-        if start.status().as_u16() != 202 {
-            bail!("upload to {repo}: POST answered {}", start.status());
-        }
+        let start = self.begin_upload(repo)?;
         let loc = start
             .headers()
             .get(LOCATION)

@@ -94,7 +94,12 @@ pub async fn fill(endpoint: &str, bucket: &str, root: &str, f: &Fill) -> Result<
         format!("{base}blobs/sha256/44/{}/data", Digest::of(b"{}").hex()),
         b"{}".to_vec(),
     ));
-    let keys = puts.len();
+    Ok((put_all(&c, bucket, puts).await?, tags))
+}
+
+/// PUTs every (key, body), 32 at once; gives how many.
+async fn put_all(c: &Client, bucket: &str, puts: Vec<(String, Vec<u8>)>) -> Result<usize> {
+    let n = puts.len();
     stream::iter(puts.into_iter().map(|(key, body)| {
         let c = c.clone();
         async move {
@@ -110,7 +115,7 @@ pub async fn fill(endpoint: &str, bucket: &str, root: &str, f: &Fill) -> Result<
     .buffer_unordered(32)
     .try_collect::<Vec<_>>()
     .await?;
-    Ok((keys, tags))
+    Ok(n)
 }
 
 /// Uploads every file under `dir` to the bucket, its path relative to `dir` under `root`
@@ -138,29 +143,14 @@ pub async fn put_dir(
             }
         }
     }
-    let n = files.len();
-    stream::iter(files.into_iter().map(|path| {
-        let c = c.clone();
+    let mut puts = Vec::with_capacity(files.len());
+    for path in files {
         let rel = path
             .strip_prefix(dir)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let key = format!("{base}{rel}");
-        async move {
-            let body = tokio::fs::read(&path)
-                .await
-                .with_context(|| format!("{}", path.display()))?;
-            c.put_object()
-                .bucket(bucket)
-                .key(&key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .with_context(|| format!("PUT {key}"))
-        }
-    }))
-    .buffer_unordered(32)
-    .try_collect::<Vec<_>>()
-    .await?;
-    Ok(n)
+        let body = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+        puts.push((format!("{base}{rel}"), body));
+    }
+    put_all(&c, bucket, puts).await
 }

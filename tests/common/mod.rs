@@ -504,3 +504,37 @@ pub fn planned_keeps(report: &Value) -> BTreeMap<String, std::collections::BTree
     }
     out
 }
+
+/// Replaces the file at `path` with a FIFO: reading it blocks, so a run that reads it is
+/// surely still running when a signal comes.
+pub fn make_fifo(path: &Path) {
+    std::fs::remove_file(path).expect("rm");
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Runs regsweep with only `env` and `args`, sends it SIG`signal` after `after`, and gives
+/// what it printed and how it exited.
+pub fn signalled(
+    env: &[(&str, &str)],
+    args: &[&str],
+    after: std::time::Duration,
+    signal: &str,
+) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(after);
+    let st = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    child.wait_with_output().expect("wait")
+}
