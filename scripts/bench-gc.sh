@@ -14,6 +14,7 @@
 # hold three times: then only the dry runs and the finds run, on that one tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 revs=${1:-100000}
 tags=${2:-$(( revs / 5 ))}
 repos=${3:-$(( revs / 5000 > 2 ? revs / 5000 : 2 ))}
@@ -21,15 +22,7 @@ bash scripts/install-deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --workspace --bins >/dev/null
 base=target/bench-gc-$revs
-if [ -n "${IMAGE:-}" ] && ! mountpoint -q "$base"; then
-  img=$base.img
-  if [ ! -f "$img" ]; then
-    truncate -s $(( revs * 8 / 1000 + 512 ))M "$img"
-    mkfs.ext4 -q -b 1024 -I 256 -O inline_data -N $(( revs * 12 + 100000 )) "$img"
-  fi
-  mkdir -p "$base"
-  mount -o loop "$img" "$base"
-fi
+[ -z "${IMAGE:-}" ] || mount_image "$base" "$revs"
 if [ ! -d "$base/docker/registry/v2/repositories" ]; then
   mountpoint -q "$base" || rm -rf "$base"
   ./target/release/regsweep-gen "$base" "$repos" "$revs" "$tags" 1 >/dev/null

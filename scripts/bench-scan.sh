@@ -11,6 +11,7 @@
 # 1M-manifest tree fits on a small disk; the image is target/bench-tree-<REVISIONS>.img.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 revs=${1:-1000000}
 tags=${2:-$(( revs / 5 ))}
 repos=${3:-$(( revs / 5000 > 2 ? revs / 5000 : 2 ))}
@@ -18,15 +19,7 @@ bash scripts/install-deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --workspace --bins >/dev/null
 root=target/bench-tree-$revs
-if [ -n "${IMAGE:-}" ] && ! mountpoint -q "$root"; then
-  img=$root.img
-  if [ ! -f "$img" ]; then
-    truncate -s $(( revs * 8 / 1000 + 512 ))M "$img"
-    mkfs.ext4 -q -b 1024 -I 256 -O inline_data -N $(( revs * 12 + 100000 )) "$img"
-  fi
-  mkdir -p "$root"
-  mount -o loop "$img" "$root"
-fi
+[ -z "${IMAGE:-}" ] || mount_image "$root" "$revs"
 if [ ! -d "$root/docker/registry/v2/repositories" ]; then
   mountpoint -q "$root" || rm -rf "$root"
   ./target/release/regsweep-gen "$root" "$repos" "$revs" "$tags" 1

@@ -25,3 +25,17 @@ stop_pidfile() {
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$pidfile"
 }
+
+# mount_image DIR REVISIONS: mounts DIR.img (made if missing: ext4, 1 KiB blocks, inline
+# data, inodes for REVISIONS revisions) on DIR, unless DIR is already a mount point. A
+# 1M-revision tree takes about 5 KB a manifest there instead of about 35 KB.
+mount_image() {
+  local dir=$1 revs=$2 img=$1.img
+  mountpoint -q "$dir" && return 0
+  if [ ! -f "$img" ]; then
+    truncate -s $(( revs * 8 / 1000 + 512 ))M "$img"
+    mkfs.ext4 -q -b 1024 -I 256 -O inline_data -N $(( revs * 12 + 100000 )) "$img"
+  fi
+  mkdir -p "$dir"
+  mount -o loop "$img" "$dir"
+}
