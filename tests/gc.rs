@@ -174,6 +174,23 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
     let copy = reg.copy_storage("registry-gc");
     let offline = [("DELETE_VIA", "storage"), ("REGISTRY_STOPPED", "true")];
     let root = reg.root().to_string_lossy().into_owned();
+    // A dry run plans the cleanup and says why it collects nothing.
+    let before = tree(&reg.root());
+    let (_, err) = run_expecting(
+        &[
+            &[
+                ("REGISTRY_DIR", root.as_str()),
+                ("GC", "true"),
+                ("DRY_RUN", "true"),
+            ][..],
+            &offline,
+        ]
+        .concat(),
+        &[],
+        0,
+    );
+    assert!(err.contains("no collection in a dry run"), "{err}");
+    assert_eq!(tree(&reg.root()), before);
     let (text, _) = run_expecting(
         &[
             &[("REGISTRY_DIR", root.as_str()), ("GC", "true")][..],

@@ -55,6 +55,12 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     let code = act::finish(&run, scanned, acted)?;
     // `--gc`: blobs go only after a cleanup that went through (skips are fine: a skipped
     // manifest is still there, and so is everything it marks).
+    if cfg.gc && cfg.dry_run {
+        // What a collection would free depends on the deletes this dry run only planned.
+        eprintln!(
+            "note: GC: no collection in a dry run; after the cleanup, `regsweep gc --dry-run` lists what it would free"
+        );
+    }
     if cfg.gc && !cfg.dry_run && matches!(code, EXIT_OK | EXIT_SKIPPED) {
         println!();
         let gc = crate::gc::run(cfg, &run.rt, &run.signals)?;
