@@ -7,6 +7,7 @@
 # 3. docker-registry garbage-collect --dry-run --delete-untagged on a config for the tree.
 # Prints each wall time and peak RSS (GNU time) and the ratios. The tree is kept in
 # target/bench-tree-<REVISIONS> for reruns (delete it to regenerate).
+# COLD=1 (root only) drops the page cache before each measurement instead of warming it.
 # IMAGE=1 (root only) puts the tree on a loop-mounted ext4 image with 1 KiB blocks and
 # inline data (~5 KB per manifest instead of ~35 KB with 4 KiB blocks), which is how a
 # 1M-manifest tree fits on a small disk; the image is target/bench-tree-<REVISIONS>.img.
@@ -36,12 +37,15 @@ storage:
   delete: {enabled: true}
 http: {addr: 127.0.0.1:0}
 YAML
-# Warm the page cache.
-find "$root" -type f -name link > /dev/null
-find "$root/docker/registry/v2/blobs" -name data -exec cat {} + > /dev/null
+if [ -z "${COLD:-}" ]; then
+  # Warm the page cache.
+  find "$root" -type f -name link > /dev/null
+  find "$root/docker/registry/v2/blobs" -name data -exec cat {} + > /dev/null
+fi
 
 measure() { # name, command...
   local name=$1; shift
+  if [ -n "${COLD:-}" ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi
   /usr/bin/time -f "%e %M" -o /tmp/regsweep-bench-time "$@" > /dev/null 2>&1
   read -r secs kb < /tmp/regsweep-bench-time
   printf '%-48s %9s s %9s MiB\n' "$name" "$secs" "$(( kb / 1024 ))"
