@@ -300,6 +300,26 @@ impl S3Store {
             .collect()
     }
 
+    /// Deletes keys, each owned by something (a digest, an upload); gives each owner whose
+    /// keys could not all be deleted, once, with the first failure.
+    pub async fn delete_owned<O: Ord + Clone>(
+        &self,
+        keys: &[(O, String)],
+    ) -> std::collections::BTreeMap<O, String> {
+        let owner: std::collections::HashMap<&str, &O> =
+            keys.iter().map(|(o, k)| (k.as_str(), o)).collect();
+        let all: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
+        let mut failed = std::collections::BTreeMap::new();
+        for (key, why) in self.delete_keys(&all).await {
+            if let Some(o) = owner.get(key.as_str()) {
+                failed
+                    .entry((*o).clone())
+                    .or_insert_with(|| format!("s3://{}/{key}: {why}", self.bucket));
+            }
+        }
+        failed
+    }
+
     /// One DeleteObjects request for at most 1000 keys; the keys that failed, with why.
     async fn delete_chunk(&self, chunk: &[String]) -> Vec<(String, String)> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};

@@ -2,7 +2,7 @@
 //! removes each unmarked blob old enough with DeleteObjects (1000 keys a request): every key
 //! under its `<hex>/`, as the registry's S3 driver deletes a blob. Nothing else is touched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -103,18 +103,9 @@ pub async fn list(
 
 /// Deletes the candidates' keys; gives the blobs whose deletion failed, once each, with why.
 pub async fn remove(store: &S3Store, candidates: &[Candidate]) -> Vec<(Digest, String)> {
-    let owner: HashMap<&str, Digest> = candidates
+    let keys: Vec<(Digest, String)> = candidates
         .iter()
-        .flat_map(|c| c.keys.iter().map(|k| (k.as_str(), c.digest)))
+        .flat_map(|c| c.keys.iter().map(|k| (c.digest, k.clone())))
         .collect();
-    let keys: Vec<String> = owner.keys().map(|k| (*k).to_owned()).collect();
-    let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
-    for (key, why) in store.delete_keys(&keys).await {
-        if let Some(d) = owner.get(key.as_str()) {
-            failed
-                .entry(*d)
-                .or_insert_with(|| format!("s3://{}/{key}: {why}", store.bucket));
-        }
-    }
-    failed.into_iter().collect()
+    store.delete_owned(&keys).await.into_iter().collect()
 }

@@ -234,20 +234,11 @@ pub async fn list_s3(store: &S3Store) -> Result<Vec<Upload>, String> {
 
 /// Deletes the uploads' keys; gives those whose deletion failed, once each, with why.
 pub async fn remove_s3(store: &S3Store, old: &[Upload]) -> Vec<(String, String)> {
-    let owner: BTreeMap<&str, &str> = old
+    let keys: Vec<(String, String)> = old
         .iter()
-        .flat_map(|u| u.keys.iter().map(|k| (k.as_str(), u.shown.as_str())))
+        .flat_map(|u| u.keys.iter().map(|k| (u.shown.clone(), k.clone())))
         .collect();
-    let keys: Vec<String> = owner.keys().map(|k| (*k).to_owned()).collect();
-    let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    for (key, why) in store.delete_keys(&keys).await {
-        if let Some(u) = owner.get(key.as_str()) {
-            failed
-                .entry((*u).to_owned())
-                .or_insert_with(|| format!("s3://{}/{key}: {why}", store.bucket));
-        }
-    }
-    failed.into_iter().collect()
+    store.delete_owned(&keys).await.into_iter().collect()
 }
 
 #[cfg(test)]

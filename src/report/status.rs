@@ -59,9 +59,7 @@ impl Counters {
 
     /// The scan is over; `total` deletes follow.
     pub fn start_deletes(&self, total: usize) {
-        self.delete_total.store(total as u64, Ordering::Relaxed);
-        let _ = self.delete_started.set(Instant::now());
-        self.phase.store(DELETE, Ordering::Relaxed);
+        self.start_counted(DELETE, total);
     }
 
     /// A blob collection marks (reads every repository's manifests).
@@ -76,9 +74,14 @@ impl Counters {
 
     /// A blob collection sweeps `total` blobs.
     pub fn start_sweep(&self, total: usize) {
+        self.start_counted(SWEEP, total);
+    }
+
+    /// A phase of `total` deletions begins.
+    fn start_counted(&self, phase: u8, total: usize) {
         self.delete_total.store(total as u64, Ordering::Relaxed);
         let _ = self.delete_started.set(Instant::now());
-        self.phase.store(SWEEP, Ordering::Relaxed);
+        self.phase.store(phase, Ordering::Relaxed);
     }
 }
 

@@ -143,14 +143,8 @@ impl S3Storage {
 
     /// Deletes the keys, each owned by a digest; a failure is recorded against its digest.
     async fn delete_owned(&self, keys: &[(Digest, String)], errors: &mut DigestMap<String>) {
-        let owner: HashMap<&str, Digest> = keys.iter().map(|(d, k)| (k.as_str(), *d)).collect();
-        let all: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
-        for (key, why) in self.store.delete_keys(&all).await {
-            if let Some(d) = owner.get(key.as_str()) {
-                errors
-                    .entry(*d)
-                    .or_insert(format!("s3://{}/{key}: {why}", self.store.bucket));
-            }
+        for (d, why) in self.store.delete_owned(keys).await {
+            errors.entry(d).or_insert(why);
         }
     }
 
