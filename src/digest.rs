@@ -58,12 +58,16 @@ impl Digest {
 
     /// Parses exactly 64 lowercase hex characters.
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
+        let bytes: &[u8; 64] = hex.as_bytes().try_into().ok()?;
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex, &mut out).ok()?;
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
         Some(Digest(out))
     }
 
@@ -74,12 +78,35 @@ impl Digest {
 
     /// The 64 hex characters, without the algorithm prefix.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_buf().as_str().to_owned()
+    }
+
+    /// The 64 hex characters on the stack (paths and output built without allocating).
+    pub fn hex_buf(&self) -> HexBuf {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        HexBuf(out)
     }
 
     /// The first 12 hex characters, as the original tool prints them.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..6])
+    }
+}
+
+/// A digest's 64 lowercase hex characters, held inline.
+#[derive(Clone, Copy)]
+pub struct HexBuf([u8; 64]);
+
+impl HexBuf {
+    /// The characters as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -119,7 +146,7 @@ pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        write!(f, "sha256:{}", self.hex_buf().as_str())
     }
 }
 
@@ -174,6 +201,17 @@ mod tests {
         assert!(Digest::parse(&format!("sha512:{hex}")).is_none());
         assert!(Digest::parse(&format!("sha256:{hex}\n")).is_none());
         assert!(Digest::parse("").is_none());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        for i in 0u32..1000 {
+            let d = Digest::of(&i.to_le_bytes());
+            assert_eq!(d.hex(), hex::encode(d.0));
+            assert_eq!(Digest::from_hex(d.hex_buf().as_str()), Some(d));
+        }
+        assert!(Digest::from_hex(&format!("{}g", "0".repeat(63))).is_none());
+        assert!(Digest::from_hex(&format!("{}é", "0".repeat(62))).is_none());
     }
 
     #[test]

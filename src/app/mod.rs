@@ -36,6 +36,23 @@ pub fn policies(cfg: &Config) -> Policies {
     p
 }
 
+/// Threads that read and remove small files (links, manifests, configs, blob directories)
+/// for `threads` scan threads. Such calls mostly wait on storage: with the page cache
+/// dropped, a 100k dry run takes 32 s with 2 such threads, 14.5 s with 8, 12.2 s with
+/// 16, 11.8 s with 64; warm it is 1.1 s with any of them (2 cores; README "Performance").
+pub fn io_threads(threads: usize) -> usize {
+    (threads * 4).clamp(8, 64)
+}
+
+/// Sizes rayon's global pool, where every parallel file read and removal runs, to
+/// [`io_threads`]; a pool already started (a second run in one process) is kept.
+fn start_io_pool(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(io_threads(threads))
+        .thread_name(|i| format!("regsweep-io-{i}"))
+        .build_global();
+}
+
 /// Runs regsweep with a validated configuration; returns the process exit code.
 pub fn run(cfg: &Config) -> Result<i32> {
     run_mode(cfg, &Mode::Run)
@@ -43,6 +60,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
 
 /// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
 pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
+    start_io_pool(cfg.threads);
     if let Mode::Gc = mode {
         return crate::gc::collect(cfg);
     }

@@ -46,9 +46,10 @@ pub fn collect(cfg: &Config) -> Result<i32> {
 
 /// Where blobs are swept, and how.
 enum Sweeper<'a> {
-    /// A filesystem root, and the threads that list and unlink there (more than cores:
-    /// each mostly waits on the filesystem; at 100k, 2 threads swept in 21.7 s, 16 in 9.9 s).
-    Fs(std::path::PathBuf, rayon::ThreadPool),
+    /// A filesystem root, listed and unlinked on rayon's global pool, sized by
+    /// [`crate::app::io_threads`] (each call mostly waits on the filesystem; at 100k,
+    /// 2 threads swept in 21.7 s, 16 in 9.9 s).
+    Fs(std::path::PathBuf),
     /// A bucket, with the runtime its requests run on.
     S3(Arc<S3Store>, &'a tokio::runtime::Runtime),
 }
@@ -63,9 +64,7 @@ impl Sweeper<'_> {
         listed: &AtomicU64,
     ) -> Result<sweep::Listed, String> {
         match self {
-            Sweeper::Fs(root, pool) => {
-                pool.install(|| sweep::list(root, marked, now, min_age, listed))
-            }
+            Sweeper::Fs(root) => sweep::list(root, marked, now, min_age, listed),
             Sweeper::S3(store, rt) => {
                 rt.block_on(sweep_s3::list(store, marked, now, min_age, listed))
             }
@@ -75,7 +74,7 @@ impl Sweeper<'_> {
     /// Removes the candidates; gives the blobs that could not be removed, with why.
     fn remove(&self, candidates: &[sweep::Candidate]) -> Vec<(Digest, String)> {
         match self {
-            Sweeper::Fs(root, pool) => pool.install(|| sweep::remove(root, candidates)),
+            Sweeper::Fs(root) => sweep::remove(root, candidates),
             Sweeper::S3(store, rt) => rt.block_on(sweep_s3::remove(store, candidates)),
         }
     }
@@ -83,7 +82,7 @@ impl Sweeper<'_> {
     /// The uploads under every repository, with their start times.
     fn uploads(&self) -> Result<Vec<uploads::Upload>, String> {
         match self {
-            Sweeper::Fs(root, pool) => pool.install(|| uploads::list_fs(root)),
+            Sweeper::Fs(root) => uploads::list_fs(root),
             Sweeper::S3(store, rt) => rt.block_on(uploads::list_s3(store)),
         }
     }
@@ -91,7 +90,7 @@ impl Sweeper<'_> {
     /// Removes uploads; gives those that could not be removed, with why.
     fn remove_uploads(&self, old: &[uploads::Upload]) -> Vec<(String, String)> {
         match self {
-            Sweeper::Fs(root, pool) => pool.install(|| uploads::remove_fs(root, old)),
+            Sweeper::Fs(root) => uploads::remove_fs(root, old),
             Sweeper::S3(store, rt) => rt.block_on(uploads::remove_s3(store, old)),
         }
     }
@@ -105,16 +104,10 @@ fn open<'a>(
     links: Arc<AtomicU64>,
 ) -> Result<(Sweeper<'a>, Box<dyn Storage>)> {
     Ok(match &cfg.storage {
-        StorageConfig::Fs(root) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads((cfg.threads * 4).clamp(8, 64))
-                .build()
-                .map_err(|e| anyhow!("starting the sweep's threads: {e}"))?;
-            (
-                Sweeper::Fs(root.clone(), pool),
-                Box::new(FsStorage::new(root, cfg.threads).with_progress(links)),
-            )
-        }
+        StorageConfig::Fs(root) => (
+            Sweeper::Fs(root.clone()),
+            Box::new(FsStorage::new(root, cfg.threads).with_progress(links)),
+        ),
         StorageConfig::S3(o) => {
             let store = Arc::new(rt.block_on(S3Store::connect(o)).map_err(|e| anyhow!(e))?);
             let storage = S3Storage::new(store.clone(), rt.handle().clone()).with_progress(links);

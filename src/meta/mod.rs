@@ -153,13 +153,8 @@ fn config_info(
     c: &Digest,
     body: io::Result<Vec<u8>>,
 ) -> Result<ImageInfo, String> {
-    let body = body.map_err(|e| format!("config {c} at {}: {e}", source.locate(c)))?;
-    if Digest::of(&body) != *c {
-        return Err(format!(
-            "config {c} at {}: content does not match its digest",
-            source.locate(c)
-        ));
-    }
+    let body = checked_body(source, c, body)
+        .map_err(|e| format!("config {c} at {}: {e}", source.locate(c)))?;
     parse::parse_config(&body).ok_or_else(|| {
         format!(
             "config {c} at {}: not a JSON image config",
@@ -183,12 +178,81 @@ pub fn checked_manifest(
     body: io::Result<Vec<u8>>,
 ) -> Result<Manifest, String> {
     let at = || source.locate(d);
-    let body = body.map_err(|e| format!("manifest {d} at {}: {e}", at()))?;
-    if Digest::of(&body) != *d {
-        return Err(format!(
-            "manifest {d} at {}: content does not match its digest",
-            at()
-        ));
-    }
+    let body =
+        checked_body(source, d, body).map_err(|e| format!("manifest {d} at {}: {e}", at()))?;
     parse::parse_manifest(&body).map_err(|e| format!("manifest {d} at {}: {e}", at()))
+}
+
+/// A blob's body once its content matches `d`: a body that does not is read again with
+/// [`BlobSource::reread`] (the first, fast read may have stopped short) and checked again.
+fn checked_body(
+    source: &dyn BlobSource,
+    d: &Digest,
+    body: io::Result<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
+    let body = body.map_err(|e| e.to_string())?;
+    if Digest::of(&body) == *d {
+        return Ok(body);
+    }
+    match source.reread(d) {
+        Ok(body) if Digest::of(&body) == *d => Ok(body),
+        Ok(_) => Err("content does not match its digest".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Blobs held in memory whose first read stops after `short` bytes, as a fast read on a
+    /// filesystem that returns short reads would.
+    struct ShortFirst {
+        body: Vec<u8>,
+        short: usize,
+        rereads: AtomicUsize,
+    }
+
+    impl BlobSource for ShortFirst {
+        fn read_blob(&self, _: &Digest) -> io::Result<Vec<u8>> {
+            Ok(self.body[..self.short].to_vec())
+        }
+        fn reread(&self, _: &Digest) -> io::Result<Vec<u8>> {
+            self.rereads.fetch_add(1, Ordering::Relaxed);
+            Ok(self.body.clone())
+        }
+        fn locate(&self, d: &Digest) -> String {
+            d.to_string()
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_match_is_read_again_before_it_is_judged() {
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#.to_vec();
+        let d = Digest::of(&body);
+        let src = ShortFirst {
+            short: 10,
+            body: body.clone(),
+            rereads: AtomicUsize::new(0),
+        };
+        let m = checked_manifest(&src, &d, src.read_blob(&d)).expect("read again in full");
+        assert_eq!(m.kind, Kind::Image);
+        assert_eq!(src.rereads.load(Ordering::Relaxed), 1);
+        // Content that is wrong on the second read too is refused, naming the blob.
+        let other = Digest::of(b"other");
+        let e = checked_manifest(&src, &other, src.read_blob(&other)).expect_err("mismatch");
+        assert!(
+            e.contains("does not match its digest") && e.contains(&other.to_string()),
+            "{e}"
+        );
+        // A good first read is not read again.
+        let whole = ShortFirst {
+            short: body.len(),
+            body,
+            rereads: AtomicUsize::new(0),
+        };
+        checked_manifest(&whole, &d, whole.read_blob(&d)).expect("good");
+        assert_eq!(whole.rereads.load(Ordering::Relaxed), 0);
+    }
 }

@@ -170,7 +170,7 @@ const NO_DATE: i64 = i64::MIN;
 
 /// The verdict on one revision, with what the report shows of it; compact, since a
 /// registry's plans hold one per manifest (56 bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The revision's digest.
     pub digest: Digest,
@@ -543,8 +543,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
 
     let parents = parents_of(snap, &revisions);
     let mut by_platform = Vec::new();
-    let mut reasons: Vec<(Digest, Reason)> = Vec::with_capacity(rec.revisions.len());
-    let mut decisions = Vec::with_capacity(rec.revisions.len());
+    let mut decisions: Vec<(Decision, Reason)> = Vec::with_capacity(rec.revisions.len());
     for r in &rec.revisions {
         let (verdict, reason) = match keep.reasons.get(&r.digest) {
             Some(reason) => (Verdict::Keep, *reason),
@@ -554,8 +553,7 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             ),
         };
         let (kind, label) = label_of(snap, &r.digest, &mut plan.labels, &mut by_platform);
-        reasons.push((r.digest, reason));
-        decisions.push(Decision {
+        let decision = Decision {
             digest: r.digest,
             verdict,
             code: Code::Untagged,
@@ -564,18 +562,17 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
             linked_at: compact_time(r.linked_at),
             label,
-        });
+        };
+        decisions.push((decision, reason));
     }
-    decisions.sort_by_key(|d| d.digest);
-    decisions.dedup_by(|a, b| a.digest == b.digest);
-    decisions.shrink_to_fit();
-    plan.decisions = decisions;
-    for (d, reason) in reasons {
-        if let Some(i) = plan.index_of(&d) {
-            let (code, arg) = plan.encode(reason);
-            plan.decisions[i].code = code;
-            plan.decisions[i].arg = arg;
-        }
+    decisions.sort_by_key(|(d, _)| d.digest);
+    decisions.dedup_by(|a, b| a.0.digest == b.0.digest);
+    plan.decisions = decisions.iter().map(|(d, _)| *d).collect();
+    // Codes last: a reason names other manifests by their place among the decisions.
+    for (i, (_, reason)) in decisions.into_iter().enumerate() {
+        let (code, arg) = plan.encode(reason);
+        plan.decisions[i].code = code;
+        plan.decisions[i].arg = arg;
     }
     let order = order::delete_order(snap, &plan.decisions, &attachments);
     plan.delete_order = order

@@ -2,21 +2,21 @@
 //! or `_uploads`, never following symlinks), rayon reads their links; offline mode removes
 //! links as the registry's own delete does. Nothing else in storage is ever written.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
 
 use crossbeam_channel::{Sender, bounded};
 use jwalk::{Parallelism, WalkDirGeneric};
 use rayon::prelude::*;
 
 use super::BlobSource;
+use super::fs_at::Dir;
 use super::fs_blobs::FsBlobs;
-use super::link::parse_link;
-use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
+use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
 
 /// A filesystem registry: the jwalk lister and blob reads under one root.
@@ -66,7 +66,7 @@ impl Storage for FsStorage {
     }
 }
 
-/// How many repositories travel together through the channels.
+/// How many repository names travel together from the walker to the readers.
 const BATCH: usize = 32;
 /// Repositories with more revisions than this are read in parallel inside the repository.
 const PAR_REVISIONS: usize = 512;
@@ -107,8 +107,7 @@ impl FsLister {
                     let names_rx = names_rx.clone();
                     s.spawn(move || {
                         for names in names_rx.iter() {
-                            let batch: Batch = names.iter().map(|n| self.read_repo(n)).collect();
-                            if out.send(batch).is_err() {
+                            if self.read_batch(&names, out).is_err() {
                                 return; // the planners are gone: the run is aborting
                             }
                         }
@@ -125,6 +124,21 @@ impl FsLister {
             repositories,
             warnings: warnings.into_inner().unwrap_or_default(),
         }
+    }
+
+    /// Reads the repositories `names` and sends their records on in [`Batcher`]'s
+    /// batches. Fails only when the planners are gone.
+    fn read_batch(&self, names: &[String], out: &Sender<Batch>) -> Result<(), ()> {
+        let mut batcher = Batcher::default();
+        for n in names {
+            if let Some(batch) = batcher.push(self.read_repo(n)) {
+                out.send(batch).map_err(drop)?;
+            }
+        }
+        if let Some(batch) = batcher.finish() {
+            out.send(batch).map_err(drop)?;
+        }
+        Ok(())
     }
 
     /// Finds repository names (directories holding `_manifests`) and sends them in batches.
@@ -327,15 +341,14 @@ enum RevisionRead {
 }
 
 fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
-    let entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
-        Ok(rd) => match rd.collect::<Result<_, _>>() {
-            Ok(v) => v,
-            Err(e) => {
-                return rec
-                    .problems
-                    .push(format!("cannot list {}: {e}", dir.display()));
-            }
-        },
+    let listed = fs::read_dir(dir).and_then(|rd| {
+        let names = rd
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok((Dir::open(dir)?, names))
+    });
+    let (open, names) = match listed {
+        Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
             return rec
@@ -343,14 +356,14 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
                 .push(format!("cannot list {}: {e}", dir.display()));
         }
     };
-    let read = |e: &fs::DirEntry| {
+    let read = |name: &OsString| {
         links.fetch_add(1, Ordering::Relaxed);
-        read_revision(&e.path())
+        read_revision(dir, &open, name)
     };
-    let results: Vec<RevisionRead> = if entries.len() > PAR_REVISIONS {
-        entries.par_iter().map(read).collect()
+    let results: Vec<RevisionRead> = if names.len() > PAR_REVISIONS {
+        names.par_iter().map(read).collect()
     } else {
-        entries.iter().map(read).collect()
+        names.iter().map(read).collect()
     };
     rec.revisions.reserve(results.len());
     for r in results {
@@ -362,29 +375,34 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
     }
 }
 
-fn read_revision(dir: &Path) -> RevisionRead {
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let Some(expected) = Digest::from_hex(name) else {
+/// Reads `<name>/link` below the revisions directory `dir` (open as `open`).
+fn read_revision(dir: &Path, open: &Dir, name: &OsStr) -> RevisionRead {
+    let Some(expected) = name.to_str().and_then(Digest::from_hex) else {
         return RevisionRead::Bad(format!(
             "{}: not a sha256 revision directory",
-            dir.display()
+            dir.join(name).display()
         ));
     };
-    let path = dir.join("link");
-    match read_link(&path) {
+    let hex = expected.hex_buf();
+    let mut rel = String::with_capacity(69);
+    rel.push_str(hex.as_str());
+    rel.push_str("/link");
+    let path = || dir.join(&rel);
+    match open.read_link(&rel) {
         Ok((digest, _)) if digest != expected => RevisionRead::Bad(format!(
             "{}: link names {digest} but sits in the directory of {expected}",
-            path.display()
+            path().display()
         )),
         Ok((digest, linked_at)) => RevisionRead::Linked(Revision { digest, linked_at }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => RevisionRead::Gone,
-        Err(e) => RevisionRead::Bad(format!("{}: {e}", path.display())),
+        Err(e) => RevisionRead::Bad(format!("{}: {e}", path().display())),
     }
 }
 
 fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
+    let listed = fs::read_dir(dir).and_then(|rd| Ok((Dir::open(dir)?, rd)));
+    let (open, rd) = match listed {
+        Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
             problems.push(format!("cannot list {}: {e}", dir.display()));
@@ -400,56 +418,19 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
                 continue;
             }
         };
-        let path = entry.path().join("current/link");
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             problems.push(format!("{}: tag name is not UTF-8", entry.path().display()));
             continue;
         };
-        match read_link(&path) {
+        let rel = format!("{name}/current/link");
+        match open.read_link(&rel) {
             Ok((digest, linked_at)) => tags.push(TagLink {
                 name,
                 digest,
                 linked_at,
             }),
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
+            Err(e) => problems.push(format!("{}: {e}", dir.join(&rel).display())),
         }
     }
     tags
-}
-
-/// Reads a link file: its digest and its modification time in unix seconds.
-fn read_link(path: &Path) -> io::Result<(Digest, i64)> {
-    let mut f = File::open(path)?;
-    let meta = f.metadata()?;
-    let mut buf = [0u8; 80];
-    let mut len = 0;
-    loop {
-        let n = f.read(&mut buf[len..])?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if len == buf.len() {
-            break;
-        }
-    }
-    let digest = parse_link(&buf[..len]).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "malformed link (want exactly sha256:<64 lowercase hex>)",
-        )
-    })?;
-    // A time before 1970 would turn the grace period off: the link's age is unknown.
-    let linked_at = meta
-        .modified()?
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "modification time before 1970: the link's age is unknown",
-            )
-        })?
-        .as_secs();
-    let linked_at = i64::try_from(linked_at).unwrap_or(i64::MAX);
-    Ok((digest, linked_at))
 }

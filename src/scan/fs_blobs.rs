@@ -1,11 +1,12 @@
-//! Blob reads from a filesystem registry: `blobs/sha256/<2 hex>/<hex>/data`, size-capped.
-//! Read only.
+//! Blob reads from a filesystem registry: `blobs/sha256/<2 hex>/<hex>/data`, opened
+//! relative to the open `blobs/sha256` directory, size-capped. Read only.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::BlobSource;
+use super::fs_at::{self, Dir};
 use crate::digest::Digest;
 
 /// Largest manifest or config body read; the registry itself refuses manifests over 4 MiB.
@@ -14,6 +15,8 @@ const MAX_BLOB: u64 = 16 << 20;
 /// Reads blobs below `<root>/docker/registry/v2/blobs`.
 pub struct FsBlobs {
     blobs: PathBuf,
+    /// `blobs/sha256`, opened on first use (or why it could not be).
+    dir: OnceLock<Result<Dir, String>>,
 }
 
 impl FsBlobs {
@@ -21,6 +24,7 @@ impl FsBlobs {
     pub fn new(root: &Path) -> FsBlobs {
         FsBlobs {
             blobs: root.join("docker/registry/v2/blobs/sha256"),
+            dir: OnceLock::new(),
         }
     }
 
@@ -28,21 +32,32 @@ impl FsBlobs {
         let hex = d.hex();
         self.blobs.join(&hex[..2]).join(&hex).join("data")
     }
+
+    /// Opens the blob's `data` file relative to `blobs/sha256`.
+    fn open(&self, d: &Digest) -> io::Result<std::fs::File> {
+        let dir = self
+            .dir
+            .get_or_init(|| Dir::open(&self.blobs).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.blobs.display())))?;
+        let hex = d.hex_buf();
+        let hex = hex.as_str();
+        let mut rel = String::with_capacity(72);
+        rel.push_str(&hex[..2]);
+        rel.push('/');
+        rel.push_str(hex);
+        rel.push_str("/data");
+        dir.open_file(&rel)
+    }
 }
 
 impl BlobSource for FsBlobs {
     fn read_blob(&self, d: &Digest) -> io::Result<Vec<u8>> {
-        let f = File::open(self.path(d))?;
-        let len = f.metadata()?.len();
-        if len > MAX_BLOB {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{len} bytes is too large for a manifest"),
-            ));
-        }
-        let mut buf = Vec::with_capacity(len as usize);
-        f.take(MAX_BLOB).read_to_end(&mut buf)?;
-        Ok(buf)
+        fs_at::read_quick(self.open(d)?, MAX_BLOB)
+    }
+
+    fn reread(&self, d: &Digest) -> io::Result<Vec<u8>> {
+        fs_at::read_to_end(self.open(d)?, MAX_BLOB)
     }
 
     fn locate(&self, d: &Digest) -> String {

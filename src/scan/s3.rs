@@ -13,12 +13,9 @@ use tokio::runtime::Handle;
 use super::BlobSource;
 use super::link::parse_link;
 use super::s3_blobs::S3Blobs;
-use super::{Batch, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
+use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::s3::{GetKind, Listing, S3Store};
-
-/// Repositories per batch on the channel.
-const BATCH: usize = 32;
 
 /// A registry in an S3 bucket.
 pub struct S3Storage {
@@ -292,18 +289,15 @@ impl Storage for S3Storage {
         self.handle.block_on(async {
             let mut records = stream::iter(repos.iter().map(|r| self.read_repo_async(r)))
                 .buffer_unordered(self.store.concurrency);
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batcher = Batcher::default();
             while let Some(rec) = records.next().await {
-                batch.push(rec);
-                if batch.len() == BATCH
-                    && out
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_err()
+                if let Some(batch) = batcher.push(rec)
+                    && out.send(batch).is_err()
                 {
                     return;
                 }
             }
-            if !batch.is_empty() {
+            if let Some(batch) = batcher.finish() {
                 let _ = out.send(batch);
             }
         });
