@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# S3 listing benchmark on a local S3 server (moto) on 127.0.0.1.
+# S3 listing benchmark on a local S3 server on 127.0.0.1: regsweep-s3d (the testkit's
+# in-memory S3, where a LIST costs its page as on S3) or, with S3_SERVER=moto, moto (which
+# re-reads the whole bucket on every LIST).
 #   scripts/bench-s3.sh [MANIFESTS=100000] [PER_REPO=100]
 # Writes the link keys of MANIFESTS revisions (PER_REPO per repository, a fifth of them
 # tagged) straight into the bucket, then lists them with regsweep's S3 lister (parallel by
@@ -14,13 +16,24 @@ bash scripts/install-deps.sh
 cargo build --release --locked --workspace --bins >/dev/null
 work=$(mktemp -d /tmp/regsweep-bench-s3.XXXXXX)
 port=${BENCH_PORT:-5097}
-trap 'bash scripts/moto.sh stop "$work" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-url=$(bash scripts/moto.sh start "$work" "$port" registry)
+if [ "${S3_SERVER:-s3d}" = moto ]; then
+  trap 'bash scripts/moto.sh stop "$work" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+  url=$(bash scripts/moto.sh start "$work" "$port" registry)
+else
+  . scripts/lib.sh
+  trap 'stop_pidfile "$work/s3d.pid"; rm -rf "$work"' EXIT
+  ./target/release/regsweep-s3d "127.0.0.1:$port" test test registry > "$work/s3d.log" 2>&1 &
+  echo $! > "$work/s3d.pid"
+  url=http://127.0.0.1:$port
+  wait_up regsweep-s3d "$url/" "$work/s3d.pid" "$work/s3d.log" 200
+fi
+echo "server: ${S3_SERVER:-s3d} at $url"
 t0=$(date +%s.%N)
 S3FILL_NO_BLOBS=1 ./target/release/regsweep-testpush "$url" s3fill registry /registry "$repos" "$per_repo" $(( per_repo / 5 )) 0
 t1=$(date +%s.%N)
 echo "filled in $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
 ./target/release/regsweep-testpush "$url" s3list registry /registry
+./target/release/regsweep-testpush "$url" s3stream registry /registry
 env -u AWS_CA_BUNDLE python3 - "$url" <<'PY'
 import sys, time, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test",
@@ -32,5 +45,5 @@ while True:
     r = s3.list_objects_v2(**kw); pages += 1; keys += r.get("KeyCount", 0)
     if not r.get("IsTruncated"): break
     token = r["NextContinuationToken"]
-print(f"sequential ListObjectsV2: {keys} keys in {time.time()-t0:.2f} s; {pages} LIST requests")
+print(f"sequential ListObjectsV2 (boto3): {keys} keys in {time.time()-t0:.2f} s; {pages} LIST requests")
 PY

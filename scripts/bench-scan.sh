@@ -5,7 +5,8 @@
 # 2. find <root>/docker/registry/v2/repositories -name link, and the pruned find that never
 #    enters `_layers` (as regsweep never does);
 # 3. docker-registry garbage-collect --dry-run --delete-untagged on a config for the tree.
-# Prints each wall time and peak RSS (GNU time) and the ratios. The tree is kept in
+# Prints each wall time and peak RSS (GNU time) and the ratios: the median of RUNS runs
+# (default 3 warm, 1 cold), the largest RSS, and every run's time. The tree is kept in
 # target/bench-tree-<REVISIONS> for reruns (delete it to regenerate).
 # COLD=1 (root only) drops the page cache before each measurement instead of warming it.
 # IMAGE=1 (root only) puts the tree on a loop-mounted ext4 image with 1 KiB blocks and
@@ -43,12 +44,21 @@ if [ -z "${COLD:-}" ]; then
   find "$root/docker/registry/v2/blobs" -name data -exec cat {} + > /dev/null
 fi
 
-measure() { # name, command...
+runs=${RUNS:-$([ -n "${COLD:-}" ] && echo 1 || echo 3)}
+measure() { # name, command... (median wall time and largest peak RSS of $runs runs)
   local name=$1; shift
-  if [ -n "${COLD:-}" ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi
-  /usr/bin/time -f "%e %M" -o /tmp/regsweep-bench-time "$@" > /dev/null 2>&1
-  read -r secs kb < /tmp/regsweep-bench-time
-  printf '%-48s %9s s %9s MiB\n' "$name" "$secs" "$(( kb / 1024 ))"
+  local all=()
+  for _ in $(seq "${MEASURE_RUNS:-$runs}"); do
+    if [ -n "${COLD:-}" ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi
+    /usr/bin/time -f "%e %M" -o /tmp/regsweep-bench-time "$@" > /dev/null 2>&1
+    all+=("$(cat /tmp/regsweep-bench-time)")
+  done
+  read -r secs kb spread < <(printf '%s\n' "${all[@]}" | python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+t = sorted(float(r[0]) for r in rows)
+print(f"{t[len(t) // 2]:.2f}", max(int(r[1]) for r in rows), ",".join(f"{x:.2f}" for x in t))')
+  printf '%-48s %9s s %9s MiB   (runs: %s)\n' "$name" "$secs" "$(( kb / 1024 ))" "$spread"
   echo "$secs" > "/tmp/regsweep-bench-$(echo "$name" | cut -d' ' -f1)"
 }
 echo "tree: $root ($revs revisions, $tags tags, $repos repositories)"
@@ -60,7 +70,7 @@ python3 -c "print(f'regsweep / find: {$r/$f:.2f}x; regsweep / pruned find: {$r/$
 # The registry's own collector needs ~6 ms per manifest here (about 100 min at 1M):
 # SKIP_GC=1 leaves it out.
 if [ -z "${SKIP_GC:-}" ]; then
-  measure "garbage-collect (--dry-run --delete-untagged)" env -u AWS_CA_BUNDLE docker-registry garbage-collect --dry-run --delete-untagged "$cfg"
+  MEASURE_RUNS=1 measure "garbage-collect (--dry-run --delete-untagged)" env -u AWS_CA_BUNDLE docker-registry garbage-collect --dry-run --delete-untagged "$cfg"
   g=$(cat /tmp/regsweep-bench-garbage-collect)
   python3 -c "print(f'garbage-collect / regsweep: {$g/$r:.1f}x')"
 fi

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::s3::{BUCKET, Moto, ROOT, keys, registry_on, s3_env};
+use common::s3::{BUCKET, Moto, ROOT, keys, put, registry_on, s3_env};
 use common::standard::expected;
 use common::{Verdicts, pull_all_tags, regsweep, verdicts};
 use regsweep::digest::Digest;
@@ -310,25 +310,55 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
             &moto.url, BUCKET, ROOT, &fill,
         ))
         .expect("fill");
-    let manifest_keys = keys(
+    let repositories = format!(
+        "{}/docker/registry/v2/repositories/",
+        ROOT.trim_matches('/')
+    );
+    // A repository nested inside another one (one revision, linking a manifest that is
+    // there), and a directory with only `_uploads/`, which is no repository.
+    let revision = keys(
         &moto,
-        &format!(
-            "{}/docker/registry/v2/repositories/",
-            ROOT.trim_matches('/')
-        ),
+        &format!("{repositories}fill/r00000/_manifests/revisions/"),
     )
-    .len();
+    .into_iter()
+    .next()
+    .expect("a revision link");
+    let nested = revision.replace("/r00000/", "/r00000/nested/");
+    put(
+        &moto,
+        &nested,
+        revision
+            .rsplit('/')
+            .nth(1)
+            .map(|hex| format!("sha256:{hex}"))
+            .expect("hex")
+            .as_bytes(),
+    );
+    put(
+        &moto,
+        &format!("{repositories}fill/uploads-only/_uploads/u/startedat"),
+        b"2020-01-01T00:00:00Z",
+    );
+    let manifest_keys = keys(&moto, &repositories).len();
     let s3 = s3_env(&moto);
     let report = run_json(&env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]));
-    assert_eq!(report["totals"]["repositories"], 1000);
-    assert_eq!(report["totals"]["manifests"], 2000);
+    assert_eq!(report["totals"]["repositories"], 1001);
+    assert_eq!(report["totals"]["manifests"], 2001);
+    assert!(
+        report["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .any(|r| r["name"] == "fill/r00000/nested"),
+        "the nested repository is found"
+    );
     let req = &report["s3_requests"];
     let lists = req["list_requests"].as_u64().expect("lists") as usize;
     let link_gets = req["get_link_requests"].as_u64().expect("gets") as usize;
-    // Discovery: the top level, `fill/`, then one delimiter listing per repository
-    // directory; reading: one listing per repository (under 1000 keys each); one probe.
-    let discovery = 2 + fill.repos;
-    let bound = fill.repos + manifest_keys.div_ceil(1000) + discovery + 1;
+    // One listing per repository (under 1000 keys each) and per candidate, every key
+    // a thousand to a page, and a constant: discovery lists 1000 repositories a page
+    // (rolled up at "/_"), plus the probe.
+    let bound = fill.repos + 2 + manifest_keys / 1000 + 3;
     assert!(lists <= bound, "{lists} LIST requests > {bound}");
     assert!(
         link_gets * 100 <= tags,
@@ -431,7 +461,7 @@ fn drop_times(body: &[u8]) -> Vec<u8> {
 fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
     use common::proxy::{Fault, FaultProxy};
     let dir = tempfile::tempdir().expect("tempdir");
-    let moto = Moto::start(dir.path());
+    let moto = Moto::start_moto(dir.path());
     // One repository with more than 1000 keys under `_manifests/`: its listing has pages.
     let fill = regsweep_testkit::s3fill::Fill {
         repos: 1,

@@ -15,7 +15,7 @@ use super::link::parse_link;
 use super::s3_blobs::S3Blobs;
 use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::s3::{GetKind, Listing, S3Store};
+use crate::s3::{GetKind, S3Store};
 
 /// A registry in an S3 bucket.
 pub struct S3Storage {
@@ -47,44 +47,29 @@ impl S3Storage {
         format!("{}repositories/", self.store.base)
     }
 
-    /// Walks the directory tree above `_manifests` with delimiter listings, level by level.
+    /// Every repository name `filter` admits, from one listing of `repositories/` rolled
+    /// up at `/_`: a repository's keys all start `<name>/_` (`_layers`, `_manifests`,
+    /// `_uploads`) and a name never holds `/_` (each of its components starts with a letter
+    /// or a digit), so each repository at any depth is one common prefix, 1000 to a LIST
+    /// (where a walk level by level costs a LIST per repository and per namespace).
+    /// A candidate without `_manifests/` keys is dropped when its listing comes back empty.
     async fn discover(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
         let top = self.repositories();
-        let mut repos = Vec::new();
-        let mut level = vec![String::new()];
-        while !level.is_empty() {
-            let pages: Vec<(String, Listing)> = stream::iter(level.drain(..).map(|dir| async {
-                let r = self.store.list_all(&format!("{top}{dir}"), Some("/")).await;
-                (dir, r)
-            }))
-            .buffer_unordered(self.store.concurrency)
-            .collect()
-            .await;
-            for (dir, page) in pages {
-                let prefixes = match page {
-                    Ok((_, p)) => p,
-                    Err(e) => {
-                        warnings.push(e);
-                        continue;
-                    }
-                };
-                for p in prefixes {
-                    let child = p.strip_prefix(&top).unwrap_or(&p).to_owned();
-                    let leaf = child.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-                    match leaf {
-                        "_manifests" => {
-                            let name = dir.trim_end_matches('/');
-                            if !name.is_empty() && filter.matches(name) {
-                                repos.push(name.to_owned());
-                            }
-                        }
-                        "_layers" | "_uploads" => {}
-                        _ => level.push(child),
-                    }
-                }
+        let prefixes = match self.store.list_all(&top, Some("/_")).await {
+            Ok((_, p)) => p,
+            Err(e) => {
+                warnings.push(e);
+                return Vec::new();
             }
-        }
+        };
+        let mut repos: Vec<String> = prefixes
+            .iter()
+            .filter_map(|p| p.strip_prefix(&top)?.strip_suffix("/_"))
+            .filter(|name| !name.is_empty() && filter.matches(name))
+            .map(str::to_owned)
+            .collect();
         repos.sort();
+        repos.dedup();
         repos
     }
 
@@ -285,12 +270,16 @@ impl Storage for S3Storage {
     fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats {
         let mut warnings = Vec::new();
         let repos = self.handle.block_on(self.discover(filter, &mut warnings));
-        let count = repos.len();
+        let mut count = 0;
         self.handle.block_on(async {
-            let mut records = stream::iter(repos.iter().map(|r| self.read_repo_async(r)))
+            let mut records = stream::iter(repos.iter().map(|r| self.read_repo_keys(r)))
                 .buffer_unordered(self.store.concurrency);
             let mut batcher = Batcher::default();
-            while let Some(rec) = records.next().await {
+            while let Some((rec, keys)) = records.next().await {
+                if keys.is_empty() && rec.problems.is_empty() {
+                    continue; // `_layers/` or `_uploads/` only: not a repository
+                }
+                count += 1;
                 if let Some(batch) = batcher.push(rec)
                     && out.send(batch).is_err()
                 {

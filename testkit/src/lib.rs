@@ -4,6 +4,7 @@
 
 pub mod generate;
 pub mod push;
+pub mod s3d;
 pub mod s3fill;
 pub mod scenario;
 

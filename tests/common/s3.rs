@@ -25,8 +25,24 @@ fn script(name: &str) -> PathBuf {
 }
 
 impl Moto {
-    /// Starts moto in `dir`.
+    /// Starts moto in `dir`; with `REGSWEEP_TEST_S3=s3d`, regsweep-s3d (the testkit's
+    /// in-memory S3) in this process instead.
     pub fn start(dir: &Path) -> Moto {
+        if std::env::var("REGSWEEP_TEST_S3").as_deref() == Ok("s3d") {
+            let url = regsweep_testkit::s3d::Server::with_buckets(&[BUCKET])
+                .spawn("test", "test")
+                .expect("start regsweep-s3d");
+            return Moto {
+                dir: dir.join("s3d"),
+                url,
+            };
+        }
+        Moto::start_moto(dir)
+    }
+
+    /// Starts moto in `dir` whatever `REGSWEEP_TEST_S3` says (moto checks no signatures,
+    /// so a proxy may rewrite what passes through it).
+    pub fn start_moto(dir: &Path) -> Moto {
         let dir = dir.join("moto");
         for _ in 0..5 {
             let port = free_port();

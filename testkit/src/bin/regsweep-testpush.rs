@@ -4,16 +4,39 @@
 //! `regsweep-testpush URL untagged REPO N` pushes N distinct untagged manifests to REPO;
 //! `regsweep-testpush S3_ENDPOINT s3fill BUCKET ROOT REPOS REVISIONS TAGS [UNMATCHED_EVERY]`
 //! writes storage keys straight into a bucket;
-//! `regsweep-testpush S3_ENDPOINT s3put-dir BUCKET ROOT DIR` uploads a filesystem registry.
+//! `regsweep-testpush S3_ENDPOINT s3put-dir BUCKET ROOT DIR` uploads a filesystem registry;
+//! `regsweep-testpush S3_ENDPOINT s3list BUCKET ROOT` times regsweep's S3 lister and
+//! `... s3stream BUCKET ROOT` one sequential listing of the same prefix.
 
 use anyhow::{Context, Result, bail};
 
 use regsweep_testkit::{Pusher, scenario};
 
-fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
-    use regsweep::scan::Storage;
+/// One sequential ListObjectsV2 stream over `<root>/docker/registry/v2/repositories/`
+/// with regsweep's own S3 client: the baseline the S3 lister is measured against.
+fn s3stream(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
-    let opts = regsweep::s3::S3Options {
+    let store = rt
+        .block_on(regsweep::s3::S3Store::connect(&s3_options(
+            endpoint, bucket, root,
+        )))
+        .map_err(anyhow::Error::msg)?;
+    let t0 = std::time::Instant::now();
+    let prefix = format!("{}repositories/", store.base);
+    let (keys, _) = rt
+        .block_on(store.list_all(&prefix, None))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "sequential ListObjectsV2 (regsweep's client): {} keys in {:.2} s; requests {}",
+        keys.len(),
+        t0.elapsed().as_secs_f64(),
+        store.stats.to_json()
+    );
+    Ok(())
+}
+
+fn s3_options(endpoint: &str, bucket: &str, root: &str) -> regsweep::s3::S3Options {
+    regsweep::s3::S3Options {
         bucket: bucket.to_owned(),
         region: Some("us-east-1".to_owned()),
         endpoint: Some(endpoint.to_owned()),
@@ -21,7 +44,13 @@ fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
         credentials: Some(("test".to_owned(), regsweep::secret::Secret::new("test"))),
         root: root.to_owned(),
         concurrency: 32,
-    };
+    }
+}
+
+fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
+    use regsweep::scan::Storage;
+    let rt = tokio::runtime::Runtime::new()?;
+    let opts = s3_options(endpoint, bucket, root);
     let t0 = std::time::Instant::now();
     let store = std::sync::Arc::new(
         rt.block_on(regsweep::s3::S3Store::connect(&opts))
@@ -111,6 +140,12 @@ fn main() -> Result<()> {
             let bucket = args.get(2).context("s3list needs BUCKET ROOT")?;
             let root = args.get(3).context("s3list needs BUCKET ROOT")?;
             s3list(url, bucket, root)
+        }
+        Some("s3stream") => {
+            // regsweep-testpush ENDPOINT s3stream BUCKET ROOT: one sequential listing, timed.
+            let bucket = args.get(2).context("s3stream needs BUCKET ROOT")?;
+            let root = args.get(3).context("s3stream needs BUCKET ROOT")?;
+            s3stream(url, bucket, root)
         }
         Some("s3put-dir") => {
             // regsweep-testpush ENDPOINT s3put-dir BUCKET ROOT DIR: a filesystem registry's
