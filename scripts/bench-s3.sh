@@ -6,7 +6,9 @@
 # Writes the link keys of MANIFESTS revisions (PER_REPO per repository, a fifth of them
 # tagged) straight into the bucket, then lists them with regsweep's S3 lister (parallel by
 # repository, tags resolved from ETags) beside one sequential ListObjectsV2 stream over the
-# same prefix. Prints wall time and request counts of both.
+# same prefix (by regsweep's own client, and by boto3). Prints wall time and request counts.
+# TREE=DIR uploads a tree made by regsweep-gen instead of link keys (`_layers`, blobs and
+# all), e.g. `regsweep-gen target/t 1000 100000 20000 1 && TREE=target/t bash scripts/bench-s3.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 manifests=${1:-100000}
@@ -29,7 +31,12 @@ else
 fi
 echo "server: ${S3_SERVER:-s3d} at $url"
 t0=$(date +%s.%N)
-S3FILL_NO_BLOBS=1 ./target/release/regsweep-testpush "$url" s3fill registry /registry "$repos" "$per_repo" $(( per_repo / 5 )) 0
+if [ -n "${TREE:-}" ]; then
+  # A generated filesystem tree (regsweep-gen), every key of it.
+  ./target/release/regsweep-testpush "$url" s3put-dir registry /registry "$TREE"
+else
+  S3FILL_NO_BLOBS=1 ./target/release/regsweep-testpush "$url" s3fill registry /registry "$repos" "$per_repo" $(( per_repo / 5 )) 0
+fi
 t1=$(date +%s.%N)
 echo "filled in $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
 ./target/release/regsweep-testpush "$url" s3list registry /registry
