@@ -534,3 +534,63 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
         assert_eq!(report["totals"]["failed_closed_repositories"], 1, "{what}");
     }
 }
+
+#[test]
+fn a_server_that_refuses_the_rolled_up_discovery_is_walked_level_by_level() {
+    use common::proxy::{Fault, FaultProxy};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start_moto(dir.path());
+    let fill = regsweep_testkit::s3fill::Fill {
+        repos: 3,
+        revisions: 2,
+        tags: 1,
+        unmatched_every: 0,
+        blobs: true,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(regsweep_testkit::s3fill::fill(
+        &moto.url, BUCKET, ROOT, &fill,
+    ))
+    .expect("fill");
+    let direct = run_json(&env(
+        &s3_env(&moto),
+        &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")],
+    ));
+    // MinIO refuses any delimiter but "/".
+    let proxy = FaultProxy::start(
+        &moto.url,
+        Box::new(|_, method, path| {
+            if method == "GET" && path.contains("delimiter=%2F_") {
+                Fault::Status(400, None)
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let mut s3 = s3_env(&moto);
+    for (k, v) in &mut s3 {
+        if *k == "S3_ENDPOINT" {
+            *v = proxy.url.clone();
+        }
+    }
+    let walked = run_json(&env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]));
+    assert_eq!(walked["totals"], direct["totals"]);
+    assert_eq!(walked["totals"]["repositories"], 3);
+    let names = |r: &serde_json::Value| -> Vec<String> {
+        r["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .map(|x| x["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&walked), names(&direct));
+    // The walk lists each directory level: more LISTs than the rolled-up discovery.
+    let lists = |r: &serde_json::Value| r["s3_requests"]["list_requests"].as_u64().unwrap_or(0);
+    assert!(
+        lists(&walked) > lists(&direct),
+        "{} LISTs walked, {} rolled up",
+        lists(&walked),
+        lists(&direct)
+    );
+}

@@ -15,7 +15,7 @@ use super::link::parse_link;
 use super::s3_blobs::S3Blobs;
 use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::s3::{GetKind, S3Store};
+use crate::s3::{GetKind, Listing, S3Store};
 
 /// A registry in an S3 bucket.
 pub struct S3Storage {
@@ -53,13 +53,18 @@ impl S3Storage {
     /// or a digit), so each repository at any depth is one common prefix, 1000 to a LIST
     /// (where a walk level by level costs a LIST per repository and per namespace).
     /// A candidate without `_manifests/` keys is dropped when its listing comes back empty.
+    /// A server that refuses the delimiter, or ignores it, is walked level by level.
     async fn discover(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
         let top = self.repositories();
         let prefixes = match self.store.list_all(&top, Some("/_")).await {
+            // Keys but no common prefix: the delimiter was ignored.
+            Ok((objects, p)) if p.is_empty() && !objects.is_empty() => {
+                return self.discover_walk(filter, warnings).await;
+            }
             Ok((_, p)) => p,
             Err(e) => {
-                warnings.push(e);
-                return Vec::new();
+                tracing::debug!("listing rolled up at \"/_\" refused ({e}); walking instead");
+                return self.discover_walk(filter, warnings).await;
             }
         };
         let mut repos: Vec<String> = prefixes
@@ -70,6 +75,49 @@ impl S3Storage {
             .collect();
         repos.sort();
         repos.dedup();
+        repos
+    }
+
+    /// Walks the directory tree above `_manifests` with delimiter listings, level by level:
+    /// a LIST per namespace and per repository, for servers that refuse a delimiter other
+    /// than `/` (MinIO does) or ignore it.
+    async fn discover_walk(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
+        let top = self.repositories();
+        let mut repos = Vec::new();
+        let mut level = vec![String::new()];
+        while !level.is_empty() {
+            let pages: Vec<(String, Listing)> = stream::iter(level.drain(..).map(|dir| async {
+                let r = self.store.list_all(&format!("{top}{dir}"), Some("/")).await;
+                (dir, r)
+            }))
+            .buffer_unordered(self.store.concurrency)
+            .collect()
+            .await;
+            for (dir, page) in pages {
+                let prefixes = match page {
+                    Ok((_, p)) => p,
+                    Err(e) => {
+                        warnings.push(e);
+                        continue;
+                    }
+                };
+                for p in prefixes {
+                    let child = p.strip_prefix(&top).unwrap_or(&p).to_owned();
+                    let leaf = child.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+                    match leaf {
+                        "_manifests" => {
+                            let name = dir.trim_end_matches('/');
+                            if !name.is_empty() && filter.matches(name) {
+                                repos.push(name.to_owned());
+                            }
+                        }
+                        "_layers" | "_uploads" => {}
+                        _ => level.push(child),
+                    }
+                }
+            }
+        }
+        repos.sort();
         repos
     }
 
