@@ -249,9 +249,10 @@ impl S3Storage {
                 self.store.bucket
             ));
         }
+        // Each known digest's md5 once: revisions are among them.
         let by_md5: HashMap<String, Digest> = known.iter().map(|d| (md5_hex(d), *d)).collect();
         for (d, at, tag, key) in revisions {
-            if tag == md5_hex(&d) {
+            if by_md5.get(&tag) == Some(&d) {
                 rec.revisions.push(Revision {
                     digest: d,
                     linked_at: at,
@@ -311,7 +312,10 @@ impl S3Storage {
 
 /// Hex md5 of a link body `sha256:<hex>`: the ETag S3 gives a single-part upload of it.
 fn md5_hex(d: &Digest) -> String {
-    hex::encode(Md5::digest(d.to_string().as_bytes()))
+    let mut body = [0u8; 71];
+    body[..7].copy_from_slice(b"sha256:");
+    body[7..].copy_from_slice(d.hex_buf().as_str().as_bytes());
+    hex::encode(Md5::digest(body))
 }
 
 impl Storage for S3Storage {
