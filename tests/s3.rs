@@ -293,6 +293,26 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     );
 }
 
+/// Writes `fill` into the bucket on `moto`; gives how many keys and tags it wrote.
+fn fill_bucket(moto: &Moto, fill: &regsweep_testkit::s3fill::Fill) -> (usize, usize) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(regsweep_testkit::s3fill::fill(
+        &moto.url, BUCKET, ROOT, fill,
+    ))
+    .expect("fill")
+}
+
+/// [`s3_env`] with the endpoint `url` instead (a proxy in front of the server).
+fn s3_env_via(moto: &Moto, url: &str) -> Vec<(&'static str, String)> {
+    let mut s3 = s3_env(moto);
+    for (k, v) in &mut s3 {
+        if *k == "S3_ENDPOINT" {
+            *v = url.to_owned();
+        }
+    }
+    s3
+}
+
 #[test]
 fn s3_listing_stays_near_the_minimum_of_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -304,12 +324,7 @@ fn s3_listing_stays_near_the_minimum_of_requests() {
         unmatched_every: 200,
         blobs: true,
     };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (_, tags) = rt
-        .block_on(regsweep_testkit::s3fill::fill(
-            &moto.url, BUCKET, ROOT, &fill,
-        ))
-        .expect("fill");
+    let (_, tags) = fill_bucket(&moto, &fill);
     let repositories = format!(
         "{}/docker/registry/v2/repositories/",
         ROOT.trim_matches('/')
@@ -470,11 +485,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
         unmatched_every: 0,
         blobs: true,
     };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(regsweep_testkit::s3fill::fill(
-        &moto.url, BUCKET, ROOT, &fill,
-    ))
-    .expect("fill");
+    fill_bucket(&moto, &fill);
     let honest = {
         let s3 = s3_env(&moto);
         let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -513,12 +524,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
                 }
             }),
         );
-        let mut s3 = s3_env(&moto);
-        for (k, v) in &mut s3 {
-            if *k == "S3_ENDPOINT" {
-                *v = proxy.url.clone();
-            }
-        }
+        let s3 = s3_env_via(&moto, &proxy.url);
         let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend([
             ("DRY_RUN", "true"),
@@ -547,11 +553,7 @@ fn a_server_that_refuses_the_rolled_up_discovery_is_walked_level_by_level() {
         unmatched_every: 0,
         blobs: true,
     };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(regsweep_testkit::s3fill::fill(
-        &moto.url, BUCKET, ROOT, &fill,
-    ))
-    .expect("fill");
+    fill_bucket(&moto, &fill);
     let direct = run_json(&env(
         &s3_env(&moto),
         &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")],
@@ -567,12 +569,7 @@ fn a_server_that_refuses_the_rolled_up_discovery_is_walked_level_by_level() {
             }
         }),
     );
-    let mut s3 = s3_env(&moto);
-    for (k, v) in &mut s3 {
-        if *k == "S3_ENDPOINT" {
-            *v = proxy.url.clone();
-        }
-    }
+    let s3 = s3_env_via(&moto, &proxy.url);
     let walked = run_json(&env(&s3, &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")]));
     assert_eq!(walked["totals"], direct["totals"]);
     assert_eq!(walked["totals"]["repositories"], 3);
