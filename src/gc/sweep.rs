@@ -12,6 +12,8 @@ use rayon::prelude::*;
 
 use super::mark::MarkSet;
 use crate::digest::Digest;
+use crate::scan::fs_blobs::blob_dir_rel;
+pub use crate::scan::fs_blobs::blobs_dir;
 
 /// A blob the sweep would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,14 +54,8 @@ impl Listed {
     }
 }
 
-/// The `blobs/sha256` directory of a registry rooted at `root`.
-pub fn blobs_dir(root: &Path) -> PathBuf {
-    root.join("docker/registry/v2/blobs/sha256")
-}
-
 fn blob_dir(root: &Path, d: &Digest) -> PathBuf {
-    let hex = d.hex();
-    blobs_dir(root).join(&hex[..2]).join(hex)
+    blobs_dir(root).join(blob_dir_rel(d))
 }
 
 /// Lists the blobs no manifest references and that are older than `min_age_secs` at `now`.

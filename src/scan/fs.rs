@@ -377,16 +377,16 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
 
 /// Reads `<name>/link` below the revisions directory `dir` (open as `open`).
 fn read_revision(dir: &Path, open: &Dir, name: &OsStr) -> RevisionRead {
-    let Some(expected) = name.to_str().and_then(Digest::from_hex) else {
+    let Some((hex, expected)) = name
+        .to_str()
+        .and_then(|hex| Some((hex, Digest::from_hex(hex)?)))
+    else {
         return RevisionRead::Bad(format!(
             "{}: not a sha256 revision directory",
             dir.join(name).display()
         ));
     };
-    let hex = expected.hex_buf();
-    let mut rel = String::with_capacity(69);
-    rel.push_str(hex.as_str());
-    rel.push_str("/link");
+    let rel = format!("{hex}/link");
     let path = || dir.join(&rel);
     match open.read_link(&rel) {
         Ok((digest, _)) if digest != expected => RevisionRead::Bad(format!(

@@ -19,18 +19,25 @@ pub struct FsBlobs {
     dir: OnceLock<Result<Dir, String>>,
 }
 
+/// The `blobs/sha256` directory of a registry rooted at `root`.
+pub fn blobs_dir(root: &Path) -> PathBuf {
+    root.join("docker/registry/v2/blobs/sha256")
+}
+
+/// A blob's directory below `blobs/sha256`: `<2 hex>/<hex>`.
+pub fn blob_dir_rel(d: &Digest) -> String {
+    let hex = d.hex_buf();
+    let hex = hex.as_str();
+    format!("{}/{hex}", &hex[..2])
+}
+
 impl FsBlobs {
     /// Blob reader for the registry rooted at `root`.
     pub fn new(root: &Path) -> FsBlobs {
         FsBlobs {
-            blobs: root.join("docker/registry/v2/blobs/sha256"),
+            blobs: blobs_dir(root),
             dir: OnceLock::new(),
         }
-    }
-
-    fn path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.blobs.join(&hex[..2]).join(&hex).join("data")
     }
 
     /// Opens the blob's `data` file relative to `blobs/sha256`.
@@ -40,14 +47,7 @@ impl FsBlobs {
             .get_or_init(|| Dir::open(&self.blobs).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| io::Error::other(format!("{}: {e}", self.blobs.display())))?;
-        let hex = d.hex_buf();
-        let hex = hex.as_str();
-        let mut rel = String::with_capacity(72);
-        rel.push_str(&hex[..2]);
-        rel.push('/');
-        rel.push_str(hex);
-        rel.push_str("/data");
-        dir.open_file(&rel)
+        dir.open_file(&format!("{}/data", blob_dir_rel(d)))
     }
 }
 
@@ -61,6 +61,10 @@ impl BlobSource for FsBlobs {
     }
 
     fn locate(&self, d: &Digest) -> String {
-        self.path(d).display().to_string()
+        self.blobs
+            .join(blob_dir_rel(d))
+            .join("data")
+            .display()
+            .to_string()
     }
 }

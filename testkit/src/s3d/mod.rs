@@ -87,6 +87,21 @@ impl Server {
         self.buckets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A copy of the object `key` in `bucket`, or NoSuchKey.
+    fn object(&self, bucket: &str, key: &str) -> S3Result<Object> {
+        self.with(bucket, |b| {
+            b.objects.get(key).cloned().ok_or_else(|| no_key(key))
+        })
+    }
+
+    /// The object a copy request names as its source.
+    fn source(&self, from: &CopySource) -> S3Result<Object> {
+        match from {
+            CopySource::Bucket { bucket, key, .. } => self.object(bucket, key),
+            _ => Err(s3_error!(NotImplemented, "copy from an access point")),
+        }
+    }
+
     /// Runs `f` on bucket `name`, or fails with NoSuchBucket.
     fn with<T>(&self, name: &str, f: impl FnOnce(&mut Bucket) -> S3Result<T>) -> S3Result<T> {
         let mut all = self.lock();
@@ -188,12 +203,7 @@ impl S3 for Server {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let o = self.with(&input.bucket, |b| {
-            b.objects
-                .get(&input.key)
-                .cloned()
-                .ok_or_else(|| no_key(&input.key))
-        })?;
+        let o = self.object(&input.bucket, &input.key)?;
         let len = o.data.len() as u64;
         let (data, content_range) = match input.range {
             None => (o.data.clone(), None),
@@ -220,12 +230,7 @@ impl S3 for Server {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let o = self.with(&input.bucket, |b| {
-            b.objects
-                .get(&input.key)
-                .cloned()
-                .ok_or_else(|| no_key(&input.key))
-        })?;
+        let o = self.object(&input.bucket, &input.key)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(o.data.len() as i64),
             e_tag: Some(etag(&o.etag)),
@@ -239,13 +244,7 @@ impl S3 for Server {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
-            return Err(s3_error!(NotImplemented, "copy from an access point"));
-        };
-        let src = self.with(bucket, |b| {
-            b.objects.get(&**key).cloned().ok_or_else(|| no_key(key))
-        })?;
-        let copy = Object::new(src.data);
+        let copy = Object::new(self.source(&input.copy_source)?.data);
         let result = CopyObjectResult {
             e_tag: Some(etag(&copy.etag)),
             last_modified: Some(copy.modified.into()),

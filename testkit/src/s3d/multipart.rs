@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Response, S3Result, s3_error};
 
 use super::store::{Object, Upload, hex};
-use super::{Server, collect, etag, no_key};
+use super::{Server, collect, etag};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -71,12 +71,7 @@ pub fn upload_part_copy(
     s: &Server,
     input: UploadPartCopyInput,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-    let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
-        return Err(s3_error!(NotImplemented, "copy from an access point"));
-    };
-    let src = s.with(bucket, |b| {
-        b.objects.get(&**key).cloned().ok_or_else(|| no_key(key))
-    })?;
+    let src = s.source(&input.copy_source)?;
     let data = match input.copy_source_range.as_deref() {
         None => src.data,
         Some(r) => {
