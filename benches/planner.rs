@@ -92,6 +92,10 @@ fn snapshot(repo: u64, n: u64) -> Snapshot {
                 config: None,
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             }
         } else {
@@ -109,10 +113,14 @@ fn snapshot(repo: u64, n: u64) -> Snapshot {
                 config: Some(d),
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             }
         };
-        s.manifests.insert(d, Meta::Parsed(m));
+        s.manifests.insert(d, Meta::Parsed(Box::new(m)));
         if i % 3 == 0 {
             let name = if i % 6 == 0 {
                 format!("{i:08x}")

@@ -310,6 +310,13 @@ pub struct Args {
     #[arg(long, env = "PURGE_UPLOADS", help_heading = DELETING)]
     pub purge_uploads: Option<String>,
 
+    /// With a blob collection: sweep even though the mark found no manifest at all while
+    /// the store holds blobs (a registry whose every repository was deleted). Without it,
+    /// such a collection stops: an empty mark is far more often a listing gone wrong.
+    #[arg(long, env = "ALLOW_EMPTY_MARK", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", help_heading = DELETING)]
+    pub allow_empty_mark: bool,
+
     /// Record planned and finished deletes here; rerun with the same file to resume.
     #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
@@ -376,6 +383,8 @@ pub struct Config {
     pub gc: bool,
     /// Also purge uploads started longer ago than this many seconds (with a collection).
     pub purge_uploads_secs: Option<i64>,
+    /// Sweep even when the mark found no manifest but the store holds blobs.
+    pub allow_empty_mark: bool,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
 }
@@ -758,6 +767,7 @@ impl Args {
             summary_only: self.summary_only,
             gc: self.gc,
             purge_uploads_secs,
+            allow_empty_mark: self.allow_empty_mark,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,

@@ -2,14 +2,16 @@
 //! over all repositories. Any link, listing or manifest it cannot read, parse or
 //! digest-check aborts the whole collection: a blob is shared across repositories.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::bounded;
 
-use crate::digest::{Digest, DigestSet};
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::checked_manifest;
 use crate::meta::parse::Manifest;
 use crate::report::status::Counters;
+use crate::scan::link::parse_link;
 use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
 
 /// The marked digests: a sorted vector without duplicates (32 bytes a blob once
@@ -74,7 +76,8 @@ impl MarkSet {
 /// What the mark phase found.
 #[derive(Debug, Default)]
 pub struct Marked {
-    /// Every referenced blob digest (manifests, configs, layers, children, subjects).
+    /// Every referenced blob digest: every digest any manifest mentions (protect by
+    /// mention), digests of other algorithms resolved to the blobs that hold them.
     pub blobs: MarkSet,
     /// Manifests read.
     pub manifests: usize,
@@ -82,22 +85,49 @@ pub struct Marked {
     pub repositories: usize,
     /// Manifests already read and marked.
     read: DigestSet,
-    /// Manifests that marked ones refer to (index children, subjects).
-    referred: DigestSet,
+    /// Manifests that marked ones refer to (index children, subjects), with the repository
+    /// of the first manifest that named them.
+    referred: DigestMap<Arc<str>>,
+    /// Digests of other algorithms than sha256 still to resolve: (repository, the
+    /// manifest naming it, the digest, whether a field the registry reads names it).
+    foreign: Vec<Foreign>,
+}
+
+/// A `sha384:`/`sha512:` digest a manifest names, to be resolved in its repository.
+#[derive(Debug)]
+struct Foreign {
+    repo: Arc<str>,
+    manifest: Digest,
+    digest: String,
+    /// Named by a field the registry reads (config, layers, fsLayers): unresolved, it is
+    /// a doubt; a mere mention (an annotation) resolves where it can.
+    structural: bool,
 }
 
 impl Marked {
-    /// Marks a manifest's own digest and everything it names.
-    fn add(&mut self, d: Digest, m: &Manifest) {
+    /// Marks a manifest's own digest and everything it mentions.
+    fn add(&mut self, repo: &Arc<str>, d: Digest, m: &Manifest) {
         self.read.insert(d);
         self.blobs.insert(d);
         self.blobs.extend(m.blobs.iter().map(|(b, _)| *b));
         self.blobs.extend(m.children.iter().map(|c| c.digest));
         self.blobs.extend(m.subject);
+        self.blobs.extend(m.mentions.iter().copied());
+        let mut refer = |x: Digest| {
+            self.referred.entry(x).or_insert_with(|| repo.clone());
+        };
         if m.kind == crate::meta::Kind::Index {
-            self.referred.extend(m.children.iter().map(|c| c.digest));
+            m.children.iter().for_each(|c| refer(c.digest));
         }
-        self.referred.extend(m.subject);
+        m.subject.into_iter().for_each(&mut refer);
+        for f in &m.foreign_mentions {
+            self.foreign.push(Foreign {
+                repo: repo.clone(),
+                manifest: d,
+                digest: f.clone(),
+                structural: m.foreign_blobs.contains(f),
+            });
+        }
     }
 }
 
@@ -105,14 +135,53 @@ impl Marked {
 /// into `counters`; `Err` with the first doubt found (and how many there were), in which
 /// case nothing may be swept.
 pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String> {
-    let blobs = storage.blobs();
     let mut marked = Marked::default();
+    let mut errors = list_and_mark(storage, counters, &mut marked);
+    if errors.is_empty() {
+        settle(storage, &mut marked, &mut errors);
+    }
+    marked.blobs.finish();
+    verdict(marked, errors)
+}
+
+/// Right before the first delete: lists every repository again and marks each manifest a
+/// revision or tag link names that the mark has not read (pushed since the mark began),
+/// with everything it mentions. Gives the manifests it read; `Err` with a doubt.
+pub fn remark(
+    storage: &dyn Storage,
+    counters: &Counters,
+    marked: Marked,
+) -> Result<(Marked, usize), String> {
+    let mut marked = marked;
+    let before = marked.manifests;
+    let mut errors = list_and_mark(storage, counters, &mut marked);
+    if errors.is_empty() {
+        settle(storage, &mut marked, &mut errors);
+    }
+    marked.blobs.finish();
+    let found = marked.manifests - before;
+    verdict(marked, errors).map(|m| (m, found))
+}
+
+fn verdict(marked: Marked, errors: Vec<String>) -> Result<Marked, String> {
+    match errors.first() {
+        None => Ok(marked),
+        Some(first) if errors.len() == 1 => Err(first.clone()),
+        Some(first) => Err(format!("{first} (and {} more problems)", errors.len() - 1)),
+    }
+}
+
+/// One listing of every repository: marks each revision and tag target not read yet.
+/// Gives the problems met.
+fn list_and_mark(storage: &dyn Storage, counters: &Counters, marked: &mut Marked) -> Vec<String> {
+    let blobs = storage.blobs();
     let mut errors: Vec<String> = Vec::new();
     let (tx, rx) = bounded::<Batch>(16);
     let warnings = std::thread::scope(|s| {
         let lister = s.spawn(move || storage.list(&RepoFilter::default(), &tx).warnings);
+        let mut repositories = 0;
         for record in rx.iter().flatten() {
-            marked.repositories += 1;
+            repositories += 1;
             errors.extend(
                 record
                     .problems
@@ -124,6 +193,7 @@ pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String
             wanted.extend(record.tags.iter().map(|t| t.digest));
             wanted.sort_unstable();
             wanted.dedup();
+            wanted.retain(|d| !marked.read.contains(d));
             counters.repositories.fetch_add(1, Ordering::Relaxed);
             counters
                 .manifests
@@ -132,53 +202,128 @@ pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String
                 match checked_manifest(blobs, d, body) {
                     Ok(m) => {
                         marked.manifests += 1;
-                        marked.add(*d, &m);
+                        marked.add(&record.name, *d, &m);
                     }
                     Err(e) => errors.push(format!("repository {}: {e}", record.name)),
                 }
             }
         }
+        marked.repositories = marked.repositories.max(repositories);
         lister
             .join()
             .unwrap_or_else(|_| vec!["the storage lister panicked".to_owned()])
     });
     errors.extend(warnings);
-    if errors.is_empty() {
-        mark_referenced_manifests(blobs, &mut marked, &mut errors);
+    errors
+}
+
+/// Follows what the marked manifests name until nothing new turns up: digests of other
+/// algorithms through their repository's links, then index children and subjects that are
+/// no revision anywhere.
+fn settle(storage: &dyn Storage, marked: &mut Marked, errors: &mut Vec<String>) {
+    loop {
+        resolve_foreign(storage, marked, errors);
+        if !errors.is_empty() || !mark_referenced_manifests(storage.blobs(), marked, errors) {
+            return;
+        }
     }
-    marked.blobs.finish();
-    marked.read = DigestSet::default();
-    marked.referred = DigestSet::default();
-    match errors.first() {
-        None => Ok(marked),
-        Some(first) if errors.len() == 1 => Err(first.clone()),
-        Some(first) => Err(format!("{first} (and {} more problems)", errors.len() - 1)),
+}
+
+/// Resolves each pending `sha384:`/`sha512:` digest as the registry does for its
+/// repository: `_layers/<algo>/<hex>/link`, else `_manifests/revisions/<algo>/<hex>/link`,
+/// each holding the sha256 digest of the blob with the data, which is marked. A link that
+/// cannot be read or holds anything else is a doubt; so is a digest a field names that
+/// no link resolves (a mention elsewhere, an annotation say, is only marked where it can be).
+fn resolve_foreign(storage: &dyn Storage, marked: &mut Marked, errors: &mut Vec<String>) {
+    let mut todo = std::mem::take(&mut marked.foreign);
+    todo.sort_by(|a, b| {
+        (&a.repo, &a.digest, !a.structural).cmp(&(&b.repo, &b.digest, !b.structural))
+    });
+    todo.dedup_by(|a, b| a.repo == b.repo && a.digest == b.digest);
+    for f in todo {
+        let Some((algo, hex)) = f.digest.split_once(':') else {
+            continue;
+        };
+        let mut resolved = None;
+        for (is_manifest, rel) in [false, true].into_iter().zip([
+            format!("_layers/{algo}/{hex}/link"),
+            format!("_manifests/revisions/{algo}/{hex}/link"),
+        ]) {
+            match storage.read_repo_file(&f.repo, &rel) {
+                Ok(None) => continue,
+                Ok(Some(body)) => match parse_link(&body) {
+                    Some(d) => {
+                        resolved = Some((d, is_manifest));
+                        break;
+                    }
+                    None => {
+                        errors.push(format!(
+                            "repository {}: {rel} does not hold a sha256 digest (resolving {} named by manifest {})",
+                            f.repo, f.digest, f.manifest
+                        ));
+                        break;
+                    }
+                },
+                Err(e) => {
+                    errors.push(format!(
+                        "repository {}: cannot read {rel} (resolving {} named by manifest {}): {e}",
+                        f.repo, f.digest, f.manifest
+                    ));
+                    break;
+                }
+            }
+        }
+        match resolved {
+            Some((d, is_manifest)) => {
+                marked.blobs.insert(d);
+                // A manifest named by another algorithm (an index's child): follow it.
+                if is_manifest {
+                    marked.referred.entry(d).or_insert_with(|| f.repo.clone());
+                }
+            }
+            None if f.structural => errors.push(format!(
+                "repository {}: manifest {} references {} which no link of the repository resolves",
+                f.repo, f.manifest, f.digest
+            )),
+            None => tracing::debug!(
+                "repository {}: manifest {} mentions {}, which no link resolves",
+                f.repo,
+                f.manifest,
+                f.digest
+            ),
+        }
     }
 }
 
 /// Index children and subjects that are no revision anywhere: where such a manifest exists,
-/// what it references is marked too (transitively), as distribution 3 does.
+/// what it references is marked too (transitively), as distribution 3 does. Gives whether
+/// it read any.
 fn mark_referenced_manifests(
     blobs: &dyn BlobSource,
     marked: &mut Marked,
     errors: &mut Vec<String>,
-) {
+) -> bool {
+    let mut any = false;
     loop {
-        let todo: Vec<Digest> = marked
+        let todo: Vec<(Digest, Arc<str>)> = marked
             .referred
             .iter()
-            .filter(|d| !marked.read.contains(*d))
-            .copied()
+            .filter(|(d, _)| !marked.read.contains(*d))
+            .map(|(d, r)| (*d, r.clone()))
             .collect();
         if todo.is_empty() {
-            return;
+            return any;
         }
-        for (d, body) in todo.iter().zip(blobs.read_many(&todo)) {
+        let digests: Vec<Digest> = todo.iter().map(|(d, _)| *d).collect();
+        for ((d, repo), body) in todo.iter().zip(blobs.read_many(&digests)) {
             marked.read.insert(*d);
             match body {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // nothing to keep
                 body => match checked_manifest(blobs, d, body) {
-                    Ok(m) => marked.add(*d, &m),
+                    Ok(m) => {
+                        any = true;
+                        marked.add(repo, *d, &m);
+                    }
                     Err(e) => errors.push(e),
                 },
             }

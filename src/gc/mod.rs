@@ -170,6 +170,17 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         }
         None => 0,
     };
+    if marked.manifests == 0 && listed.seen() > 0 && !cfg.allow_empty_mark {
+        drop(status);
+        eprintln!(
+            "regsweep: error: garbage collection aborted, nothing deleted: the mark found no \
+             manifest in {} repositories, yet the store holds {} blobs (a listing gone wrong \
+             would look the same); if every repository really is gone, rerun with --allow-empty-mark",
+            marked.repositories,
+            listed.seen()
+        );
+        return Ok(EXIT_FATAL);
+    }
     let old_uploads = match cfg.purge_uploads_secs {
         Some(age) => {
             let all = sweeper
@@ -193,6 +204,28 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         return Ok(EXIT_INTERRUPTED);
     }
     out.flush()?;
+    // A push between the mark and now may name a blob the mark left out: list every link
+    // again and mark what appeared, right before the first delete.
+    let (marked, found) = match mark::remark(&*storage, &Counters::default(), marked) {
+        Ok(m) => m,
+        Err(e) => {
+            drop(status);
+            eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
+            return Ok(EXIT_FATAL);
+        }
+    };
+    if found > 0 {
+        let before = listed.candidates.len();
+        listed
+            .candidates
+            .retain(|c| !marked.blobs.contains(&c.digest));
+        writeln!(
+            out,
+            "Marked again before the sweep: {found} manifests pushed since the mark began; {} blobs they reference are kept.",
+            before - listed.candidates.len()
+        )?;
+        out.flush()?;
+    }
     let swept = sweep_journaled(
         cfg,
         &sweeper,

@@ -2,6 +2,7 @@
 //! plan and report need (kind, children, subject, creation date, platform). It reads blobs
 //! through the scan stage's `BlobSource`; it decides no verdict.
 
+pub mod gojson;
 pub mod parse;
 
 use std::io;
@@ -14,7 +15,7 @@ pub use parse::{Child, ImageInfo, Kind, Manifest, Platform};
 #[derive(Clone, Debug)]
 pub enum Meta {
     /// Parsed manifest.
-    Parsed(Manifest),
+    Parsed(Box<Manifest>),
     /// Unreadable or unparsable: the planner fails closed on it.
     Bad(String),
 }
@@ -131,10 +132,8 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
         }
     }
     for (d, m) in &manifests {
-        if let Meta::Parsed(Manifest {
-            schema1: Some(info),
-            ..
-        }) = m
+        if let Meta::Parsed(m) = m
+            && let Some(info) = &m.schema1
         {
             images.insert(*d, info.clone());
         }
@@ -165,7 +164,7 @@ fn config_info(
 
 fn manifest_meta(source: &dyn BlobSource, d: &Digest, body: io::Result<Vec<u8>>) -> Meta {
     match checked_manifest(source, d, body) {
-        Ok(m) => Meta::Parsed(m),
+        Ok(m) => Meta::Parsed(Box::new(m)),
         Err(why) => Meta::Bad(why),
     }
 }

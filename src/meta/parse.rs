@@ -3,11 +3,9 @@
 
 use std::fmt;
 
-use chrono::DateTime;
-use serde::Deserialize;
-use serde_json::Value;
-
 use crate::digest::Digest;
+use crate::meta::gojson::{self, Json};
+use chrono::DateTime;
 
 /// Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -85,6 +83,18 @@ pub struct Manifest {
     /// Blobs it references (config and layers) with their sizes; `None` where the
     /// manifest gives none (schema 1).
     pub blobs: Vec<(Digest, Option<u64>)>,
+    /// Blobs it references by another algorithm than sha256 (`sha512:<hex>` config or
+    /// layers): only a repository's `_layers/<algo>/<hex>/link` says which blob holds them.
+    pub foreign_blobs: Vec<String>,
+    /// Every sha256 digest written anywhere in it (any key, any depth): what a kept
+    /// manifest protects, whatever its parse says (docs/POLICY.md, "protect by mention").
+    pub mentions: Vec<Digest>,
+    /// Every sha384/sha512 digest written anywhere in it.
+    pub foreign_mentions: Vec<String>,
+    /// Why its structure could not be read as the registry reads it (keys that Go would
+    /// merge, a field of the wrong type): it is then of kind `Unknown`, kept with
+    /// everything it mentions.
+    pub doubt: Option<String>,
     /// Size of the manifest's own body in bytes.
     pub size: u64,
 }
@@ -98,181 +108,246 @@ pub struct ImageInfo {
     pub platform: Option<Platform>,
 }
 
-#[derive(Deserialize)]
-struct RawManifest {
-    #[serde(rename = "schemaVersion")]
-    schema_version: Option<u32>,
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    manifests: Option<Vec<RawDescriptor>>,
-    config: Option<RawDescriptor>,
-    layers: Option<Vec<RawDescriptor>>,
-    #[serde(rename = "fsLayers")]
-    fs_layers: Option<Vec<RawFsLayer>>,
-    subject: Option<RawDescriptor>,
-    history: Option<Vec<RawHistory>>,
-    architecture: Option<String>,
+/// Why a manifest's structure could not be read.
+enum Problem {
+    /// It cannot be trusted at all (a reference that names no resolvable digest, an
+    /// image without config): the caller fails closed on it.
+    Bad(String),
+    /// The registry (Go) could read it otherwise than regsweep would (keys Go merges,
+    /// a field of the wrong type): kept as `Unknown`, with everything it mentions.
+    Ambiguous(String),
 }
 
-#[derive(Deserialize)]
-struct RawFsLayer {
-    #[serde(rename = "blobSum")]
-    blob_sum: String,
+impl From<String> for Problem {
+    fn from(why: String) -> Problem {
+        Problem::Ambiguous(why)
+    }
 }
 
-#[derive(Deserialize)]
-struct RawDescriptor {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    digest: String,
-    size: Option<u64>,
-    platform: Option<RawPlatform>,
+/// A digest as a manifest writes it.
+enum Ref {
+    /// `sha256:<64 lowercase hex>`: a blob's own name.
+    Sha256(Digest),
+    /// `sha384:`/`sha512:` with lowercase hex of the right length: a name the registry
+    /// accepts and resolves through a repository's link.
+    Other(String),
 }
 
-#[derive(Deserialize)]
-struct RawPlatform {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-}
-
-#[derive(Deserialize)]
-struct RawHistory {
-    #[serde(rename = "v1Compatibility")]
-    v1_compatibility: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawConfig {
-    created: Option<String>,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-}
-
-fn digest_field(s: &str, what: &str) -> Result<Digest, String> {
-    Digest::parse(s).ok_or_else(|| format!("{what} digest {s:?} is not sha256:<64 hex>"))
-}
-
-/// Parses a manifest body; `Err` says why it cannot be trusted.
-pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
-    let raw: RawManifest =
-        serde_json::from_slice(body).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
-    let subject = raw
-        .subject
-        .as_ref()
-        .map(|s| digest_field(&s.digest, "subject"))
-        .transpose()?;
-    let kind = match raw.media_type.as_deref() {
-        Some(DOCKER_MANIFEST | OCI_MANIFEST) => Kind::Image,
-        Some(DOCKER_LIST | OCI_INDEX) => Kind::Index,
-        Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED) => Kind::Schema1,
-        None if raw.schema_version == Some(1) => Kind::Schema1,
-        None if raw.manifests.is_some() => Kind::Index,
-        None if raw.config.is_some() => Kind::Image,
-        _ => Kind::Unknown,
+/// Reads a digest as go-digest validates it (lowercase algorithm and hex); `None` for
+/// anything it would refuse.
+fn digest_ref(s: &str) -> Option<Ref> {
+    if let Some(d) = Digest::parse(s) {
+        return Some(Ref::Sha256(d));
+    }
+    let (algo, hex) = s.split_once(':')?;
+    let len = match algo {
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return None,
     };
+    (hex.len() == len && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| Ref::Other(s.to_owned()))
+}
+
+/// A descriptor's digest that must name a manifest in this repository (an index entry,
+/// a subject): only sha256 names one (the registry links manifests by sha256 alone).
+fn manifest_ref(desc: &Json, what: &str) -> Result<Digest, Problem> {
+    let s = desc.str_field("digest")?.unwrap_or_default();
+    match digest_ref(s) {
+        Some(Ref::Sha256(d)) => Ok(d),
+        Some(Ref::Other(_)) => Err(Problem::Bad(format!(
+            "{what} digest {s:?} is not sha256: no manifest link resolves it"
+        ))),
+        None => Err(Problem::Bad(format!(
+            "{what} digest {s:?} is not sha256:<64 hex>"
+        ))),
+    }
+}
+
+/// A descriptor's size (Go `int64`); a negative one is no size.
+fn size_of(desc: &Json) -> Result<Option<u64>, Problem> {
+    Ok(desc.int_field("size")?.and_then(|s| u64::try_from(s).ok()))
+}
+
+/// Parses a manifest body; `Err` says why it cannot be trusted. Keys are matched to fields
+/// as the registry's Go decoder matches them (case-insensitively, with Unicode folding);
+/// where Go would merge duplicate keys, or a field has a type Go refuses, the manifest is
+/// `Unknown` (kept with everything it mentions) rather than read one way of several.
+pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
+    // Go reads bytes that are not UTF-8 as U+FFFD: so does this.
+    let text = String::from_utf8_lossy(body);
+    let doc = gojson::parse(&text).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
+    if !matches!(doc, Json::Obj(_)) {
+        return Err(format!(
+            "unparsable manifest JSON: {}, not an object",
+            doc.what()
+        ));
+    }
+    let mentions = gojson::mentions(&doc);
     let mut m = Manifest {
-        kind,
+        kind: Kind::Unknown,
         children: Vec::new(),
-        subject,
+        subject: None,
         config: None,
         schema1: None,
         blobs: Vec::new(),
+        foreign_blobs: Vec::new(),
+        mentions: mentions.sha256,
+        foreign_mentions: mentions.other,
+        doubt: None,
         size: body.len() as u64,
     };
-    match kind {
-        Kind::Image => {
-            let config = raw.config.as_ref().ok_or("image manifest without config")?;
-            let c = digest_field(&config.digest, "config")?;
-            // An artifact's config (a signature's, a chart's, an SBOM's) is no image config:
-            // it has no creation date to read, and need not be JSON.
-            if config.media_type.as_deref().is_none_or(is_image_config) {
-                m.config = Some(c);
-            }
-            m.blobs.push((c, config.size));
-            for l in raw.layers.iter().flatten() {
-                // A layer that is not a sha256 blob (a foreign URL layer) frees nothing here.
-                if let Some(d) = Digest::parse(&l.digest) {
-                    m.blobs.push((d, l.size));
-                }
-            }
+    match read_structure(&doc, &mut m) {
+        Ok(()) => {}
+        Err(Problem::Bad(why)) => return Err(why),
+        Err(Problem::Ambiguous(why)) => {
+            m.kind = Kind::Unknown;
+            m.children.clear();
+            m.subject = None;
+            m.config = None;
+            m.schema1 = None;
+            m.blobs.clear();
+            m.foreign_blobs.clear();
+            m.doubt = Some(why);
         }
-        Kind::Index => {
-            for d in raw.manifests.unwrap_or_default() {
-                m.children.push(Child {
-                    digest: digest_field(&d.digest, "index entry")?,
-                    platform: d.platform.map(|p| Platform {
-                        os: p.os,
-                        architecture: p.architecture,
-                    }),
-                });
-            }
-        }
-        Kind::Schema1 => {
-            m.schema1 = Some(schema1_info(&raw));
-            for l in raw.fs_layers.iter().flatten() {
-                if let Some(d) = Digest::parse(&l.blob_sum) {
-                    m.blobs.push((d, None));
-                }
-            }
-        }
-        Kind::Unknown => {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| format!("unparsable manifest JSON: {e}"))?;
-            let mut found = Vec::new();
-            collect_digests(&v, &mut found);
-            found.sort_unstable();
-            found.dedup();
-            m.children = found
-                .into_iter()
-                .map(|digest| Child {
-                    digest,
-                    platform: None,
-                })
-                .collect();
-        }
+    }
+    if m.kind == Kind::Unknown {
+        m.children = m
+            .mentions
+            .iter()
+            .map(|d| Child {
+                digest: *d,
+                platform: None,
+            })
+            .collect();
     }
     Ok(m)
 }
 
-/// Every string in the document that is a sha256 digest.
-fn collect_digests(v: &Value, out: &mut Vec<Digest>) {
-    match v {
-        Value::String(s) => out.extend(Digest::parse(s)),
-        Value::Array(a) => a.iter().for_each(|x| collect_digests(x, out)),
-        Value::Object(o) => o.values().for_each(|x| collect_digests(x, out)),
-        _ => {}
-    }
+/// What the document is, as the registry dispatches it: schema version 1 is schema 1
+/// whatever its media type; then the media type; without one, an index where `manifests`
+/// is there, an image where `config` is.
+fn kind_of(doc: &Json) -> Result<Kind, Problem> {
+    let version = doc.int_field("schemaVersion")?;
+    let media_type = doc.str_field("mediaType")?.filter(|t| !t.is_empty());
+    Ok(match media_type {
+        _ if version == Some(1) => Kind::Schema1,
+        Some(DOCKER_MANIFEST | OCI_MANIFEST) => Kind::Image,
+        Some(DOCKER_LIST | OCI_INDEX) => Kind::Index,
+        Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED) => Kind::Schema1,
+        None if doc.arr_field("manifests")?.is_some() => Kind::Index,
+        None if doc.obj_field("config")?.is_some() => Kind::Image,
+        _ => Kind::Unknown,
+    })
 }
 
-fn schema1_info(raw: &RawManifest) -> ImageInfo {
-    let v1: Option<RawConfig> = raw
-        .history
-        .as_ref()
+/// Fills kind, children, subject, config and blobs from the document's structure.
+fn read_structure(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    m.kind = kind_of(doc)?;
+    m.subject = doc
+        .obj_field("subject")?
+        .map(|s| manifest_ref(s, "subject"))
+        .transpose()?;
+    match m.kind {
+        Kind::Image => {
+            let config = doc
+                .obj_field("config")?
+                .ok_or_else(|| Problem::Bad("image manifest without config".to_owned()))?;
+            let digest = config.str_field("digest")?.unwrap_or_default();
+            match digest_ref(digest) {
+                Some(Ref::Sha256(c)) => {
+                    // An artifact's config (a signature's, a chart's, an SBOM's) is no
+                    // image config: it has no creation date to read, and need not be JSON.
+                    if config.str_field("mediaType")?.is_none_or(is_image_config) {
+                        m.config = Some(c);
+                    }
+                    m.blobs.push((c, size_of(config)?));
+                }
+                Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+                None => {
+                    return Err(Problem::Bad(format!(
+                        "config digest {digest:?} is not sha256:<64 hex>"
+                    )));
+                }
+            }
+            for l in doc.arr_field("layers")?.unwrap_or_default() {
+                match digest_ref(l.str_field("digest")?.unwrap_or_default()) {
+                    Some(Ref::Sha256(d)) => m.blobs.push((d, size_of(l)?)),
+                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+                    // No digest the registry accepts: it names no blob to free or keep.
+                    None => {}
+                }
+            }
+        }
+        Kind::Index => {
+            for d in doc.arr_field("manifests")?.unwrap_or_default() {
+                let platform = d
+                    .obj_field("platform")?
+                    .map(|p| -> Result<Platform, Problem> {
+                        Ok(Platform {
+                            os: p.str_field("os")?.unwrap_or_default().to_owned(),
+                            architecture: p
+                                .str_field("architecture")?
+                                .unwrap_or_default()
+                                .to_owned(),
+                        })
+                    })
+                    .transpose()?;
+                m.children.push(Child {
+                    digest: manifest_ref(d, "index entry")?,
+                    platform,
+                });
+            }
+        }
+        Kind::Schema1 => {
+            m.schema1 = Some(schema1_info(doc)?);
+            for l in doc.arr_field("fsLayers")?.unwrap_or_default() {
+                match digest_ref(l.str_field("blobSum")?.unwrap_or_default()) {
+                    Some(Ref::Sha256(d)) => m.blobs.push((d, None)),
+                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+                    None => {}
+                }
+            }
+        }
+        Kind::Unknown => {}
+    }
+    Ok(())
+}
+
+/// Creation time and platform of a schema 1 manifest, from its first history entry's
+/// `v1Compatibility` (itself JSON, read the same way); what cannot be read is left out.
+fn schema1_info(doc: &Json) -> Result<ImageInfo, Problem> {
+    let v1 = doc
+        .arr_field("history")?
         .and_then(|h| h.first())
-        .and_then(|h| h.v1_compatibility.as_deref())
-        .and_then(|s| serde_json::from_str(s).ok());
-    let created = v1
-        .as_ref()
-        .and_then(|c| c.created.as_deref())
-        .and_then(parse_time);
+        .map(|h| h.str_field("v1Compatibility"))
+        .transpose()?
+        .flatten()
+        .and_then(|s| config_info(s).ok());
     let arch = v1
         .as_ref()
-        .map(|c| c.architecture.clone())
-        .filter(|a| !a.is_empty())
-        .or_else(|| raw.architecture.clone())
+        .and_then(|c| c.platform.as_ref())
+        .map(|p| p.architecture.clone())
+        .filter(|a| !a.is_empty());
+    let arch = match arch {
+        Some(a) => a,
+        None => doc
+            .str_field("architecture")?
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let os = v1
+        .as_ref()
+        .and_then(|c| c.platform.as_ref())
+        .map(|p| p.os.clone())
         .unwrap_or_default();
-    let os = v1.map(|c| c.os).unwrap_or_default();
-    ImageInfo {
-        created,
+    Ok(ImageInfo {
+        created: v1.and_then(|c| c.created),
         platform: Some(Platform {
             os,
             architecture: arch,
         }),
-    }
+    })
 }
 
 /// Whether a config descriptor's media type is an image config (Docker's or OCI's).
@@ -284,19 +359,31 @@ fn is_image_config(media_type: &str) -> bool {
     )
 }
 
-/// Parses an image config blob's `created`, `os` and `architecture`.
+/// Parses an image config blob's `created`, `os` and `architecture`, keys matched as Go
+/// matches them; `None` when it is no JSON object, or a field cannot be read one way only.
 pub fn parse_config(body: &[u8]) -> Option<ImageInfo> {
-    let raw: RawConfig = serde_json::from_slice(body).ok()?;
+    config_info(&String::from_utf8_lossy(body)).ok()
+}
+
+/// [`parse_config`] over text, with why it fails.
+fn config_info(text: &str) -> Result<ImageInfo, String> {
+    let doc = gojson::parse(text)?;
+    if !matches!(doc, Json::Obj(_)) {
+        return Err(format!("{}, not an object", doc.what()));
+    }
     // A `created` that is there but no RFC 3339 time cannot rank the image: not trusted.
-    let created = match raw.created.as_deref() {
-        Some(s) => Some(parse_time(s)?),
+    let created = match doc.str_field("created")? {
+        Some(s) => Some(parse_time(s).ok_or_else(|| format!("created {s:?} is no time"))?),
         None => None,
     };
-    Some(ImageInfo {
+    Ok(ImageInfo {
         created,
         platform: Some(Platform {
-            os: raw.os,
-            architecture: raw.architecture,
+            os: doc.str_field("os")?.unwrap_or_default().to_owned(),
+            architecture: doc
+                .str_field("architecture")?
+                .unwrap_or_default()
+                .to_owned(),
         }),
     })
 }

@@ -36,6 +36,8 @@ pub fn blob_use(snap: &Snapshot, plan: &RepoPlan) -> BlobUse {
         if let Some(m) = snap.manifest(&d.digest) {
             out.kept.extend(m.blobs.iter().map(|(b, _)| *b));
             out.kept.extend(m.children.iter().map(|c| c.digest));
+            // Whatever a kept manifest mentions stays (protect by mention).
+            out.kept.extend(m.mentions.iter().copied());
         }
     }
     let mut sizes: DigestMap<u64> = DigestMap::default();

@@ -43,6 +43,12 @@ pub enum Reason {
         /// The kept index.
         parent: Digest,
     },
+    /// A kept manifest mentions its digest outside any field that structures it (an
+    /// annotation, a key the registry folds, an unknown field): kept by mention.
+    MentionedBy {
+        /// The kept manifest.
+        parent: Digest,
+    },
     /// Its `subject` is kept.
     ReferrerOf {
         /// The kept subject.
@@ -98,6 +104,7 @@ impl Reason {
             Reason::HashTagRecent { .. } => "hash-tag-recent",
             Reason::GracePeriod => "grace-period",
             Reason::ChildOf { .. } => "child-of",
+            Reason::MentionedBy { .. } => "mentioned-by",
             Reason::ReferrerOf { .. } => "referrer-of",
             Reason::AttachmentOf { .. } => "attachment-of",
             Reason::ForeignAttachment { .. } => "foreign-attachment",
@@ -120,7 +127,9 @@ impl std::fmt::Display for Reason {
             Reason::HashTagKept { rank }
             | Reason::HashTagRecent { rank }
             | Reason::HashTagExpired { rank } => write!(f, " rank {rank}"),
-            Reason::ChildOf { parent } | Reason::ChildOfDeleted { parent } => {
+            Reason::ChildOf { parent }
+            | Reason::MentionedBy { parent }
+            | Reason::ChildOfDeleted { parent } => {
                 write!(f, " {parent}")
             }
             Reason::ReferrerOf { subject }
@@ -153,6 +162,7 @@ enum Code {
     HashTagRecent,
     GracePeriod,
     ChildOf,
+    MentionedBy,
     ReferrerOf,
     AttachmentOf,
     ForeignAttachment,
@@ -342,6 +352,7 @@ impl RepoPlan {
             Code::HashTagRecent => Reason::HashTagRecent { rank },
             Code::GracePeriod => Reason::GracePeriod,
             Code::ChildOf => Reason::ChildOf { parent: related() },
+            Code::MentionedBy => Reason::MentionedBy { parent: related() },
             Code::ReferrerOf => Reason::ReferrerOf { subject: related() },
             Code::AttachmentOf => Reason::AttachmentOf { subject: related() },
             Code::ForeignAttachment => Reason::ForeignAttachment { subject: related() },
@@ -377,6 +388,7 @@ impl RepoPlan {
             Reason::HashTagRecent { rank } => (Code::HashTagRecent, rank),
             Reason::GracePeriod => (Code::GracePeriod, 0),
             Reason::ChildOf { parent } => (Code::ChildOf, at(parent)),
+            Reason::MentionedBy { parent } => (Code::MentionedBy, at(parent)),
             Reason::ReferrerOf { subject } => (Code::ReferrerOf, at(subject)),
             Reason::AttachmentOf { subject } => (Code::AttachmentOf, at(subject)),
             Reason::ForeignAttachment { subject } => (Code::ForeignAttachment, at(subject)),
@@ -512,18 +524,23 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             keep.mark(r.digest, Reason::GracePeriod);
         }
     }
-    // Rule 7: an unknown media type is kept with everything it mentions.
+    // Rule 7: an unknown media type, or a manifest the registry could read otherwise than
+    // regsweep does, is kept with everything it mentions.
     for r in &rec.revisions {
-        if snap
-            .manifest(&r.digest)
-            .is_some_and(|m| m.kind == Kind::Unknown)
-        {
-            plan.notes.push(format!(
+        let Some(m) = snap.manifest(&r.digest).filter(|m| m.kind == Kind::Unknown) else {
+            continue;
+        };
+        plan.notes.push(match &m.doubt {
+            Some(why) => format!(
+                "manifest {} cannot be read one way only ({why}): kept with every digest it names",
+                r.digest
+            ),
+            None => format!(
                 "manifest {} has an unknown media type: kept with every digest it names",
                 r.digest
-            ));
-            keep.mark(r.digest, Reason::FailClosed);
-        }
+            ),
+        });
+        keep.mark(r.digest, Reason::FailClosed);
     }
     // Rules 4 and 5: reachability through index children, subjects and attachment tags.
     let attachments: Vec<(Digest, Digest)> = rec
@@ -690,6 +707,13 @@ impl<'a> Reach<'a> {
             if let Some(m) = self.snap.manifest(&d) {
                 for c in &m.children {
                     self.mark(c.digest, Reason::ChildOf { parent: d });
+                }
+                // Protect by mention: a manifest of this repository that a kept one names
+                // anywhere stays, whatever the structure says.
+                for x in &m.mentions {
+                    if self.snap.manifests.contains_key(x) {
+                        self.mark(*x, Reason::MentionedBy { parent: d });
+                    }
                 }
             }
             for r in referrers.get(&d).into_iter().flatten() {

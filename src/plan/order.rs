@@ -10,11 +10,16 @@ use super::{Decision, Verdict};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::Snapshot;
 
-/// What `d` refers to and so must outlive it: its children and its subject.
+/// What `d` refers to and so must outlive it: its children, its subject, and every other
+/// digest it mentions (protect by mention: docs/POLICY.md).
 fn referred<'a>(snap: &'a Snapshot, d: &Digest) -> impl Iterator<Item = Digest> + use<'a> {
-    snap.manifest(d)
-        .into_iter()
-        .flat_map(|m| m.children.iter().map(|c| c.digest).chain(m.subject))
+    snap.manifest(d).into_iter().flat_map(|m| {
+        m.children
+            .iter()
+            .map(|c| c.digest)
+            .chain(m.subject)
+            .chain(m.mentions.iter().copied())
+    })
 }
 
 /// Everything that goes after `roots` in a delete order, transitively (children, subjects,

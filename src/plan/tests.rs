@@ -55,7 +55,7 @@ impl B {
     }
     fn put(mut self, n: u8, m: Manifest) -> B {
         self.rev(n, OLD);
-        self.0.manifests.insert(d(n), Meta::Parsed(m));
+        self.0.manifests.insert(d(n), Meta::Parsed(Box::new(m)));
         self
     }
     fn image_at(mut self, n: u8, created: Option<i64>) -> B {
@@ -75,6 +75,10 @@ impl B {
                 config: Some(d(200)),
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             },
         )
@@ -99,6 +103,10 @@ impl B {
                 config: None,
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             },
         )
@@ -113,6 +121,10 @@ impl B {
                 config: Some(d(201)),
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             },
         )
@@ -134,9 +146,20 @@ impl B {
                 config: None,
                 schema1: None,
                 blobs: vec![],
+                foreign_blobs: vec![],
+                mentions: vec![],
+                foreign_mentions: vec![],
+                doubt: None,
                 size: 0,
             },
         )
+    }
+    /// Makes `n` (already put) mention `others` anywhere in its JSON.
+    fn mentions(mut self, n: u8, others: &[u8]) -> B {
+        if let Some(Meta::Parsed(m)) = self.0.manifests.get_mut(&d(n)) {
+            m.mentions.extend(others.iter().map(|o| d(*o)));
+        }
+        self
     }
     fn bad(mut self, n: u8) -> B {
         self.rev(n, OLD);
@@ -336,6 +359,10 @@ fn index_date_comes_from_its_amd64_child() {
             config: None,
             schema1: None,
             blobs: vec![],
+            foreign_blobs: vec![],
+            mentions: vec![],
+            foreign_mentions: vec![],
+            doubt: None,
             size: 0,
         },
     );
@@ -568,6 +595,31 @@ fn unknown_media_type_is_kept_with_what_it_mentions() {
     assert_eq!(v[&1], keep(Reason::ChildOf { parent: d(5) }));
     assert_eq!(v[&2], del(Reason::Untagged));
     assert_eq!(p.notes.len(), 1);
+}
+
+#[test]
+fn what_a_kept_manifest_mentions_anywhere_is_kept_transitively() {
+    // 1 is tagged and names 2 in an annotation (or under a key only Go reads); 2 names 3.
+    let p = B::new("app")
+        .image(1)
+        .image(2)
+        .image(3)
+        .image(4)
+        .mentions(1, &[2, 99])
+        .mentions(2, &[3])
+        .mentions(4, &[1])
+        .tag("v1", 1)
+        .plan(10);
+    let v = verdicts(&p);
+    assert_eq!(v[&1], keep(Reason::VersionTag));
+    assert_eq!(v[&2], keep(Reason::MentionedBy { parent: d(1) }));
+    assert_eq!(v[&3], keep(Reason::MentionedBy { parent: d(2) }));
+    // Mentioning a kept manifest keeps nothing: 4 is untagged and goes, before 1 would.
+    assert_eq!(v[&4], del(Reason::Untagged));
+    assert_eq!(
+        p.reason(p.decision(&d(2)).expect("2")).to_string(),
+        format!("mentioned-by {}", d(1))
+    );
 }
 
 #[test]

@@ -60,6 +60,9 @@ pub trait Storage: Send + Sync {
         repo: &str,
         digests: &[Digest],
     ) -> Vec<(Digest, Result<bool, String>)>;
+    /// The body of the file at `rel` inside repository `repo` (`_layers/sha512/<hex>/link`),
+    /// or `None` where there is none: how a digest of another algorithm is resolved.
+    fn read_repo_file(&self, repo: &str, rel: &str) -> io::Result<Option<Vec<u8>>>;
     /// Request accounting (S3 only).
     fn requests(&self) -> Option<serde_json::Value> {
         None
