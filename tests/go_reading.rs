@@ -985,16 +985,28 @@ fn gc_keeps_schema1_layers_listed_under_fslayers_and_blobsum() {
 // ---------------------------------------------------------------------------------------
 // f. A push between mark and sweep
 
-/// What the test hook names: a FIFO gc opens for reading (and reads to its end) right
-/// before it lists the links again, before its first delete.
-const PAUSE_HOOK: &str = "REGSWEEP_TEST_PAUSE_BEFORE_SWEEP";
-
 fn read_file(p: &Path) -> String {
     let mut s = String::new();
     if let Ok(mut f) = std::fs::File::open(p) {
         let _ = f.read_to_string(&mut s);
     }
     s
+}
+
+/// Unreferenced blobs written straight into storage: enough of them that gc's plan (a
+/// line each) overflows a pipe (64 KiB) many times over.
+fn plant_garbage(root: &Path, n: usize) {
+    for i in 0..n {
+        let data = format!("planted garbage {i}");
+        let d = Digest::of(data.as_bytes());
+        let dir = root.join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{}",
+            &d.hex()[..2],
+            d.hex()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir garbage");
+        std::fs::write(dir.join("data"), data).expect("write garbage");
+    }
 }
 
 #[test]
@@ -1011,12 +1023,13 @@ fn gc_lists_links_again_before_its_first_delete() {
     let (cfg, cfg_blob) = config(&reg.url, repo, "late");
     let before = pull_all(&reg.url, std::slice::from_ref(&stable), "before regsweep");
     assert!(before.is_empty(), "{before:?}");
+    plant_garbage(&reg.root(), 3000);
 
+    // No hook in regsweep: gc prints its whole plan (a line per blob) and flushes it before
+    // its first delete, so a reader that stops reading after the "Marked ..." line holds
+    // gc between its mark and its sweep for as long as it likes.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let fifo = tmp.path().join("pause");
-    std::fs::write(&fifo, b"").expect("placeholder");
-    common::make_fifo(&fifo);
-    let (out_path, err_path) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
+    let err_path = tmp.path().join("stderr");
     let root = reg.root().to_string_lossy().into_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
         .arg("gc")
@@ -1025,55 +1038,31 @@ fn gc_lists_links_again_before_its_first_delete() {
         .env("REGISTRY_DIR", &root)
         .env("REGISTRY_STOPPED", "true")
         .env("MIN_AGE", "0")
-        .env(PAUSE_HOOK, &fifo)
-        .stdout(std::fs::File::create(&out_path).expect("stdout"))
+        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&err_path).expect("stderr"))
         .spawn()
         .expect("spawn regsweep gc");
-    let output = || {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            read_file(&out_path),
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).expect("read gc's stdout");
+        assert!(
+            n > 0,
+            "gc ended before its plan\nstdout:\n{seen}\nstderr:\n{}",
             read_file(&err_path)
-        )
-    };
-
-    // Wait until gc holds the FIFO open for reading: a writer opening without blocking
-    // succeeds only then (ENXIO before).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let writer = loop {
-        match rustix::fs::open(
-            &fifo,
-            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            Ok(fd) => break fd,
-            Err(e) if e == rustix::io::Errno::NXIO => {}
-            Err(e) => panic!("opening the pause FIFO: {e}"),
+        );
+        seen.push_str(&line);
+        if line.starts_with("Marked ") {
+            break;
         }
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            panic!(
-                "regsweep gc finished ({st}) without pausing before its sweep ({PAUSE_HOOK} \
-                 never opened); the layer G {} {} meanwhile\n{}",
-                Digest::of(&g),
-                if reg.blob_exists(&Digest::of(&g)) {
-                    "survived"
-                } else {
-                    "was deleted"
-                },
-                output()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "regsweep gc did not reach its pause ({PAUSE_HOOK}) within 15 s; killed\n{}",
-                output()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+    // gc cannot get past writing its plan now; give it time to fill the pipe.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "gc must wait on its plan's output"
+    );
 
     // Marked, listed, not yet swept: a client pushes a manifest naming G and tags it.
     let body = schema2(
@@ -1095,8 +1084,11 @@ fn gc_lists_links_again_before_its_first_delete() {
     let now = pull_all(&reg.url, &live, "while gc waits");
     // What the registry's collector keeps of the storage as it is now.
     let theirs = registry_collector_keeps(&reg, "registry-gc");
-    drop(writer); // end of file for gc: it goes on
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Read the rest: gc goes on, lists the links again and sweeps.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read gc's stdout");
+    seen.push_str(&rest);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
             break st;
@@ -1104,14 +1096,20 @@ fn gc_lists_links_again_before_its_first_delete() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "regsweep gc did not finish within 20 s of its pause; killed\n{}",
-                output()
-            );
+            panic!("regsweep gc did not finish within 30 s of being let go; killed");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let output = || format!("stdout:\n{seen}\nstderr:\n{}", read_file(&err_path));
+    assert!(
+        seen.contains("Marked again before the sweep: 1 manifests pushed since the mark began; 2 blobs they reference are kept."),
+        "{}",
+        output()
+    );
     let mut problems = now;
+    if !reg.blob_exists(&Digest::of(&g)) {
+        problems.push(format!("G {} was deleted", Digest::of(&g)));
+    }
     if status.code() != Some(0) {
         problems.push(format!("regsweep gc exited {status}\n{}", output()));
     }
