@@ -109,9 +109,8 @@ impl Marked {
     fn add(&mut self, repo: &Arc<str>, d: Digest, m: &Manifest) {
         self.read.insert(d);
         self.blobs.insert(d);
-        self.blobs.extend(m.blobs.iter().map(|(b, _)| *b));
-        self.blobs.extend(m.children.iter().map(|c| c.digest));
-        self.blobs.extend(m.subject);
+        // Every sha256 digest anywhere in it: config, layers, children and subject are
+        // among them whatever the parse made of the keys.
         self.blobs.extend(m.mentions.iter().copied());
         let mut refer = |x: Digest| {
             self.referred.entry(x).or_insert_with(|| repo.clone());
@@ -136,7 +135,7 @@ impl Marked {
 /// case nothing may be swept.
 pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String> {
     let mut marked = Marked::default();
-    let mut errors = list_and_mark(storage, counters, &mut marked);
+    let mut errors = list_and_mark(storage, counters, &mut marked, false);
     if errors.is_empty() {
         settle(storage, &mut marked, &mut errors);
     }
@@ -154,7 +153,7 @@ pub fn remark(
 ) -> Result<(Marked, usize), String> {
     let mut marked = marked;
     let before = marked.manifests;
-    let mut errors = list_and_mark(storage, counters, &mut marked);
+    let mut errors = list_and_mark(storage, counters, &mut marked, true);
     if errors.is_empty() {
         settle(storage, &mut marked, &mut errors);
     }
@@ -171,9 +170,16 @@ fn verdict(marked: Marked, errors: Vec<String>) -> Result<Marked, String> {
     }
 }
 
-/// One listing of every repository: marks each revision and tag target not read yet.
+/// One listing of every repository: marks each revision and tag target (with `only_new`,
+/// those not read yet; without, each repository reads its own, so that a digest of
+/// another algorithm is resolved in every repository whose manifest names it).
 /// Gives the problems met.
-fn list_and_mark(storage: &dyn Storage, counters: &Counters, marked: &mut Marked) -> Vec<String> {
+fn list_and_mark(
+    storage: &dyn Storage,
+    counters: &Counters,
+    marked: &mut Marked,
+    only_new: bool,
+) -> Vec<String> {
     let blobs = storage.blobs();
     let mut errors: Vec<String> = Vec::new();
     let (tx, rx) = bounded::<Batch>(16);
@@ -193,7 +199,9 @@ fn list_and_mark(storage: &dyn Storage, counters: &Counters, marked: &mut Marked
             wanted.extend(record.tags.iter().map(|t| t.digest));
             wanted.sort_unstable();
             wanted.dedup();
-            wanted.retain(|d| !marked.read.contains(d));
+            if only_new {
+                wanted.retain(|d| !marked.read.contains(d));
+            }
             counters.repositories.fetch_add(1, Ordering::Relaxed);
             counters
                 .manifests
