@@ -170,6 +170,10 @@ impl Mentions {
     /// Adds every digest written anywhere in `s` (hex in either case; more hex after the
     /// digest's length is ignored): generous, since a mention only ever adds keeps.
     pub fn find_in(&mut self, s: &str) {
+        // Most strings (keys, media types) are shorter than the shortest digest.
+        if s.len() < "sha256:".len() + 64 {
+            return;
+        }
         let b = s.as_bytes();
         for (at, _) in s.match_indices("sha") {
             for (algo, len) in ALGORITHMS {

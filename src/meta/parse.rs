@@ -175,7 +175,7 @@ fn size_of(desc: &Json) -> Result<Option<u64>, Problem> {
 /// `Unknown` (kept with everything it mentions) rather than read one way of several.
 pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
     // Go reads bytes that are not UTF-8 as U+FFFD: so does this.
-    let text = String::from_utf8_lossy(body);
+    let text = utf8_as_go_reads_it(body);
     let doc = gojson::parse(&text).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
     if !matches!(doc, Json::Obj(_)) {
         return Err(format!(
@@ -362,7 +362,16 @@ fn is_image_config(media_type: &str) -> bool {
 /// Parses an image config blob's `created`, `os` and `architecture`, keys matched as Go
 /// matches them; `None` when it is no JSON object, or a field cannot be read one way only.
 pub fn parse_config(body: &[u8]) -> Option<ImageInfo> {
-    config_info(&String::from_utf8_lossy(body)).ok()
+    config_info(&utf8_as_go_reads_it(body)).ok()
+}
+
+/// The body as text, bytes that are not UTF-8 replaced by U+FFFD (as Go's decoder reads
+/// them); borrowed, after one fast check, when it is UTF-8 throughout.
+fn utf8_as_go_reads_it(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(body),
+    }
 }
 
 /// [`parse_config`] over text, with why it fails.
