@@ -64,6 +64,20 @@ impl Storage for FsStorage {
     ) -> Vec<(Digest, Result<bool, String>)> {
         self.lister.remove_manifests(repo, digests)
     }
+    fn read_repo_file(&self, repo: &str, rel: &str) -> io::Result<Option<Vec<u8>>> {
+        let path = self.lister.repositories.join(repo).join(rel);
+        match fs::read(&path) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+/// A repository the walker found, with the problems of its shape it saw.
+struct Found {
+    name: String,
+    problems: Vec<String>,
 }
 
 /// How many repository names travel together from the walker to the readers.
@@ -96,18 +110,29 @@ impl FsLister {
 
     /// Walks every repository that `filter` admits and sends its record in batches to `out`.
     pub fn list(&self, filter: &RepoFilter, out: &Sender<Batch>) -> ScanStats {
+        self.list_with(filter, out, |name| self.read_repo(name))
+    }
+
+    /// [`FsLister::list`], each repository read by `read`. A panic in the walker or in a
+    /// reader is the caller's (resumed once every thread is joined): a record never sent
+    /// must never pass for a repository that is not there (gc would sweep its blobs).
+    fn list_with<R>(&self, filter: &RepoFilter, out: &Sender<Batch>, read: R) -> ScanStats
+    where
+        R: Fn(&str) -> RepoRecord + Sync,
+    {
         let warnings = Mutex::new(Vec::new());
-        let (names_tx, names_rx) = bounded::<Vec<String>>(64);
+        let (names_tx, names_rx) = bounded::<Vec<Found>>(64);
         let mut repositories = 0;
         std::thread::scope(|s| {
             let warnings = &warnings;
+            let read = &read;
             let walker = s.spawn(move || self.discover(filter, &names_tx, warnings));
             let readers: Vec<_> = (0..self.threads)
                 .map(|_| {
                     let names_rx = names_rx.clone();
                     s.spawn(move || {
-                        for names in names_rx.iter() {
-                            if self.read_batch(&names, out).is_err() {
+                        for found in names_rx.iter() {
+                            if read_batch(found, read, out).is_err() {
                                 return; // the planners are gone: the run is aborting
                             }
                         }
@@ -115,9 +140,16 @@ impl FsLister {
                 })
                 .collect();
             drop(names_rx);
-            repositories = walker.join().unwrap_or(0);
-            for r in readers {
-                let _ = r.join();
+            let walked = walker.join();
+            let read: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+            match walked {
+                Ok(n) => repositories = n,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            for r in read {
+                if let Err(panic) = r {
+                    std::panic::resume_unwind(panic);
+                }
             }
         });
         ScanStats {
@@ -126,52 +158,68 @@ impl FsLister {
         }
     }
 
-    /// Reads the repositories `names` and sends their records on in [`Batcher`]'s
-    /// batches. Fails only when the planners are gone.
-    fn read_batch(&self, names: &[String], out: &Sender<Batch>) -> Result<(), ()> {
-        let mut batcher = Batcher::default();
-        for n in names {
-            if let Some(batch) = batcher.push(self.read_repo(n)) {
-                out.send(batch).map_err(drop)?;
-            }
-        }
-        if let Some(batch) = batcher.finish() {
-            out.send(batch).map_err(drop)?;
-        }
-        Ok(())
-    }
-
-    /// Finds repository names (directories holding `_manifests`) and sends them in batches.
+    /// Finds repository names (directories holding `_manifests`) and sends them in batches,
+    /// each with the problems of its shape seen on the way (from the directory entries'
+    /// types: no system call of its own).
+    ///
+    /// A `_manifests` that is no directory (a regular file, say) is still a repository: its
+    /// read fails it closed, naming the path (skipping it would leave its blobs unmarked).
+    /// So is a `_layers` that is no directory beside a `_manifests`. What the registry's
+    /// own collector does (2.8 `garbagecollect.go`: `registry.Enumerate` walks
+    /// `repositories/` with the driver's `Walk`, `handleRepository` takes a repository from
+    /// its `_layers` and skips every other `_` name, then the manifest enumerator walks
+    /// `_manifests/revisions`), checked with `docker-registry garbage-collect --dry-run`
+    /// 2.8.2: a `_manifests` or `_manifests/revisions` file fails its mark (`not a
+    /// directory`); a `_manifests/tags` file fails it with `-m` only (tags are not read
+    /// otherwise); a `_layers` file is worse: `ErrSkipDir` for a file ends the listing of
+    /// that directory, so whatever sorts after `_layers` there, nested repositories among
+    /// them, is never marked, and their blobs are listed for deletion. regsweep fails the
+    /// repository closed in each case (and so stops gc).
     fn discover(
         &self,
         filter: &RepoFilter,
-        tx: &Sender<Vec<String>>,
+        tx: &Sender<Vec<Found>>,
         warnings: &Mutex<Vec<String>>,
     ) -> usize {
-        let walk = WalkDirGeneric::<((), ())>::new(&self.repositories)
+        self.discover_with(filter, tx, warnings, shape)
+    }
+
+    /// [`FsLister::discover`], each directory's entries sorted out by `shape`. A panic in
+    /// `shape` is caught on jwalk's thread and resumed here once the walk has ended: left
+    /// to unwind inside jwalk's rayon pool, it leaves the walk waiting forever on work that
+    /// never comes (measured: a busy loop, never an abort and never an end).
+    fn discover_with<P>(
+        &self,
+        filter: &RepoFilter,
+        tx: &Sender<Vec<Found>>,
+        warnings: &Mutex<Vec<String>>,
+        shape: P,
+    ) -> usize
+    where
+        P: Fn(&Path, &mut Vec<jwalk::Result<Entry>>) + Send + Sync + 'static,
+    {
+        type Panic = Box<dyn std::any::Any + Send>;
+        let panicked: Arc<Mutex<Option<Panic>>> = Arc::default();
+        let caught = panicked.clone();
+        let walk = WalkDirGeneric::<((), Vec<String>)>::new(&self.repositories)
             .skip_hidden(false)
             .follow_links(false)
             .parallelism(Parallelism::RayonNewPool(self.threads))
-            .process_read_dir(|_, _, _, children| {
-                children.retain(|c| match c {
-                    Ok(e) => {
-                        (e.file_type.is_dir() || e.file_type.is_symlink())
-                            && e.file_name != "_layers"
-                            && e.file_name != "_uploads"
-                    }
-                    Err(_) => true,
-                });
-                for e in children.iter_mut().flatten() {
-                    // Symlinks are reported, never followed (loops, escapes from the root).
-                    if e.file_name == "_manifests" || e.file_type.is_symlink() {
-                        e.read_children_path = None;
+            .process_read_dir(move |_, dir, _, children| {
+                let shaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shape(dir, children);
+                }));
+                if let Err(panic) = shaped {
+                    children.clear(); // the walk winds down
+                    if let Ok(mut p) = caught.lock() {
+                        p.get_or_insert(panic);
                     }
                 }
             });
         let mut count = 0;
         let mut batch = Vec::with_capacity(BATCH);
         for entry in walk {
-            let entry = match entry {
+            let mut entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
                     push(
@@ -222,7 +270,10 @@ impl FsLister {
                 continue;
             }
             count += 1;
-            batch.push(name);
+            batch.push(Found {
+                name,
+                problems: std::mem::take(&mut entry.client_state),
+            });
             if batch.len() == BATCH
                 && tx
                     .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
@@ -230,6 +281,9 @@ impl FsLister {
             {
                 return count;
             }
+        }
+        if let Some(panic) = panicked.lock().ok().and_then(|mut p| p.take()) {
+            std::panic::resume_unwind(panic);
         }
         if !batch.is_empty() {
             let _ = tx.send(batch);
@@ -318,8 +372,101 @@ impl FsLister {
         };
         read_revisions(&manifests.join("revisions/sha256"), &mut rec, &self.links);
         rec.tags = read_tags(&manifests.join("tags"), &mut rec.problems);
+        // A `_manifests` file fails both reads with the same line.
+        rec.problems.dedup();
         rec
     }
+}
+
+/// Reads the repositories `found` with `read` and sends their records on in [`Batcher`]'s
+/// batches, each with the problems the walker saw first. Fails only when the planners are
+/// gone.
+fn read_batch(
+    found: Vec<Found>,
+    read: &(impl Fn(&str) -> RepoRecord + Sync),
+    out: &Sender<Batch>,
+) -> Result<(), ()> {
+    let mut batcher = Batcher::default();
+    for f in found {
+        let mut rec = read(&f.name);
+        if !f.problems.is_empty() {
+            rec.problems.splice(0..0, f.problems);
+        }
+        if let Some(batch) = batcher.push(rec) {
+            out.send(batch).map_err(drop)?;
+        }
+    }
+    if let Some(batch) = batcher.finish() {
+        out.send(batch).map_err(drop)?;
+    }
+    Ok(())
+}
+
+/// A directory entry of the walk, with the problems of a repository's shape.
+type Entry = jwalk::DirEntry<((), Vec<String>)>;
+
+/// Sorts out one directory's entries for the walk: keeps directories (and symlinks, to
+/// report them; and `_manifests` whatever it is), never enters `_manifests`, `_layers`,
+/// `_uploads` or a symlink, and hands a `_layers` that is no directory to its repository.
+fn shape(dir: &Path, children: &mut Vec<jwalk::Result<Entry>>) {
+    let layers = children.iter().flatten().find_map(|e| {
+        (e.file_name == "_layers" && !e.file_type.is_dir())
+            .then(|| not_a_directory(&dir.join("_layers"), e.file_type))
+    });
+    children.retain(|c| match c {
+        Ok(e) => {
+            (e.file_type.is_dir() || e.file_type.is_symlink() || e.file_name == "_manifests")
+                && e.file_name != "_layers"
+                && e.file_name != "_uploads"
+        }
+        Err(_) => true,
+    });
+    for e in children.iter_mut().flatten() {
+        // Symlinks are reported, never followed (loops, escapes from the root).
+        if e.file_name == "_manifests" || e.file_type.is_symlink() {
+            e.read_children_path = None;
+        }
+        if e.file_name == "_manifests" {
+            e.client_state.extend(layers.clone());
+        }
+    }
+}
+
+/// `<path>: not a directory (a regular file)`, from the type its directory entry gave.
+fn not_a_directory(path: &Path, t: fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if t.is_file() {
+        "a regular file"
+    } else if t.is_symlink() {
+        "a symlink, which is not followed"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "of an unknown type"
+    };
+    format!("{}: not a directory ({what})", path.display())
+}
+
+/// Why listing `dir` failed with `e`, naming the path: for "not a directory", the first
+/// component of `dir` that is no directory (a `_manifests` or `revisions` file, say), found
+/// only on this error path.
+fn cannot_list(dir: &Path, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::NotADirectory {
+        let mut ancestors: Vec<&Path> = dir.ancestors().collect();
+        ancestors.reverse();
+        for a in ancestors {
+            if let Ok(m) = fs::metadata(a)
+                && !m.is_dir()
+            {
+                return not_a_directory(a, m.file_type());
+            }
+        }
+    }
+    format!("cannot list {}: {e}", dir.display())
 }
 
 fn push(warnings: &Mutex<Vec<String>>, w: String) {
@@ -351,9 +498,7 @@ fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
-            return rec
-                .problems
-                .push(format!("cannot list {}: {e}", dir.display()));
+            return rec.problems.push(cannot_list(dir, &e));
         }
     };
     let read = |name: &OsString| {
@@ -405,7 +550,7 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            problems.push(format!("cannot list {}: {e}", dir.display()));
+            problems.push(cannot_list(dir, &e));
             return Vec::new();
         }
     };
@@ -433,4 +578,78 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
         }
     }
     tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry root with repositories `a`, `b` and `c` (empty `_manifests`).
+    fn three_repositories() -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        for r in ["a", "b", "c"] {
+            fs::create_dir_all(
+                root.path()
+                    .join("docker/registry/v2/repositories")
+                    .join(r)
+                    .join("_manifests/revisions/sha256"),
+            )
+            .expect("mkdir");
+        }
+        root
+    }
+
+    #[test]
+    fn a_reader_that_panics_aborts_the_listing_instead_of_shortening_it() {
+        let root = three_repositories();
+        let lister = FsLister::new(root.path(), 2);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lister.list_with(&RepoFilter::default(), &tx, |name| {
+                assert!(name != "b", "reading {name} failed");
+                lister.read_repo(name)
+            })
+        }));
+        drop(tx);
+        let sent: Vec<String> = rx.iter().flatten().map(|r| r.name.to_string()).collect();
+        assert!(
+            listed.is_err(),
+            "the listing ended normally with {sent:?}: a repository went missing"
+        );
+        // And without a panic, all three.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stats = lister.list(&RepoFilter::default(), &tx);
+        drop(tx);
+        assert_eq!(stats.repositories, 3);
+        assert_eq!(rx.iter().flatten().count(), 3);
+    }
+
+    #[test]
+    fn a_panic_while_walking_aborts_the_listing_instead_of_hanging_it() {
+        let root = three_repositories();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let path = root.path().to_owned();
+        std::thread::spawn(move || {
+            let lister = FsLister::new(&path, 2);
+            let (tx, rx) = bounded(64);
+            let warnings = Mutex::new(Vec::new());
+            let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lister.discover_with(&RepoFilter::default(), &tx, &warnings, |dir, children| {
+                    assert!(!dir.ends_with("b"), "sorting {} failed", dir.display());
+                    shape(dir, children);
+                })
+            }));
+            drop(tx);
+            let found = rx.iter().flatten().count();
+            let _ = done_tx.send((walked.is_err(), found));
+        });
+        // Left to jwalk's pool, the panic hangs the walk (a busy loop): give it 20 s.
+        let (panicked, found) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the walk ended");
+        assert!(
+            panicked,
+            "the walk ended normally, finding {found} repositories"
+        );
+    }
 }

@@ -52,35 +52,84 @@ impl S3Storage {
     /// `_uploads`) and a name never holds `/_` (each of its components starts with a letter
     /// or a digit), so each repository at any depth is one common prefix, 1000 to a LIST
     /// (where a walk level by level costs a LIST per repository and per namespace).
-    /// A candidate without `_manifests/` keys is dropped when its listing comes back empty.
-    /// A server that refuses the delimiter, or ignores it, is walked level by level.
+    /// A candidate without `_manifests` keys is dropped when its listing comes back empty.
+    ///
+    /// What the server answered is cross-checked before anything is concluded from what it
+    /// did not return (a repository missed here is a repository whose blobs gc deletes):
+    /// every common prefix must lie under `repositories/` and end in `/_`, no key holding
+    /// `/_` may come back unrolled, and a listing that yields no repository at all is
+    /// believed only when `repositories/` holds no key. Otherwise (a server that refuses
+    /// the delimiter, ignores it, rewrites it or answers it with nothing) the tree is
+    /// walked level by level.
     async fn discover(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
         let top = self.repositories();
-        let prefixes = match self.store.list_all(&top, Some("/_")).await {
-            // Keys but no common prefix: the delimiter was ignored.
-            Ok((objects, p)) if p.is_empty() && !objects.is_empty() => {
-                return self.discover_walk(filter, warnings).await;
-            }
-            Ok((_, p)) => p,
+        let (objects, prefixes) = match self.store.list_all(&top, Some("/_")).await {
+            Ok(listing) => listing,
             Err(e) => {
                 tracing::debug!("listing rolled up at \"/_\" refused ({e}); walking instead");
                 return self.discover_walk(filter, warnings).await;
             }
         };
-        let mut repos: Vec<String> = prefixes
-            .iter()
-            .filter_map(|p| p.strip_prefix(&top)?.strip_suffix("/_"))
-            .filter(|name| !name.is_empty() && filter.matches(name))
-            .map(str::to_owned)
-            .collect();
-        repos.sort();
-        repos.dedup();
-        repos
+        match self.rolled_up(&top, &objects, &prefixes).await {
+            Ok(names) => {
+                let mut repos: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| filter.matches(name))
+                    .map(str::to_owned)
+                    .collect();
+                repos.sort();
+                repos.dedup();
+                repos
+            }
+            Err(why) => {
+                tracing::debug!(
+                    "listing rolled up at \"/_\" not believed ({why}); walking instead"
+                );
+                self.discover_walk(filter, warnings).await
+            }
+        }
+    }
+
+    /// The repository names a listing of `top` rolled up at `/_` gives, or why it cannot
+    /// be believed.
+    async fn rolled_up<'a>(
+        &self,
+        top: &str,
+        objects: &[aws_sdk_s3::types::Object],
+        prefixes: &'a [String],
+    ) -> Result<Vec<&'a str>, String> {
+        let mut names = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            match p.strip_prefix(top).and_then(|n| n.strip_suffix("/_")) {
+                Some(name) if !name.is_empty() && !name.contains("/_") => names.push(name),
+                _ => return Err(format!("common prefix {p:?} is no <name>/_ under {top}")),
+            }
+        }
+        for key in objects.iter().filter_map(|o| o.key()) {
+            match key.strip_prefix(top) {
+                Some(rest) if !rest.contains("/_") => {}
+                _ => return Err(format!("key {key:?} came back unrolled")),
+            }
+        }
+        if names.is_empty() {
+            // Nothing rolled up: true only of a `repositories/` without keys.
+            let probe = self
+                .store
+                .list_page(top, None, None, Some(1))
+                .await
+                .map_err(|e| format!("probing {top}: {e}"))?;
+            if !probe.contents().is_empty() || probe.key_count().unwrap_or(0) > 0 {
+                return Err(format!("no repository, yet {top} holds keys"));
+            }
+        }
+        Ok(names)
     }
 
     /// Walks the directory tree above `_manifests` with delimiter listings, level by level:
     /// a LIST per namespace and per repository, for servers that refuse a delimiter other
-    /// than `/` (MinIO does) or ignore it.
+    /// than `/` (MinIO does) or ignore it. A directory holding an object named `_manifests`
+    /// is a repository too (its listing reports the object); a level whose listing comes
+    /// back with keys below it (the `/` delimiter ignored) is a warning, never silence.
     async fn discover_walk(&self, filter: &RepoFilter, warnings: &mut Vec<String>) -> Vec<String> {
         let top = self.repositories();
         let mut repos = Vec::new();
@@ -94,26 +143,39 @@ impl S3Storage {
             .collect()
             .await;
             for (dir, page) in pages {
-                let prefixes = match page {
-                    Ok((_, p)) => p,
+                let (objects, prefixes) = match page {
+                    Ok(listing) => listing,
                     Err(e) => {
                         warnings.push(e);
                         continue;
                     }
                 };
+                let name = dir.trim_end_matches('/');
+                let mut is_repo = false;
+                for key in objects.iter().filter_map(|o| o.key()) {
+                    let leaf = key.strip_prefix(&top).unwrap_or(key);
+                    let leaf = leaf.strip_prefix(dir.as_str()).unwrap_or(leaf);
+                    if leaf.contains('/') {
+                        warnings.push(format!(
+                            "listing s3://{}/{top}{dir} with the delimiter \"/\" gave {key}: \
+                             the server ignores the delimiter, so repositories cannot be discovered",
+                            self.store.bucket
+                        ));
+                        break;
+                    }
+                    is_repo |= leaf == "_manifests";
+                }
                 for p in prefixes {
                     let child = p.strip_prefix(&top).unwrap_or(&p).to_owned();
                     let leaf = child.trim_end_matches('/').rsplit('/').next().unwrap_or("");
                     match leaf {
-                        "_manifests" => {
-                            let name = dir.trim_end_matches('/');
-                            if !name.is_empty() && filter.matches(name) {
-                                repos.push(name.to_owned());
-                            }
-                        }
+                        "_manifests" => is_repo = true,
                         "_layers" | "_uploads" => {}
                         _ => level.push(child),
                     }
+                }
+                if is_repo && !name.is_empty() && filter.matches(name) {
+                    repos.push(name.to_owned());
                 }
             }
         }
@@ -189,14 +251,27 @@ impl S3Storage {
             name: Arc::from(name),
             ..RepoRecord::default()
         };
-        let prefix = format!("{}{name}/_manifests/", self.repositories());
-        let objects = match self.store.list_all(&prefix, None).await {
+        // Listed without the slash, so that an object named exactly `<name>/_manifests`
+        // (which S3 allows beside the `_manifests/` keys) shows up: same requests.
+        let manifests = format!("{}{name}/_manifests", self.repositories());
+        let prefix = format!("{manifests}/");
+        let mut objects = match self.store.list_all(&manifests, None).await {
             Ok((o, _)) => o,
             Err(e) => {
                 rec.problems.push(e);
                 return (rec, Vec::new());
             }
         };
+        objects.retain(|o| {
+            let key = o.key().unwrap_or("");
+            if not_a_directory(key, &manifests) {
+                rec.problems.push(format!(
+                    "s3://{}/{key}: an object where the directory {key}/ belongs",
+                    self.store.bucket
+                ));
+            }
+            key.starts_with(&prefix)
+        });
         let etag = |o: &aws_sdk_s3::types::Object| {
             o.e_tag()
                 .unwrap_or("")
@@ -310,6 +385,23 @@ impl S3Storage {
     }
 }
 
+/// Whether `key` is an object named as one of the directories a repository's links live
+/// in (`<name>/_manifests`, `_manifests/revisions`, `_manifests/revisions/sha256`,
+/// `_manifests/tags`, with no slash after it): S3 lets such an object sit beside the keys
+/// below the same name, and the registry's S3 driver (2.8) then sees a file there (`Stat`
+/// takes the exact key first). Its collector's walk (`registry.Enumerate` with
+/// `handleRepository`) ends the listing of a directory at a `_`-named file (`ErrSkipDir`
+/// for a file ends that page): checked with `docker-registry garbage-collect --dry-run`
+/// 2.8.2 on moto, an object `a/_layers` left `a/nested` unmarked and its blobs listed for
+/// deletion. regsweep fails the repository closed instead. A `_layers` object is not
+/// looked for: regsweep never reads `_layers` to find or mark anything (`a/nested` is
+/// found by the rolled-up listing all the same), and seeing it would cost a LIST per
+/// repository.
+fn not_a_directory(key: &str, manifests: &str) -> bool {
+    key.strip_prefix(manifests)
+        .is_some_and(|rest| ["", "/revisions", "/revisions/sha256", "/tags"].contains(&rest))
+}
+
 /// Hex md5 of a link body `sha256:<hex>`: the ETag S3 gives a single-part upload of it.
 fn md5_hex(d: &Digest) -> String {
     let mut body = [0u8; 71];
@@ -371,6 +463,15 @@ impl Storage for S3Storage {
         digests: &[Digest],
     ) -> Vec<(Digest, Result<bool, String>)> {
         self.handle.block_on(self.remove_async(repo, digests))
+    }
+
+    fn read_repo_file(&self, repo: &str, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let key = format!("{}{repo}/{rel}", self.repositories());
+        match self.handle.block_on(self.store.get(&key, GetKind::Link)) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn requests(&self) -> Option<serde_json::Value> {
