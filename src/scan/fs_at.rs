@@ -43,6 +43,14 @@ impl Dir {
 
     /// Reads a link file below this directory: its digest and modification time (unix
     /// seconds). Open, stat, one read, close: the size from the stat ends the read.
+    ///
+    /// The modification time is when the registry wrote the link: its filesystem driver
+    /// writes a link in place (2.8 `PutContent`: open with `O_CREATE`, truncate, write),
+    /// never by a rename, so unlike a blob's data (see `gc::sweep`) the link keeps no older
+    /// time than its commit. Its change time (free in the same `statx`) would add only
+    /// later metadata changes (`chmod`, `chown`, a restore, `touch -d`), and would make a
+    /// tree impossible to age on purpose (`touch -d` sets it to now), which every grace
+    /// period test does.
     pub fn read_link(&self, rel: &str) -> io::Result<(Digest, i64)> {
         let mut f = self.open_file(rel)?;
         let meta = f.metadata()?;
