@@ -416,3 +416,37 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
     assert!(err.contains("nothing was deleted"), "{err}");
     assert_eq!(tree(&reg.root()), before);
 }
+
+#[test]
+fn an_empty_mark_over_a_store_with_blobs_stops_unless_the_user_says_so() {
+    let (reg, _named) = cleaned();
+    // Every repository gone (or a listing that found none): the mark finds nothing.
+    let repos = reg.root().join("docker/registry/v2/repositories");
+    std::fs::rename(&repos, reg.root().join("elsewhere")).expect("move repositories away");
+    std::fs::create_dir(&repos).expect("empty repositories");
+    let before = tree(&reg.root());
+    let (_, err) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 1);
+    assert!(
+        err.contains("nothing deleted")
+            && err.contains("found no manifest in 0 repositories")
+            && err.contains("--allow-empty-mark"),
+        "{err}"
+    );
+    assert_eq!(tree(&reg.root()), before, "nothing deleted anywhere");
+    // Said explicitly, the store is swept.
+    let (text, _) = gc(
+        &reg.root(),
+        &[("REGISTRY_STOPPED", "true"), ("ALLOW_EMPTY_MARK", "true")],
+        0,
+    );
+    assert!(text.contains("Marked 0 blobs"), "{text}");
+    let left = std::fs::read_dir(reg.root().join("docker/registry/v2/blobs/sha256"))
+        .map(|d| {
+            d.flat_map(|e| e.ok())
+                .flat_map(|e| std::fs::read_dir(e.path()))
+                .flatten()
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "every blob swept");
+}
