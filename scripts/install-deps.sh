@@ -8,6 +8,7 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -115,6 +115,7 @@ impl Cli {
                 // Storage is written, the registry must be stopped: as offline deletes.
                 args.delete_via = DeleteVia::Storage;
                 args.gc = true;
+                args.collect_only = true;
                 (Mode::Gc, args)
             }
         }
@@ -317,6 +318,36 @@ pub struct Args {
           default_value = "false", default_missing_value = "true", help_heading = DELETING)]
     pub allow_empty_mark: bool,
 
+    /// `regsweep gc` while the registry serves: unreferenced blobs go into a quarantine
+    /// beside the registry's tree (a rename; on S3 a copy), manifests pushed meanwhile are
+    /// marked again over --settle and what they name is put back, then the quarantine is
+    /// deleted. Needs --registry-config (the registry's blob descriptor cache must be none
+    /// or Redis).
+    #[arg(long, env = "GC_ONLINE", value_parser = BoolishValueParser::new(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", help_heading = DELETING)]
+    pub online: bool,
+
+    /// With --online: how long quarantined blobs wait, marked again all along, before they
+    /// are deleted; longer than any request the registry serves (a manifest push that
+    /// checked a blob before the quarantine must have written its links by then).
+    #[arg(long, env = "GC_SETTLE", default_value = "10m", help_heading = DELETING)]
+    pub settle: String,
+
+    /// `regsweep gc --restore-quarantine`: put every blob an interrupted online collection
+    /// left in quarantine back where the registry finds it, and stop.
+    #[arg(long, help_heading = DELETING)]
+    pub restore_quarantine: bool,
+
+    /// The registry's configuration file (config.yml): a collection reads which blob
+    /// descriptor cache it keeps; with Redis, the entries of every blob removed (or put in
+    /// quarantine) are removed from it, so the registry stops claiming they exist.
+    #[arg(long, env = "REGISTRY_CONFIGURATION_PATH", help_heading = DELETING)]
+    pub registry_config: Option<PathBuf>,
+
+    /// Set by `regsweep gc` (a collection on its own), not a flag.
+    #[arg(skip)]
+    pub collect_only: bool,
+
     /// Record planned and finished deletes here; rerun with the same file to resume.
     #[arg(long, env = "JOURNAL", help_heading = DELETING)]
     pub journal: Option<PathBuf>,
@@ -385,8 +416,53 @@ pub struct Config {
     pub purge_uploads_secs: Option<i64>,
     /// Sweep even when the mark found no manifest but the store holds blobs.
     pub allow_empty_mark: bool,
+    /// `regsweep gc --online`: the settle period; `None` for an offline collection.
+    pub online: Option<std::time::Duration>,
+    /// `regsweep gc --restore-quarantine`.
+    pub restore_quarantine: bool,
+    /// The registry's configuration file.
+    pub registry_config: Option<PathBuf>,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
+}
+
+impl Args {
+    /// `--online` with its settle period, checked: only `regsweep gc` collects online, and
+    /// only with the registry's configuration at hand.
+    fn online_settings(&self) -> Result<Option<std::time::Duration>, String> {
+        if (self.online || self.restore_quarantine) && !self.collect_only {
+            return Err(
+                "--online and --restore-quarantine go with `regsweep gc` (a collection on its own)"
+                    .to_owned(),
+            );
+        }
+        if !self.online {
+            return Ok(None);
+        }
+        if self.registry_stopped {
+            return Err(
+                "--online collects while the registry serves; --registry-stopped says it is \
+                 stopped: give one or the other"
+                    .to_owned(),
+            );
+        }
+        if self.registry_config.is_none() {
+            return Err(
+                "--online needs --registry-config FILE (the registry's config.yml): whether its \
+                 blob descriptor cache can be cleared decides whether a quarantined blob looks gone"
+                    .to_owned(),
+            );
+        }
+        let settle = parse_duration("GC_SETTLE", &self.settle)?;
+        if settle.is_zero() {
+            return Err(format!(
+                "GC_SETTLE {:?}: the settle period must outlast the registry's longest request; \
+                 give a duration above 0 like 10m",
+                self.settle
+            ));
+        }
+        Ok(Some(settle))
+    }
 }
 
 fn positive(name: &str, v: &str) -> Result<usize, String> {
@@ -660,7 +736,13 @@ impl Args {
             }
             _ => None,
         };
-        if offline && !self.dry_run && !self.registry_stopped {
+        let online = self.online_settings()?;
+        if offline
+            && !self.dry_run
+            && !self.registry_stopped
+            && online.is_none()
+            && !self.restore_quarantine
+        {
             return Err(
                 "--delete-via storage removes links under a running registry's feet: \
                  stop the registry (or make it read-only), then confirm with --registry-stopped"
@@ -768,6 +850,9 @@ impl Args {
             gc: self.gc,
             purge_uploads_secs,
             allow_empty_mark: self.allow_empty_mark,
+            online,
+            restore_quarantine: self.restore_quarantine,
+            registry_config: self.registry_config,
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,

@@ -47,6 +47,8 @@ pub struct S3Stats {
     pub bytes: AtomicU64,
     /// DeleteObjects requests (offline deletion).
     pub delete: AtomicU64,
+    /// CopyObject requests (quarantine and restore).
+    pub copy: AtomicU64,
 }
 
 impl S3Stats {
@@ -58,6 +60,7 @@ impl S3Stats {
             "get_blob_requests": self.get_blob.load(Ordering::Relaxed),
             "bytes_read": self.bytes.load(Ordering::Relaxed),
             "delete_objects_requests": self.delete.load(Ordering::Relaxed),
+            "copy_object_requests": self.copy.load(Ordering::Relaxed),
         })
     }
 }
@@ -361,6 +364,34 @@ impl S3Store {
                 chunk.iter().map(|k| (k.clone(), why.clone())).collect()
             }
         }
+    }
+
+    /// Copies the object `from` to `to` in the bucket (CopyObject: objects up to 5 GiB).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), String> {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        self.stats.copy.fetch_add(1, Ordering::Relaxed);
+        let source = format!("{}/{from}", self.bucket);
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(utf8_percent_encode(&source, KEEP).to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "copying s3://{}/{from} to {to}: {}",
+                    self.bucket,
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })
     }
 
     /// GETs an object's body.

@@ -69,6 +69,19 @@ pub enum Record {
     },
     /// The collection finished.
     GcEnd,
+    /// Blobs an online collection moved into quarantine (they may still come back).
+    GcQuarantined {
+        /// Blob digests.
+        digests: Vec<String>,
+    },
+    /// Quarantined blobs put back, and why (a new manifest names them, an interruption, a
+    /// doubt, or what an earlier collection left in quarantine).
+    GcRestored {
+        /// Blob digests.
+        digests: Vec<String>,
+        /// Why.
+        why: String,
+    },
 }
 
 /// What an interrupted blob collection left unfinished.

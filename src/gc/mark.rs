@@ -135,9 +135,9 @@ impl Marked {
 /// case nothing may be swept.
 pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String> {
     let mut marked = Marked::default();
-    let mut errors = list_and_mark(storage, counters, &mut marked, false);
+    let mut errors = list_and_mark(storage, storage.blobs(), counters, &mut marked, false);
     if errors.is_empty() {
-        settle(storage, &mut marked, &mut errors);
+        settle(storage, storage.blobs(), &mut marked, &mut errors);
     }
     marked.blobs.finish();
     verdict(marked, errors)
@@ -145,17 +145,19 @@ pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String
 
 /// Right before the first delete: lists every repository again and marks each manifest a
 /// revision or tag link names that the mark has not read (pushed since the mark began),
-/// with everything it mentions. Gives the manifests it read; `Err` with a doubt.
+/// with everything it mentions, its bodies read from `blobs` (the storage's, or one that
+/// puts quarantined manifests back first). Gives the manifests it read; `Err` with a doubt.
 pub fn remark(
     storage: &dyn Storage,
+    blobs: &dyn BlobSource,
     counters: &Counters,
     marked: Marked,
 ) -> Result<(Marked, usize), String> {
     let mut marked = marked;
     let before = marked.manifests;
-    let mut errors = list_and_mark(storage, counters, &mut marked, true);
+    let mut errors = list_and_mark(storage, blobs, counters, &mut marked, true);
     if errors.is_empty() {
-        settle(storage, &mut marked, &mut errors);
+        settle(storage, blobs, &mut marked, &mut errors);
     }
     marked.blobs.finish();
     let found = marked.manifests - before;
@@ -176,11 +178,11 @@ fn verdict(marked: Marked, errors: Vec<String>) -> Result<Marked, String> {
 /// Gives the problems met.
 fn list_and_mark(
     storage: &dyn Storage,
+    blobs: &dyn BlobSource,
     counters: &Counters,
     marked: &mut Marked,
     only_new: bool,
 ) -> Vec<String> {
-    let blobs = storage.blobs();
     let mut errors: Vec<String> = Vec::new();
     let (tx, rx) = bounded::<Batch>(16);
     let warnings = std::thread::scope(|s| {
@@ -228,10 +230,15 @@ fn list_and_mark(
 /// Follows what the marked manifests name until nothing new turns up: digests of other
 /// algorithms through their repository's links, then index children and subjects that are
 /// no revision anywhere.
-fn settle(storage: &dyn Storage, marked: &mut Marked, errors: &mut Vec<String>) {
+fn settle(
+    storage: &dyn Storage,
+    blobs: &dyn BlobSource,
+    marked: &mut Marked,
+    errors: &mut Vec<String>,
+) {
     loop {
         resolve_foreign(storage, marked, errors);
-        if !errors.is_empty() || !mark_referenced_manifests(storage.blobs(), marked, errors) {
+        if !errors.is_empty() || !mark_referenced_manifests(blobs, marked, errors) {
             return;
         }
     }

@@ -1,9 +1,14 @@
-//! `regsweep gc`: blob garbage collection with the registry stopped or read-only. Mark
-//! (every blob any manifest of any repository references) then sweep (unmarked blobs older
-//! than MIN_AGE), journaled and interruptible between batches; optionally purge old
-//! uploads. Any doubt while marking aborts before the first delete. Filesystem and S3.
+//! `regsweep gc`: blob garbage collection, with the registry stopped or read-only, or
+//! (`--online`, see [`online`]) while it serves. Mark (every blob any manifest of any
+//! repository references) then sweep (unmarked blobs older than MIN_AGE), journaled and
+//! interruptible between batches; optionally purge old uploads. Any doubt while marking
+//! aborts before the first delete. Filesystem and S3.
 
+pub mod blob_cache;
 pub mod mark;
+pub mod online;
+pub mod quarantine;
+pub mod registry_config;
 pub mod sweep;
 pub mod sweep_s3;
 pub mod uploads;
@@ -54,7 +59,7 @@ enum Sweeper<'a> {
     S3(Arc<S3Store>, &'a tokio::runtime::Runtime),
 }
 
-impl Sweeper<'_> {
+impl<'a> Sweeper<'a> {
     /// The unmarked blobs old enough to go, and the counts of the others.
     fn list(
         &self,
@@ -76,6 +81,14 @@ impl Sweeper<'_> {
         match self {
             Sweeper::Fs(root) => sweep::remove(root, candidates),
             Sweeper::S3(store, rt) => rt.block_on(sweep_s3::remove(store, candidates)),
+        }
+    }
+
+    /// The quarantine of online collections beside this storage.
+    fn quarantine(&self) -> quarantine::Quarantine<'a> {
+        match self {
+            Sweeper::Fs(root) => quarantine::Quarantine::fs(root),
+            Sweeper::S3(store, rt) => quarantine::Quarantine::s3(store.clone(), rt),
         }
     }
 
@@ -138,17 +151,52 @@ fn unfinished(cfg: &Config) -> Result<Option<UnfinishedGc>> {
 /// Runs a collection as the configuration says (dry run: list only); gives the exit code.
 /// It always marks every repository, whatever filters a cleanup before it used. A resumed
 /// collection measures the minimum age from the interrupted one's time, marks afresh and
-/// deletes only what that one planned and did not finish.
+/// deletes only what that one planned and did not finish. Whatever an interrupted online
+/// collection left in quarantine is put back first.
 pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Result<i32> {
+    let cache = match blob_cache_of(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let links = Arc::new(AtomicU64::new(0));
+    let (sweeper, storage) = open(cfg, rt, links.clone())?;
+    let quarantine = sweeper.quarantine();
+    let locks = !cfg.dry_run && (cfg.online.is_some() || cfg.restore_quarantine);
+    let _lock = match locks.then(|| quarantine.lock()).transpose() {
+        Ok(l) => l.flatten(),
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            return Ok(EXIT_FATAL);
+        }
+    };
+    if cfg.restore_quarantine {
+        return restore_leftovers(cfg, &quarantine, true);
+    }
+    if !cfg.dry_run {
+        let code = restore_leftovers(cfg, &quarantine, false)?;
+        if code != EXIT_OK {
+            return Ok(code);
+        }
+    } else if let Ok(left) = quarantine.held()
+        && !left.is_empty()
+    {
+        eprintln!(
+            "warning: {} blobs sit in the quarantine {} (an interrupted online collection); \
+             a collection that deletes puts them back first",
+            left.len(),
+            quarantine.shown()
+        );
+    }
     let resume = unfinished(cfg)?;
     let now = resume
         .as_ref()
         .map_or_else(|| chrono::Utc::now().timestamp(), |u| u.now);
-    let links = Arc::new(AtomicU64::new(0));
-    let status = Status::start(cfg.progress, links.clone());
+    let status = Status::start(cfg.progress, links);
     let counters = status.counters.clone();
     counters.start_mark();
-    let (sweeper, storage) = open(cfg, rt, links)?;
     let marked = match mark::mark(&*storage, &counters) {
         Ok(m) => m,
         Err(e) => {
@@ -206,14 +254,15 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     out.flush()?;
     // A push between the mark and now may name a blob the mark left out: list every link
     // again and mark what appeared, right before the first delete.
-    let (marked, found) = match mark::remark(&*storage, &Counters::default(), marked) {
-        Ok(m) => m,
-        Err(e) => {
-            drop(status);
-            eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
-            return Ok(EXIT_FATAL);
-        }
-    };
+    let (marked, found) =
+        match mark::remark(&*storage, storage.blobs(), &Counters::default(), marked) {
+            Ok(m) => m,
+            Err(e) => {
+                drop(status);
+                eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
+                return Ok(EXIT_FATAL);
+            }
+        };
     if found > 0 {
         let before = listed.candidates.len();
         listed
@@ -226,27 +275,57 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         )?;
         out.flush()?;
     }
-    let swept = sweep_journaled(
-        cfg,
-        &sweeper,
-        &listed.candidates,
-        now,
-        &resume,
-        signals,
-        &counters,
-    )?;
+    let journal = begin_journal(cfg, &listed.candidates, now, &resume)?;
+    if let Some(settle) = cfg.online {
+        let online = online::Online {
+            quarantine: &quarantine,
+            cache: match &cache {
+                Some(registry_config::BlobCache::Redis(t)) => Some(t),
+                _ => None,
+            },
+            settle,
+        };
+        let mut lines = online::Lines::new(&mut out);
+        let outcome = online::collect(
+            &*storage,
+            marked,
+            &listed.candidates,
+            &online,
+            signals,
+            journal.as_ref(),
+            &counters,
+            &mut lines,
+        );
+        drop(status);
+        return finish_online(&mut lines, &outcome, listed.candidates.len(), journal);
+    }
+    let mut swept = sweep_journaled(&sweeper, &listed.candidates, signals, &counters, &journal);
+    if let Some(j) = journal {
+        if !swept.interrupted {
+            j.record(Record::GcEnd);
+        }
+        swept.journal_error = j.close().err();
+    }
     let upload_failures = if swept.interrupted {
         Vec::new()
     } else {
         sweeper.remove_uploads(&old_uploads)
     };
     drop(status);
+    let cache_cleared = match &cache {
+        Some(registry_config::BlobCache::Redis(t)) => {
+            let gone = swept.deleted(&listed.candidates);
+            Some(blob_cache::forget(t, &gone).map(|_| ()))
+        }
+        _ => None,
+    };
     write_closing(
         &mut out,
         &swept,
         listed.candidates.len(),
         &old_uploads,
         &upload_failures,
+        cache_cleared.as_ref(),
     )?;
     out.flush()?;
     for (d, why) in &swept.failed {
@@ -258,6 +337,9 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     if let Some(e) = &swept.journal_error {
         eprintln!("regsweep: error: {e}");
     }
+    if let Some(Err(e)) = &cache_cleared {
+        eprintln!("regsweep: error: clearing the registry's blob descriptor cache: {e}");
+    }
     if swept.interrupted {
         eprintln!(
             "regsweep: interrupted: {} blob deletions not attempted; rerun (with the same --journal) to finish",
@@ -265,13 +347,164 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         );
         return Ok(EXIT_INTERRUPTED);
     }
-    Ok(
-        if swept.failed.is_empty() && upload_failures.is_empty() && swept.journal_error.is_none() {
-            EXIT_OK
-        } else {
-            EXIT_PARTIAL
-        },
-    )
+    let clean = swept.failed.is_empty()
+        && upload_failures.is_empty()
+        && swept.journal_error.is_none()
+        && !matches!(cache_cleared, Some(Err(_)));
+    Ok(if clean { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+/// The registry's blob descriptor cache as its configuration file says (`None` without
+/// one), checked against what this collection needs: an online one cannot run beside an
+/// in-memory or unknown cache; a Redis one must answer before anything moves.
+fn blob_cache_of(cfg: &Config) -> Result<Option<registry_config::BlobCache>, String> {
+    use registry_config::BlobCache;
+    let Some(path) = &cfg.registry_config else {
+        return Ok(None);
+    };
+    let cache = registry_config::read(path)?;
+    let online = cfg.online.is_some();
+    match &cache {
+        BlobCache::InMemory if online => {
+            return Err(format!(
+                "--online: the registry keeps its blob descriptor cache in memory ({}: \
+                 storage.cache.blobdescriptor: inmemory), which only a restart clears: pushes \
+                 would go on skipping blobs in quarantine as if they were there. Set it to redis \
+                 (regsweep clears that) or remove it, or collect with the registry stopped",
+                path.display()
+            ));
+        }
+        BlobCache::Unknown(kind) if online => {
+            return Err(format!(
+                "--online: {}: storage.cache.blobdescriptor {kind:?} is a cache regsweep does \
+                 not know how to clear",
+                path.display()
+            ));
+        }
+        BlobCache::Redis(t) if !cfg.dry_run => blob_cache::check(t)?,
+        _ => {}
+    }
+    Ok(Some(cache))
+}
+
+/// Puts back whatever sits in quarantine (`regsweep gc --restore-quarantine`, or before
+/// any collection that deletes); gives the exit code.
+fn restore_leftovers(cfg: &Config, q: &quarantine::Quarantine, asked: bool) -> Result<i32> {
+    let left = match q.held() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("regsweep: error: the quarantine {}: {e}", q.shown());
+            return Ok(EXIT_FATAL);
+        }
+    };
+    if left.is_empty() {
+        if asked {
+            println!(
+                "The quarantine {} is empty: nothing to put back.",
+                q.shown()
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    let failed = q.restore(&left);
+    if let Some(path) = &cfg.journal {
+        let j = Journal::open(path).map_err(|e| anyhow!(e))?;
+        j.record(Record::GcRestored {
+            digests: left.iter().map(|d| d.to_string()).collect(),
+            why: "left in quarantine by an interrupted online collection".into(),
+        });
+        if let Err(e) = j.close() {
+            eprintln!("regsweep: error: {e}");
+        }
+    }
+    let line = format!(
+        "Put back {} of {} blobs an interrupted online collection left in quarantine ({}).",
+        left.len() - failed.len(),
+        left.len(),
+        q.shown()
+    );
+    if asked {
+        println!("{line}");
+    } else {
+        eprintln!("regsweep: {line}");
+    }
+    for (d, why) in &failed {
+        eprintln!("regsweep: failed: blob {d}: {why}");
+    }
+    Ok(if failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+/// The closing lines and exit code of an online collection.
+fn finish_online(
+    out: &mut online::Lines,
+    o: &online::Outcome,
+    total: usize,
+    journal: Option<Journal>,
+) -> Result<i32> {
+    let mut journal_error = None;
+    if let Some(j) = journal {
+        if !o.interrupted && o.doubt.is_none() {
+            j.record(Record::GcEnd);
+        }
+        journal_error = j.close().err();
+    }
+    out.line(format_args!(
+        "Deleted {} of {total} blobs while the registry served ({} put back: named by manifests pushed during the collection).",
+        o.deleted, o.restored
+    ));
+    if let Some(e) = &out.error {
+        eprintln!("regsweep: error: writing the report: {e}");
+    }
+    for (d, why) in &o.failed {
+        eprintln!("regsweep: failed: blob {d}: {why}");
+    }
+    for e in [&journal_error, &o.cache_error].into_iter().flatten() {
+        eprintln!("regsweep: error: {e}");
+    }
+    if let Some(e) = &o.doubt {
+        eprintln!(
+            "regsweep: error: online collection stopped, every quarantined blob put back: {e}"
+        );
+        return Ok(EXIT_FATAL);
+    }
+    if o.interrupted {
+        eprintln!(
+            "regsweep: interrupted: every blob not yet deleted was put back; rerun to collect them"
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let clean = o.failed.is_empty()
+        && journal_error.is_none()
+        && o.cache_error.is_none()
+        && out.error.is_none();
+    Ok(if clean { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+/// Opens the journal (if any) and records the collection's plan.
+fn begin_journal(
+    cfg: &Config,
+    candidates: &[sweep::Candidate],
+    now: i64,
+    resume: &Option<UnfinishedGc>,
+) -> Result<Option<Journal>> {
+    let Some(path) = &cfg.journal else {
+        return Ok(None);
+    };
+    let j = Journal::open(path).map_err(|e| anyhow!(e))?;
+    j.record(Record::GcBegin {
+        now,
+        resumed: resume.is_some(),
+    });
+    for batch in candidates.chunks(BATCH) {
+        j.record(Record::GcPlan {
+            digests: batch.iter().map(|c| c.digest.to_string()).collect(),
+        });
+    }
+    Ok(Some(j))
 }
 
 /// What the sweep did.
@@ -287,32 +520,26 @@ struct Swept {
     journal_error: Option<String>,
 }
 
+impl Swept {
+    /// The candidates removed.
+    fn deleted(&self, candidates: &[sweep::Candidate]) -> Vec<Digest> {
+        let bad: BTreeSet<Digest> = self.failed.iter().map(|(d, _)| *d).collect();
+        candidates[..self.attempted.min(candidates.len())]
+            .iter()
+            .map(|c| c.digest)
+            .filter(|d| !bad.contains(d))
+            .collect()
+    }
+}
+
 /// Removes the candidates in batches, journaling each, until done or interrupted.
 fn sweep_journaled(
-    cfg: &Config,
     sweeper: &Sweeper,
     candidates: &[sweep::Candidate],
-    now: i64,
-    resume: &Option<UnfinishedGc>,
     signals: &Signals,
     counters: &Counters,
-) -> Result<Swept> {
-    let journal = match &cfg.journal {
-        Some(path) => {
-            let j = Journal::open(path).map_err(|e| anyhow!(e))?;
-            j.record(Record::GcBegin {
-                now,
-                resumed: resume.is_some(),
-            });
-            for batch in candidates.chunks(BATCH) {
-                j.record(Record::GcPlan {
-                    digests: batch.iter().map(|c| c.digest.to_string()).collect(),
-                });
-            }
-            Some(j)
-        }
-        None => None,
-    };
+    journal: &Option<Journal>,
+) -> Swept {
     signals.deleting.store(true, Ordering::SeqCst);
     counters.start_sweep(candidates.len());
     let mut swept = Swept::default();
@@ -323,7 +550,7 @@ fn sweep_journaled(
         }
         let failed = sweeper.remove(batch);
         let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).collect();
-        if let Some(j) = &journal {
+        if let Some(j) = journal {
             j.record(Record::GcDone {
                 digests: batch
                     .iter()
@@ -341,13 +568,7 @@ fn sweep_journaled(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         swept.failed.extend(failed);
     }
-    if let Some(j) = journal {
-        if !swept.interrupted {
-            j.record(Record::GcEnd);
-        }
-        swept.journal_error = j.close().err();
-    }
-    Ok(swept)
+    swept
 }
 
 /// The report before any delete: what was marked, each blob (and upload) that goes, totals.
@@ -422,13 +643,21 @@ fn write_closing(
     total: usize,
     old_uploads: &[uploads::Upload],
     upload_failures: &[(String, String)],
+    cache_cleared: Option<&Result<(), String>>,
 ) -> Result<()> {
-    writeln!(
-        out,
-        "Deleted {} of {total} blobs. Restart the registry before it serves again: its blob \
-         descriptor cache may still claim deleted blobs exist.",
-        swept.attempted - swept.failed.len(),
-    )?;
+    let deleted = swept.attempted - swept.failed.len();
+    match cache_cleared {
+        Some(Ok(())) => writeln!(
+            out,
+            "Deleted {deleted} of {total} blobs, and their entries in the registry's Redis blob \
+             descriptor cache."
+        )?,
+        _ => writeln!(
+            out,
+            "Deleted {deleted} of {total} blobs. Restart the registry before it serves again: its \
+             blob descriptor cache may still claim deleted blobs exist."
+        )?,
+    }
     if !old_uploads.is_empty() && !swept.interrupted {
         writeln!(
             out,

@@ -7,5 +7,6 @@ pub mod push;
 pub mod s3d;
 pub mod s3fill;
 pub mod scenario;
+pub mod stress;
 
 pub use push::{ImageSpec, Pushed, Pusher, push_untagged};

@@ -76,6 +76,30 @@ impl Pusher {
         }
     }
 
+    /// DELETEs a manifest by digest; gives the status code.
+    pub fn delete(&self, repo: &str, digest: &Digest) -> Result<u16> {
+        let r = self
+            .req(
+                reqwest::Method::DELETE,
+                &format!("{}/v2/{repo}/manifests/{digest}", self.base),
+            )
+            .send()?;
+        Ok(r.status().as_u16())
+    }
+
+    /// GETs `/v2/<repo>/<path>` (a manifest or a blob); gives the status and the body.
+    pub fn get(&self, repo: &str, path: &str) -> Result<(u16, Vec<u8>)> {
+        let r = self
+            .req(
+                reqwest::Method::GET,
+                &format!("{}/v2/{repo}/{path}", self.base),
+            )
+            .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS)
+            .send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.bytes()?.to_vec()))
+    }
+
     /// POSTs a new upload to `repo`; the answer (202, with its Location).
     fn begin_upload(&self, repo: &str) -> Result<reqwest::blocking::Response> {
         let start = self
