@@ -27,6 +27,8 @@ use store::{Bucket, Object, Page};
 #[derive(Clone, Default)]
 pub struct Server {
     buckets: Arc<Mutex<BTreeMap<String, Bucket>>>,
+    /// Added before every answer: a real S3's round trip (tens of milliseconds).
+    latency: std::time::Duration,
 }
 
 impl Server {
@@ -39,14 +41,31 @@ impl Server {
         s
     }
 
+    /// The same server, answering every request `latency` later (each request waits on
+    /// its own: requests in flight at once overlap, as on a real S3).
+    pub fn with_latency(mut self, latency: std::time::Duration) -> Server {
+        self.latency = latency;
+        self
+    }
+
     /// Serves S3 on `listener` (path-style, SigV4 with the one key pair given) until the
     /// process ends.
     pub async fn serve(self, listener: TcpListener, access: &str, secret: &str) {
-        let service = {
+        let latency = self.latency;
+        let inner = {
             let mut b = S3ServiceBuilder::new(self);
             b.set_auth(SimpleAuth::from_single(access, secret));
             b.build()
         };
+        let service = hyper::service::service_fn(move |req| {
+            let inner = inner.clone();
+            async move {
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
+                hyper::service::Service::call(&inner, req).await
+            }
+        });
         let http = Builder::new(TokioExecutor::new());
         loop {
             let Ok((socket, _)) = listener.accept().await else {
