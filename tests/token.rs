@@ -1,6 +1,7 @@
 //! Token auth against the real docker-registry and a real RS256 token issuer: every planned
-//! delete accounted for when a token lacks `delete`, the first `insufficient_scope` stops
-//! the run, short-lived tokens renewed before they expire, and tokens of different
+//! delete accounted for (text, JSON, journal) when a token lacks `delete` and when SIGTERM
+//! stops the run, the first `insufficient_scope` or `invalid_token` stops the run naming its
+//! cause, short-lived tokens renewed before they expire, and tokens of different
 //! repositories fetched concurrently while one repository's token is fetched once at a time.
 
 mod common;
@@ -87,6 +88,7 @@ fn a_pull_only_token_stops_at_the_first_insufficient_scope_and_every_delete_is_a
     let concurrency = CONCURRENCY.to_string();
     for format in ["json", "text"] {
         let proxy = watching(&reg);
+        let journal = reg.dir.path().join(format!("journal-{format}.jsonl"));
         let out = regsweep(
             &[
                 ("REGISTRY_URL", &proxy.url),
@@ -95,6 +97,7 @@ fn a_pull_only_token_stops_at_the_first_insufficient_scope_and_every_delete_is_a
                 ("MIN_AGE", "0"),
                 ("CONCURRENCY", &concurrency),
                 ("OUTPUT_FORMAT", format),
+                ("JOURNAL", &journal.to_string_lossy()),
             ],
             &[],
         );
@@ -158,6 +161,11 @@ fn a_pull_only_token_stops_at_the_first_insufficient_scope_and_every_delete_is_a
                 planned - sent.len()
             );
             assert!(report["outcome"]["fatal"].as_str().is_some());
+            assert_eq!(
+                journal_outcomes(&journal),
+                as_journaled(&results),
+                "the journal agrees"
+            );
         } else {
             check_text_accounting(&stdout, &sent_digests);
         }
@@ -325,4 +333,178 @@ fn slow_token_fetches_of_two_repositories_overlap() {
         last - first,
         delay * 2
     );
+}
+
+/// The last run's outcome per planned delete in a journal (`done` with its result,
+/// `missed` for failed or skipped, `not-attempted`), checked to hold each planned delete
+/// exactly once.
+fn journal_outcomes(path: &std::path::Path) -> BTreeMap<(String, Digest), String> {
+    let text = std::fs::read_to_string(path).expect("journal");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a whole journal line"))
+        .collect();
+    let begin = records
+        .iter()
+        .rposition(|r| r["op"] == "begin")
+        .expect("a begin record");
+    let key = |r: &serde_json::Value| {
+        (
+            r["repo"].as_str().expect("repo").to_owned(),
+            Digest::parse(r["digest"].as_str().expect("digest")).expect("digest"),
+        )
+    };
+    let mut planned = std::collections::BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for r in &records[begin..] {
+        let result = match r["op"].as_str().expect("op") {
+            "plan" => {
+                planned.insert(key(r));
+                continue;
+            }
+            "done" => r["result"].as_str().expect("result").to_owned(),
+            "missed" => "missed".to_owned(),
+            "not-attempted" => "not-attempted".to_owned(),
+            _ => continue,
+        };
+        assert!(out.insert(key(r), result).is_none(), "settled twice: {r}");
+    }
+    assert_eq!(
+        out.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        planned,
+        "one record per planned delete"
+    );
+    out
+}
+
+#[test]
+fn sigterm_mid_run_accounts_for_every_planned_delete() {
+    let reg = Registry::start();
+    push_bulk(&reg.url, "bulk/app", 150);
+    let _tokens = token_registry_with(&reg, TokenOptions::one("alice", "s3cret"));
+    let root = reg.root().to_string_lossy().into_owned();
+    let journal = reg.dir.path().join("journal.jsonl");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .env_clear()
+        .envs([
+            ("REGISTRY_URL", reg.url.as_str()),
+            ("REGISTRY_DIR", root.as_str()),
+            ("REGISTRY_AUTH", "alice:s3cret"),
+            ("MIN_AGE", "0"),
+            ("RATE", "20"),
+            ("CONCURRENCY", "4"),
+            ("OUTPUT_FORMAT", "json"),
+            ("JOURNAL", &journal.to_string_lossy()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .matches(r#""op":"done""#)
+        .count()
+        < 20
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no deletes in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let results = results_of(&report);
+    let not = results.values().filter(|r| *r == "not-attempted").count();
+    assert!(not > 0 && not <= results.len() - 20, "{not} not attempted");
+    assert_eq!(report["outcome"]["interrupted"], true);
+    let deleted: Vec<&(String, Digest)> = results
+        .iter()
+        .filter(|(_, r)| *r == "deleted")
+        .map(|(k, _)| k)
+        .collect();
+    for (repo, d) in &deleted {
+        assert!(!reg.revisions(repo).contains(d), "{d} reported deleted");
+    }
+    assert_eq!(
+        reg.revisions("bulk/app").len(),
+        results.len() - deleted.len(),
+        "what is not reported deleted is still there"
+    );
+    assert_eq!(
+        journal_outcomes(&journal),
+        as_journaled(&results),
+        "the journal agrees"
+    );
+}
+
+#[test]
+fn a_token_the_registry_does_not_trust_is_named_invalid_token() {
+    let reg = Registry::start();
+    push_bulk(&reg.url, "bulk/app", 10);
+    let _tokens = token_registry_with(
+        &reg,
+        TokenOptions {
+            untrusted: true,
+            ..TokenOptions::one("alice", "s3cret")
+        },
+    );
+    let proxy = watching(&reg);
+    let root = reg.root().to_string_lossy().into_owned();
+    let out = regsweep(
+        &[
+            ("REGISTRY_URL", &proxy.url),
+            ("REGISTRY_DIR", &root),
+            ("REGISTRY_AUTH", "alice:s3cret"),
+            ("MIN_AGE", "0"),
+            ("OUTPUT_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("regsweep: error:"))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    for words in [
+        "invalid_token",
+        "expired or revoked",
+        "bulk/app",
+        "\"alice\"",
+    ] {
+        assert!(error.contains(words), "{words} in {error}");
+    }
+    // Refused on the first read, before any delete; nothing retried with a new token.
+    assert!(proxy.deletes().is_empty(), "no DELETE sent");
+    assert_eq!(unauthorized(&proxy).len(), 1, "{:?}", unauthorized(&proxy));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let results = results_of(&report);
+    assert!(
+        results.values().all(|r| r == "not-attempted"),
+        "{results:?}"
+    );
+}
+
+/// Report results as the journal records them (failed and skipped are both `missed`).
+fn as_journaled(
+    results: &BTreeMap<(String, Digest), String>,
+) -> BTreeMap<(String, Digest), String> {
+    results
+        .iter()
+        .map(|(k, r)| {
+            let r = match r.as_str() {
+                "failed" | "skipped" => "missed",
+                r => r,
+            };
+            (k.clone(), r.to_owned())
+        })
+        .collect()
 }

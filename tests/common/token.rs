@@ -48,6 +48,9 @@ pub struct TokenOptions {
     pub expires_in: u64,
     /// How long each token request takes to answer.
     pub delay: Duration,
+    /// Sign with a key the registry does not trust (as after a key rotation): the registry
+    /// refuses every token with `error="invalid_token"`.
+    pub untrusted: bool,
 }
 
 impl TokenOptions {
@@ -57,6 +60,7 @@ impl TokenOptions {
             users: vec![TokenUser::full(user, password)],
             expires_in: 300,
             delay: Duration::ZERO,
+            untrusted: false,
         }
     }
 }
@@ -243,9 +247,16 @@ pub fn token_registry(reg: &super::Registry, user: &str, password: &str) -> Toke
 /// Restarts `reg` with token auth issued by a new [`TokenServer`] with `opts`.
 pub fn token_registry_with(reg: &super::Registry, opts: TokenOptions) -> TokenServer {
     let (cert, key) = super::self_signed_cert(reg.dir.path(), "regsweep-test-issuer");
+    let (signing_cert, signing_key) = if opts.untrusted {
+        let other = reg.dir.path().join("untrusted-issuer");
+        std::fs::create_dir_all(&other).expect("mkdir");
+        super::self_signed_cert(&other, "regsweep-test-issuer")
+    } else {
+        (cert.clone(), key)
+    };
     let tokens = start_token_server_with(
-        &std::fs::read_to_string(&cert).expect("cert"),
-        &std::fs::read(&key).expect("key"),
+        &std::fs::read_to_string(&signing_cert).expect("cert"),
+        &std::fs::read(&signing_key).expect("key"),
         opts,
     );
     let extra = format!(
