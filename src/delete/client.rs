@@ -91,7 +91,8 @@ pub enum DeleteResult {
     Failed(String),
     /// Stop the whole run.
     Fatal(Fatal),
-    /// Not sent: the run was cancelled before a slot was free.
+    /// Not sent: the run stopped (a signal, or an answer that halted the client) before it
+    /// could go.
     Cancelled,
     /// The registry stopped answering (connections fail again and again); nothing more is
     /// sent to it.
@@ -112,8 +113,8 @@ pub enum DeleteResult {
 }
 
 /// Decides, once a request may go, whether it still should (false once the run is
-/// stopping). Called with `true` for a delete's first attempt (which it may count), with
-/// `false` before each retry.
+/// stopping). Called with `true` for a request's first attempt and `false` for a retry,
+/// once a concurrency slot is free and again right before the request is sent.
 pub type Gate<'a> = dyn Fn(bool) -> bool + Send + Sync + 'a;
 
 /// Connection failures in a row (over all requests) after which the registry counts as gone.
@@ -160,6 +161,7 @@ struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
     expires_in: Option<u64>,
+    issued_at: Option<String>,
 }
 
 /// A bearer token and when to fetch the next one. Never printed.
@@ -172,12 +174,30 @@ struct Token {
 /// fetches it, the others wait for that fetch instead of fetching too).
 type TokenSlot = Arc<tokio::sync::Mutex<Option<Token>>>;
 
-/// How long a token is used: until shortly before `expires_in` runs out (a fifth of it
-/// early, at most 30 s), whatever its length; `expires_in` defaults to 60 s (the token
-/// specification's default).
+/// How long a token is used: until shortly before `expires_in` runs out, whatever its
+/// length: a fifth of it early (at most 30 s), but at least a second (half of a lifetime
+/// under 2 s), since a token service counts whole seconds and a request takes time to
+/// arrive. `expires_in` defaults to 60 s (the token specification's default).
 pub fn token_lifetime(expires_in: Option<u64>) -> Duration {
     let ttl = Duration::from_secs(expires_in.unwrap_or(60));
-    ttl - (ttl / 5).min(Duration::from_secs(30))
+    let early = (ttl / 5)
+        .min(Duration::from_secs(30))
+        .max((ttl / 2).min(Duration::from_secs(1)));
+    ttl - early
+}
+
+/// When a token's lifetime began, as the docker client reckons it: the response's
+/// `issued_at` where given, else when it arrived; never before it was asked for (a token
+/// service whose clock lags would otherwise hand out tokens that look stale at once).
+fn issued(asked: Instant, issued_at: Option<&str>) -> Instant {
+    let received = Instant::now();
+    let Some(at) = issued_at.and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+        return received;
+    };
+    let age = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    received.checked_sub(age).unwrap_or(asked).max(asked)
 }
 
 /// The client; shared by every delete task.
@@ -436,8 +456,6 @@ impl RegistryClient {
                 q.append_pair("scope", &format!("repository:{repo}:pull,delete"));
             }
         }
-        // The lifetime counts from before the request: the token service's clock started
-        // no earlier.
         let asked = Instant::now();
         let r = self
             .authed_basic(self.http.get(url))
@@ -474,7 +492,7 @@ impl RegistryClient {
         );
         Ok(Token {
             value,
-            refresh_at: asked + lifetime,
+            refresh_at: issued(asked, t.issued_at.as_deref()) + lifetime,
         })
     }
 
@@ -871,18 +889,37 @@ mod tests {
     #[test]
     fn tokens_are_renewed_before_expires_in_whatever_its_length() {
         let ms = |secs: Option<u64>| token_lifetime(secs).as_millis();
-        assert_eq!(
-            ms(Some(2)),
-            1600,
-            "no 10 s floor: 2 s tokens are used 1.6 s"
-        );
-        assert_eq!(ms(Some(1)), 800);
+        assert_eq!(ms(Some(2)), 1000, "no 10 s floor: 2 s tokens are used 1 s");
+        assert_eq!(ms(Some(1)), 500);
         assert_eq!(
             ms(Some(0)),
             0,
             "a token said to expire at once is not reused"
         );
+        assert_eq!(ms(Some(4)), 3000, "a second early");
+        assert_eq!(ms(Some(10)), 8000, "a fifth early");
         assert_eq!(ms(Some(300)), 270_000, "at most 30 s early");
+        let asked = Instant::now() - Duration::from_secs(5);
+        assert!(
+            issued(asked, None) > asked + Duration::from_secs(4),
+            "on arrival"
+        );
+        let ago = (chrono::Utc::now() - chrono::TimeDelta::seconds(2)).to_rfc3339();
+        let at = issued(asked, Some(&ago));
+        assert!(
+            at > asked + Duration::from_millis(2500) && at < asked + Duration::from_millis(3500)
+        );
+        let lagging = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+        assert_eq!(
+            issued(asked, Some(&lagging)),
+            asked,
+            "never before it was asked for"
+        );
+        let ahead = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+        assert!(
+            issued(asked, Some(&ahead)) > asked + Duration::from_secs(4),
+            "not in the future"
+        );
         assert_eq!(ms(None), 48_000, "60 s when the token service says nothing");
     }
 }
