@@ -517,7 +517,8 @@ async fn changed(
 #[derive(Clone, Debug)]
 struct Pending {
     digest: Digest,
-    /// An attempt was sent already (it counts as attempted once).
+    /// An attempt was sent already: if the run stops before it is retried, it failed
+    /// with its last answer (it is never "not attempted").
     sent: bool,
     /// Rounds it waited for a fresh re-verification.
     bounces: u32,
