@@ -128,63 +128,115 @@ pub enum Challenge {
     },
 }
 
-/// Parses a `WWW-Authenticate` header value.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut realm = None;
-    let mut service = None;
-    for (k, v) in params(rest) {
-        match k.to_ascii_lowercase().as_str() {
-            "realm" => realm = Some(v),
-            "service" => service = Some(v),
-            _ => {}
+/// Why a registry refused a bearer token: the `error` of its challenge (RFC 6750 section 3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `insufficient_scope`: the token does not grant what the request needs.
+    InsufficientScope {
+        /// The challenge's `scope`: what the request needs, e.g. `repository:app:delete`.
+        scope: Option<String>,
+    },
+    /// `invalid_token`: the token expired, was revoked or is not trusted.
+    InvalidToken {
+        /// The challenge's `error_description`, if any.
+        description: Option<String>,
+    },
+    /// Another `error` value.
+    Other {
+        /// The `error` value.
+        error: String,
+    },
+}
+
+impl Refusal {
+    /// The `error` value as the registry spells it.
+    pub fn code(&self) -> &str {
+        match self {
+            Refusal::InsufficientScope { .. } => "insufficient_scope",
+            Refusal::InvalidToken { .. } => "invalid_token",
+            Refusal::Other { error } => error,
         }
     }
-    Some(Challenge::Bearer {
-        realm: realm?,
-        service,
+
+    /// The actions the registry asked for on `repo` (`delete` in `repository:<repo>:delete`);
+    /// empty when the challenge names no scope for it.
+    pub fn actions_on(&self, repo: &str) -> Vec<String> {
+        let Refusal::InsufficientScope { scope: Some(scope) } = self else {
+            return Vec::new();
+        };
+        // Several scopes are separated by spaces; a repository name never holds ':'.
+        scope
+            .split_whitespace()
+            .filter_map(|s| s.strip_prefix("repository:"))
+            .filter_map(|s| s.rsplit_once(':'))
+            .filter(|(name, _)| *name == repo)
+            .flat_map(|(_, actions)| actions.split(','))
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The challenges of one `WWW-Authenticate` value as (lowercase scheme, params with
+/// lowercase names); a syntax error ends the list (what came before it is kept).
+fn challenges(header: &str) -> Vec<(String, Vec<(String, String)>)> {
+    http_auth::ChallengeParser::new(header)
+        .map_while(Result::ok)
+        .map(|c| {
+            let params = c
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_unescaped()))
+                .collect();
+            (c.scheme.to_ascii_lowercase(), params)
+        })
+        .collect()
+}
+
+/// The value of parameter `name` (lowercase) among `params`.
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Parses a `WWW-Authenticate` header value: its Bearer challenge (with a realm) if it has
+/// one, else Basic if it has that.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let all = challenges(header);
+    let bearer = all.iter().find_map(|(scheme, params)| {
+        let realm = param(params, "realm").filter(|_| scheme == "bearer")?;
+        Some(Challenge::Bearer {
+            realm,
+            service: param(params, "service"),
+        })
+    });
+    bearer.or_else(|| {
+        all.iter()
+            .any(|(scheme, _)| scheme == "basic")
+            .then_some(Challenge::Basic)
     })
 }
 
-/// `k="v",k2="v,2"` → pairs, honouring quotes.
-fn params(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            return out;
-        }
-        let mut val = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => val.extend(chars.next()),
-                    '"' => break,
-                    c => val.push(c),
-                }
-            }
-        } else {
-            while let Some(c) = chars.peek().copied() {
-                if c == ',' {
-                    break;
-                }
-                val.push(c);
-                chars.next();
-            }
-        }
-        out.push((key.trim().to_owned(), val.trim().to_owned()));
-    }
+/// Why the Bearer challenge of a 401/403 says the token was refused; `None` when no
+/// challenge carries an `error`.
+pub fn parse_refusal(header: &str) -> Option<Refusal> {
+    challenges(header)
+        .into_iter()
+        .filter(|(scheme, _)| scheme == "bearer")
+        .find_map(|(_, params)| {
+            let error = param(&params, "error")?;
+            Some(match error.as_str() {
+                "insufficient_scope" => Refusal::InsufficientScope {
+                    scope: param(&params, "scope"),
+                },
+                "invalid_token" => Refusal::InvalidToken {
+                    description: param(&params, "error_description"),
+                },
+                _ => Refusal::Other { error },
+            })
+        })
 }
 
 #[cfg(test)]
@@ -218,6 +270,68 @@ mod tests {
             })
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn challenges_with_several_schemes_and_escapes() {
+        // Two challenges in one value; the Bearer one wins over Basic.
+        assert_eq!(
+            parse_challenge(r#"Basic realm="r", Bearer realm="https://a/t\"x",service=reg"#),
+            Some(Challenge::Bearer {
+                realm: "https://a/t\"x".into(),
+                service: Some("reg".into())
+            })
+        );
+        // Scheme and parameter names are case-insensitive.
+        assert_eq!(
+            parse_challenge(r#"BEARER REALM="https://a/t""#),
+            Some(Challenge::Bearer {
+                realm: "https://a/t".into(),
+                service: None
+            })
+        );
+        // A Bearer challenge without a realm is no token challenge; garbage is none.
+        assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
+        assert_eq!(parse_challenge(""), None);
+        assert_eq!(parse_challenge("\"unterminated"), None);
+    }
+
+    #[test]
+    fn refusals_from_the_registry_challenge() {
+        // What distribution 2.8 sends for a token without `delete`.
+        let scope = r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:team/app:delete",error="insufficient_scope""#;
+        let r = parse_refusal(scope).expect("a refusal");
+        assert_eq!(r.code(), "insufficient_scope");
+        assert_eq!(r.actions_on("team/app"), vec!["delete".to_owned()]);
+        assert!(r.actions_on("team/other").is_empty());
+        // Several scopes, several actions.
+        let r = parse_refusal(
+            r#"Bearer realm="x",scope="repository:a:pull,delete repository:b:pull",error="insufficient_scope""#,
+        )
+        .expect("a refusal");
+        assert_eq!(
+            r.actions_on("a"),
+            vec!["pull".to_owned(), "delete".to_owned()]
+        );
+        assert_eq!(
+            parse_refusal(r#"Bearer realm="x",error="invalid_token",error_description="expired""#),
+            Some(Refusal::InvalidToken {
+                description: Some("expired".into())
+            })
+        );
+        assert_eq!(
+            parse_refusal(r#"Bearer realm="x",error="invalid_request""#),
+            Some(Refusal::Other {
+                error: "invalid_request".into()
+            })
+        );
+        // No error: the token was missing, not refused; Basic challenges carry none.
+        assert_eq!(parse_refusal(r#"Bearer realm="x",service="y""#), None);
+        assert_eq!(
+            parse_refusal(r#"Basic realm="x",error="invalid_token""#),
+            None
+        );
+        assert_eq!(parse_refusal("Bearer realm=\"x\",error=\"invalid"), None);
     }
 
     #[test]

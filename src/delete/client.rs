@@ -5,15 +5,17 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
-use super::auth::{Challenge, Credentials, parse_challenge};
+use super::auth::{Challenge, Credentials, Refusal, parse_challenge, parse_refusal};
 use crate::digest::Digest;
 use crate::meta::parse::ACCEPT_MANIFESTS;
 
@@ -49,17 +51,31 @@ pub enum Fatal {
         repo: String,
         /// 401 or 403.
         status: u16,
+        /// What the request needed: `delete` for a DELETE, `pull` for a read.
+        action: &'static str,
+        /// Why, as the registry's Bearer challenge says (`insufficient_scope`, ...).
+        refusal: Option<Refusal>,
     },
 }
 
 impl std::fmt::Display for Fatal {
-    /// The status as a person reads it: `405 Method Not Allowed`, `401 Unauthorized`.
+    /// The status as a person reads it: `405 Method Not Allowed`, `401 Unauthorized`, with
+    /// the challenge's error when there is one: `401 Unauthorized (insufficient_scope)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fatal::DeleteDisabled => f.write_str("405 Method Not Allowed"),
-            Fatal::Denied { status: 401, .. } => f.write_str("401 Unauthorized"),
-            Fatal::Denied { status, .. } if *status == 403 => f.write_str("403 Forbidden"),
-            Fatal::Denied { status, .. } => write!(f, "{status}"),
+        let (status, refusal) = match self {
+            Fatal::DeleteDisabled => return f.write_str("405 Method Not Allowed"),
+            Fatal::Denied {
+                status, refusal, ..
+            } => (*status, refusal),
+        };
+        match status {
+            401 => f.write_str("401 Unauthorized")?,
+            403 => f.write_str("403 Forbidden")?,
+            s => write!(f, "{s}")?,
+        }
+        match refusal {
+            Some(r) => write!(f, " ({})", r.code()),
+            None => Ok(()),
         }
     }
 }
@@ -75,7 +91,8 @@ pub enum DeleteResult {
     Failed(String),
     /// Stop the whole run.
     Fatal(Fatal),
-    /// Not sent: the run was cancelled before a slot was free.
+    /// Not sent: the run stopped (a signal, or an answer that halted the client) before it
+    /// could go.
     Cancelled,
     /// The registry stopped answering (connections fail again and again); nothing more is
     /// sent to it.
@@ -96,8 +113,8 @@ pub enum DeleteResult {
 }
 
 /// Decides, once a request may go, whether it still should (false once the run is
-/// stopping). Called with `true` for a delete's first attempt (which it may count), with
-/// `false` before each retry.
+/// stopping). Called with `true` for a request's first attempt and `false` for a retry,
+/// once a concurrency slot is free and again right before the request is sent.
 pub type Gate<'a> = dyn Fn(bool) -> bool + Send + Sync + 'a;
 
 /// Connection failures in a row (over all requests) after which the registry counts as gone.
@@ -144,6 +161,43 @@ struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
     expires_in: Option<u64>,
+    issued_at: Option<String>,
+}
+
+/// A bearer token and when to fetch the next one. Never printed.
+struct Token {
+    value: String,
+    refresh_at: Instant,
+}
+
+/// One scope's cached token, locked only by the requests of that scope (while one of them
+/// fetches it, the others wait for that fetch instead of fetching too).
+type TokenSlot = Arc<tokio::sync::Mutex<Option<Token>>>;
+
+/// How long a token is used: until shortly before `expires_in` runs out, whatever its
+/// length: a fifth of it early (at most 30 s), but at least a second (half of a lifetime
+/// under 2 s), since a token service counts whole seconds and a request takes time to
+/// arrive. `expires_in` defaults to 60 s (the token specification's default).
+pub fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    let ttl = Duration::from_secs(expires_in.unwrap_or(60));
+    let early = (ttl / 5)
+        .min(Duration::from_secs(30))
+        .max((ttl / 2).min(Duration::from_secs(1)));
+    ttl - early
+}
+
+/// When a token's lifetime began, as the docker client reckons it: the response's
+/// `issued_at` where given, else when it arrived; never before it was asked for (a token
+/// service whose clock lags would otherwise hand out tokens that look stale at once).
+fn issued(asked: Instant, issued_at: Option<&str>) -> Instant {
+    let received = Instant::now();
+    let Some(at) = issued_at.and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+        return received;
+    };
+    let age = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    received.checked_sub(age).unwrap_or(asked).max(asked)
 }
 
 /// The client; shared by every delete task.
@@ -152,10 +206,15 @@ pub struct RegistryClient {
     base: Url,
     opts: ClientOptions,
     challenge: Option<Challenge>,
-    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// A slot per repository (the scope of its tokens); the map's lock is never held
+    /// across an await.
+    tokens: std::sync::Mutex<HashMap<String, TokenSlot>>,
     permits: Semaphore,
     limiter: Option<DefaultDirectRateLimiter>,
     breaker: std::sync::Mutex<Breaker>,
+    /// Set by an answer that fails every further request (405, 401, 403) before its
+    /// concurrency slot is given back: nothing new is sent after it.
+    halted: AtomicBool,
 }
 
 fn describe_error(e: &reqwest::Error) -> String {
@@ -209,8 +268,9 @@ impl RegistryClient {
             permits: Semaphore::new(opts.concurrency.max(1)),
             opts,
             challenge: None,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: std::sync::Mutex::new(HashMap::new()),
             breaker: std::sync::Mutex::new(Breaker::default()),
+            halted: AtomicBool::new(false),
         };
         client.ping().await?;
         Ok(client)
@@ -254,6 +314,12 @@ impl RegistryClient {
                 b.open = true;
             }
         }
+    }
+
+    /// True once an answer said every further request would fail the same way (405, or
+    /// 401/403 after the token was renewed where that can help): nothing more is sent.
+    pub fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
     }
 
     /// The registry's base URL (never with credentials: those are refused in it).
@@ -375,7 +441,7 @@ impl RegistryClient {
     }
 
     /// Fetches a token for `repository:<repo>:pull,delete` (or no scope for the ping).
-    async fn fetch_token(&self, repo: Option<&str>) -> Result<(String, Instant), String> {
+    async fn fetch_token(&self, repo: Option<&str>) -> Result<Token, String> {
         let Some(Challenge::Bearer { realm, service }) = &self.challenge else {
             return Err("no bearer challenge".to_owned());
         };
@@ -390,6 +456,7 @@ impl RegistryClient {
                 q.append_pair("scope", &format!("repository:{repo}:pull,delete"));
             }
         }
+        let asked = Instant::now();
         let r = self
             .authed_basic(self.http.get(url))
             .send()
@@ -412,56 +479,78 @@ impl RegistryClient {
             .json()
             .await
             .map_err(|e| format!("token service {realm} answered no token: {e}"))?;
-        let token = t
+        let value = t
             .token
             .or(t.access_token)
             .ok_or_else(|| format!("token service {realm} answered no token"))?;
-        let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).max(10));
+        let lifetime = token_lifetime(t.expires_in);
         tracing::debug!(
             scope = repo.unwrap_or(""),
-            expires_in = ttl.as_secs(),
+            expires_in = t.expires_in,
+            refresh_after_ms = lifetime.as_millis() as u64,
             "fetched a bearer token"
         );
-        // Refresh a little early so a token never expires in flight.
-        Ok((token, Instant::now() + ttl.mul_f64(0.8)))
+        Ok(Token {
+            value,
+            refresh_at: issued(asked, t.issued_at.as_deref()) + lifetime,
+        })
     }
 
-    async fn token_for(&self, repo: &str, refresh: bool) -> Result<String, String> {
-        let mut tokens = self.tokens.lock().await;
-        if !refresh
-            && let Some((t, exp)) = tokens.get(repo)
-            && *exp > Instant::now()
+    /// The cache slot of `repo`'s tokens.
+    fn token_slot(&self, repo: &str) -> TokenSlot {
+        let mut slots = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry(repo.to_owned()).or_default().clone()
+    }
+
+    /// A token for `repo`: the cached one while it is fresh and is not `refused`, else a
+    /// new one. Only requests for the same repository wait for each other's fetch.
+    async fn token_for(&self, repo: &str, refused: Option<&str>) -> Result<String, String> {
+        let slot = self.token_slot(repo);
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref()
+            && t.refresh_at > Instant::now()
+            && refused != Some(t.value.as_str())
         {
-            return Ok(t.clone());
+            return Ok(t.value.clone());
         }
-        let (t, exp) = self.fetch_token(Some(repo)).await?;
-        tokens.insert(repo.to_owned(), (t.clone(), exp));
-        Ok(t)
+        let fresh = self.fetch_token(Some(repo)).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
     }
 
-    async fn request(
+    /// A request with the Accept list and credentials (a bearer token for `repo`, renewed
+    /// when it is `refused`); gives the token it carries.
+    async fn build(
         &self,
         method: Method,
         path: &str,
         repo: &str,
-        refresh: bool,
-    ) -> Result<Response, String> {
-        let mut r = self
+        refused: Option<&str>,
+    ) -> Result<(RequestBuilder, Option<String>), String> {
+        let r = self
             .http
             .request(method, self.url(path))
             .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS);
-        r = match &self.challenge {
-            Some(Challenge::Bearer { .. }) => r.bearer_auth(self.token_for(repo, refresh).await?),
-            Some(Challenge::Basic) => self.authed_basic(r),
-            None => r,
-        };
-        r.send().await.map_err(|e| describe_error(&e))
+        Ok(match &self.challenge {
+            Some(Challenge::Bearer { .. }) => {
+                let token = self.token_for(repo, refused).await?;
+                (r.bearer_auth(&token), Some(token))
+            }
+            Some(Challenge::Basic) => (self.authed_basic(r), None),
+            None => (r, None),
+        })
     }
 
     /// Sends a request, retrying 429, 5xx and connection errors with backoff (honouring
-    /// `Retry-After`) and a 401 under token auth once with a fresh token. Any other answer
-    /// is returned as it is; `Err` says why it gave up. Nothing is sent once `deadline` has
-    /// passed (checked before the rate limiter and before each retry).
+    /// `Retry-After`, at most 300 s) and a 401 under token auth whose challenge names no
+    /// error once with a fresh token. Any other answer is returned as it is; `Err` says why
+    /// it gave up. Nothing is sent once `deadline` has passed (checked before the rate
+    /// limiter and before each retry), nor once the run stops (`gate`) or the client halted
+    /// (checked again right before sending).
     async fn send_retrying(
         &self,
         method: Method,
@@ -471,19 +560,11 @@ impl RegistryClient {
         deadline: Option<Instant>,
     ) -> Result<Response, SendError> {
         let mut delays = self.backoff(Duration::from_secs(30));
-        let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
-        let mut refresh = false;
-        let mut refreshed = false;
+        let mut refused: Option<String> = None;
+        let mut renewed = false;
         let mut first = true;
+        let mut sent = false;
         let mut last: Option<String> = None;
-        let stale = |sent: bool, last: &Option<String>| {
-            deadline
-                .is_some_and(|d| Instant::now() > d)
-                .then(|| SendError::Stale {
-                    sent,
-                    last: last.clone(),
-                })
-        };
         loop {
             if first && !self.breaker_admits().await {
                 return Err(SendError::Unreachable {
@@ -495,13 +576,13 @@ impl RegistryClient {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return Err(SendError::Failed("client shut down".to_owned()));
                 };
-                if let Some(e) = stale(!first, &last) {
-                    return Err(e);
+                if deadline.is_some_and(|d| Instant::now() > d) {
+                    return Err(SendError::Stale { sent, last });
                 }
                 match self.breaker_state() {
                     BreakerState::Open => {
                         return Err(SendError::Unreachable {
-                            sent: !first,
+                            sent,
                             last: last
                                 .unwrap_or_else(|| "the registry stopped answering".to_owned()),
                         });
@@ -512,29 +593,46 @@ impl RegistryClient {
                 }
                 // Checked once a slot is free and before waiting for the rate limiter: a
                 // stopping run sends nothing new, retries nothing and waits for no rate slot.
-                if !gate(first) {
-                    return Err(match last {
-                        Some(l) if !first => {
-                            SendError::Failed(format!("{l} (not retried: the run is stopping)"))
-                        }
-                        _ => SendError::Cancelled,
-                    });
+                if self.halted() || !gate(first) {
+                    return Err(not_sent(sent, last));
                 }
-                first = false;
                 if let Some(l) = &self.limiter {
                     l.until_ready().await;
                 }
-                let r = self.request(method.clone(), path, repo, refresh).await;
-                self.breaker_count(r.is_ok());
-                r
-            };
-            refresh = false;
-            let (last_now, retry_after) = match outcome {
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && bearer && !refreshed => {
-                    refreshed = true;
-                    refresh = true;
-                    continue;
+                let built = self
+                    .build(method.clone(), path, repo, refused.take().as_deref())
+                    .await;
+                // Again right before sending: the rate slot or the token may have taken long.
+                if self.halted() || !gate(first) {
+                    return Err(not_sent(sent, last));
                 }
+                first = false;
+                match built {
+                    // The token service failed: nothing was sent to the registry.
+                    Err(e) => Err(e),
+                    Ok((request, token)) => {
+                        sent = true;
+                        let r = request.send().await.map_err(|e| describe_error(&e));
+                        self.breaker_count(r.is_ok());
+                        if let Ok(answer) = &r
+                            && self.renew_token(answer, renewed)
+                        {
+                            renewed = true;
+                            refused = token;
+                            last = Some(answer.status().to_string());
+                            continue;
+                        }
+                        if let Ok(answer) = &r
+                            && halts(&method, answer.status())
+                        {
+                            // Before the slot is given back: no request waiting for it goes.
+                            self.halted.store(true, Ordering::SeqCst);
+                        }
+                        r
+                    }
+                }
+            };
+            let (last_now, retry_after) = match outcome {
                 Ok(r)
                     if r.status() == StatusCode::TOO_MANY_REQUESTS
                         || r.status().is_server_error() =>
@@ -555,6 +653,16 @@ impl RegistryClient {
             last = Some(last_now);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Whether a 401 is worth one retry with a new token: token auth, not renewed yet, and
+    /// a challenge that names no error (`insufficient_scope` and `invalid_token` are final:
+    /// the first stops the run).
+    fn renew_token(&self, answer: &Response, renewed: bool) -> bool {
+        answer.status() == StatusCode::UNAUTHORIZED
+            && !renewed
+            && matches!(self.challenge, Some(Challenge::Bearer { .. }))
+            && refusal_of(answer).is_none()
     }
 
     /// `DELETE /v2/<repo>/manifests/<digest>`, sent only if `gate()` still allows it once a
@@ -598,6 +706,8 @@ impl RegistryClient {
             s @ (401 | 403) => DeleteResult::Fatal(Fatal::Denied {
                 repo: repo.to_owned(),
                 status: s,
+                action: "delete",
+                refusal: refusal_of(&r),
             }),
             _ => {
                 let status = r.status();
@@ -689,12 +799,39 @@ fn found(r: Response, repo: &str, method: &str, path: &str) -> Result<Option<Res
         s @ (401 | 403) => Err(TagsError::Fatal(Fatal::Denied {
             repo: repo.to_owned(),
             status: s,
+            action: "pull",
+            refusal: refusal_of(&r),
         })),
         _ => Err(TagsError::Failed(format!(
             "{method} {path} answered {}",
             r.status()
         ))),
     }
+}
+
+/// Why nothing more is sent for a request the run no longer wants: an earlier attempt's
+/// answer when one was sent, else not sent at all.
+fn not_sent(sent: bool, last: Option<String>) -> SendError {
+    match last {
+        Some(l) if sent => SendError::Failed(format!("{l} (not retried: the run is stopping)")),
+        _ => SendError::Cancelled,
+    }
+}
+
+/// An answer after which every further request fails the same way: 401 or 403 (the
+/// credentials), 405 to a DELETE (deletes disabled).
+fn halts(method: &Method, status: StatusCode) -> bool {
+    matches!(status.as_u16(), 401 | 403)
+        || (status == StatusCode::METHOD_NOT_ALLOWED && *method == Method::DELETE)
+}
+
+/// Why the registry's challenge says a token was refused, if it says.
+fn refusal_of(r: &Response) -> Option<Refusal> {
+    r.headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(parse_refusal)
 }
 
 /// The `errors[].code` values of a registry error body.
@@ -743,4 +880,46 @@ fn retry_after_of(r: &Response) -> Option<Duration> {
         }
     };
     Some(d.min(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_expires_in_whatever_its_length() {
+        let ms = |secs: Option<u64>| token_lifetime(secs).as_millis();
+        assert_eq!(ms(Some(2)), 1000, "no 10 s floor: 2 s tokens are used 1 s");
+        assert_eq!(ms(Some(1)), 500);
+        assert_eq!(
+            ms(Some(0)),
+            0,
+            "a token said to expire at once is not reused"
+        );
+        assert_eq!(ms(Some(4)), 3000, "a second early");
+        assert_eq!(ms(Some(10)), 8000, "a fifth early");
+        assert_eq!(ms(Some(300)), 270_000, "at most 30 s early");
+        let asked = Instant::now() - Duration::from_secs(5);
+        assert!(
+            issued(asked, None) > asked + Duration::from_secs(4),
+            "on arrival"
+        );
+        let ago = (chrono::Utc::now() - chrono::TimeDelta::seconds(2)).to_rfc3339();
+        let at = issued(asked, Some(&ago));
+        assert!(
+            at > asked + Duration::from_millis(2500) && at < asked + Duration::from_millis(3500)
+        );
+        let lagging = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+        assert_eq!(
+            issued(asked, Some(&lagging)),
+            asked,
+            "never before it was asked for"
+        );
+        let ahead = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+        assert!(
+            issued(asked, Some(&ahead)) > asked + Duration::from_secs(4),
+            "not in the future"
+        );
+        assert_eq!(ms(None), 48_000, "60 s when the token service says nothing");
+    }
 }

@@ -48,6 +48,15 @@ pub enum Record {
         /// Why.
         why: String,
     },
+    /// A planned delete the run never sent (it stopped first, or a parent's delete failed).
+    NotAttempted {
+        /// Repository.
+        repo: String,
+        /// Manifest.
+        digest: String,
+        /// Why.
+        why: String,
+    },
     /// The run finished (every planned delete done, failed or skipped).
     End,
     /// A blob collection begins; `now` is the time its minimum age was measured from.

@@ -4,10 +4,12 @@
 pub mod auth;
 pub mod client;
 pub mod journal;
+pub mod ledger;
 pub mod verify;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -15,9 +17,12 @@ use tokio::task::JoinSet;
 
 pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient, TagsError};
 
+use auth::Refusal;
+
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::plan::RepoPlan;
 use journal::{Journal, Record};
+use ledger::{Deletion, Ledger, Settled};
 
 /// One deletion that did not happen, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -30,7 +35,8 @@ pub struct Missed {
     pub why: String,
 }
 
-/// What a deletion pass did.
+/// What a deletion pass did: counts and lists taken from its ledger, where every planned
+/// delete has exactly one outcome.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Outcome {
     /// Deleted now (202).
@@ -49,6 +55,36 @@ pub struct Outcome {
     pub interrupted: bool,
     /// The journal could not be written completely.
     pub journal_error: Option<String>,
+    /// Deletes this pass planned; each is in `deletions` exactly once.
+    pub planned: usize,
+    /// Every planned delete with its outcome, in plan order.
+    pub deletions: Vec<Deletion>,
+}
+
+impl Outcome {
+    /// The counts and lists of a closed ledger.
+    fn of(deletions: Vec<Deletion>) -> Outcome {
+        let mut o = Outcome {
+            planned: deletions.len(),
+            ..Outcome::default()
+        };
+        for d in &deletions {
+            let missed = || Missed {
+                repository: d.repository.clone(),
+                digest: d.digest,
+                why: d.why.clone().unwrap_or_default(),
+            };
+            match d.result {
+                "deleted" => o.deleted += 1,
+                "already-gone" => o.already_gone += 1,
+                "failed" => o.failed.push(missed()),
+                "skipped" => o.skipped.push(missed()),
+                _ => o.not_attempted += 1,
+            }
+        }
+        o.deletions = deletions;
+        o
+    }
 }
 
 /// Why re-verification holds a planned delete back; reads as its text (`Deref<str>`).
@@ -150,8 +186,11 @@ struct Shared {
     who: String,
     stop: AtomicBool,
     cancel: Arc<AtomicBool>,
-    outcome: Mutex<Outcome>,
-    attempted: AtomicUsize,
+    ledger: Ledger,
+    /// Why the run stopped early (the first reason only).
+    fatal: Mutex<Option<String>>,
+    /// Repositories with a failed delete: their later layers are not attempted.
+    failed_repos: Mutex<HashSet<Arc<str>>>,
     reverify: Box<dyn Reverify>,
     progress: Box<dyn Progress>,
     journal: Option<Journal>,
@@ -159,8 +198,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// True once the run stops: a fatal answer (already when the client halted, before it
+    /// is recorded), the circuit breaker, or a signal.
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
+        let halted = matches!(&self.target, Target::Api(c) if c.halted());
+        halted || self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
     }
 
     fn journal(&self, r: Record) {
@@ -169,64 +211,136 @@ impl Shared {
         }
     }
 
-    fn miss(&self, plan: &RepoPlan, d: &Digest, why: &str, skipped: bool) {
-        self.journal(Record::Missed {
-            repo: plan.name.to_string(),
-            digest: d.to_string(),
-            why: why.to_owned(),
-        });
-        if let Ok(mut o) = self.outcome.lock() {
-            let m = Missed {
-                repository: plan.name.to_string(),
-                digest: *d,
-                why: why.to_owned(),
-            };
-            if skipped {
-                o.skipped.push(m)
-            } else {
-                o.failed.push(m)
-            }
+    /// Stops the run for `why` (the first reason is the one reported).
+    fn halt(&self, why: impl FnOnce() -> String) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut fatal = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
+        if fatal.is_none() {
+            *fatal = Some(why());
         }
     }
 
-    /// Records a skipped delete; `count` when no attempt of it was counted yet.
-    fn skip(&self, plan: &RepoPlan, d: &Digest, why: &str, count: bool) {
-        if count {
-            self.attempted.fetch_add(1, Ordering::SeqCst);
+    /// Settles one delete in the ledger and journals it; false (nothing recorded) when it
+    /// was settled before.
+    fn settle(&self, plan: &RepoPlan, d: Digest, outcome: Settled) -> bool {
+        let (repo, digest) = (plan.name.to_string(), d.to_string());
+        let record = match &outcome {
+            Settled::Deleted => Record::Done {
+                repo,
+                digest,
+                result: "deleted".to_owned(),
+            },
+            Settled::AlreadyGone => Record::Done {
+                repo,
+                digest,
+                result: "already-gone".to_owned(),
+            },
+            Settled::Failed(why) | Settled::Skipped(why) => Record::Missed {
+                repo,
+                digest,
+                why: why.clone(),
+            },
+        };
+        let failed = matches!(outcome, Settled::Failed(_));
+        if !self.ledger.settle(&plan.name, d, outcome) {
+            tracing::debug!(repo = &*plan.name, %d, "settled twice; the first outcome stays");
+            return false;
         }
-        self.progress.skipped(plan, d, why);
-        self.miss(plan, d, why, true);
+        if failed {
+            let mut repos = self
+                .failed_repos
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            repos.insert(plan.name.clone());
+        }
+        self.journal(record);
+        true
+    }
+
+    /// Whether a delete of `repo` failed.
+    fn failed_in(&self, repo: &str) -> bool {
+        let repos = self
+            .failed_repos
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        repos.contains(repo)
+    }
+
+    /// Records a delete held back by re-verification.
+    fn skip(&self, plan: &RepoPlan, d: &Digest, why: &str) {
+        if self.settle(plan, *d, Settled::Skipped(why.to_owned())) {
+            self.progress.skipped(plan, d, why);
+        }
     }
 }
 
+/// The run's one-line error for a fatal answer, naming the repository, the user and what
+/// to do.
 fn fatal_text(f: &Fatal, client_who: &str) -> String {
-    match f {
-        Fatal::DeleteDisabled => "the registry refuses deletes (405 Method Not Allowed): enable them with \
+    let Fatal::Denied {
+        repo,
+        status,
+        action,
+        refusal,
+    } = f
+    else {
+        return "the registry refuses deletes (405 Method Not Allowed): enable them with \
              `storage: delete: enabled: true` in its config.yml (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it"
-            .to_owned(),
-        Fatal::Denied { repo, status: 401 } => format!(
-            "the registry answered 401 Unauthorized deleting in repository {repo} with {client_who}: \
+            .to_owned();
+    };
+    let doing = if *action == "delete" {
+        format!("deleting in repository {repo}")
+    } else {
+        format!("reading repository {repo}")
+    };
+    match refusal {
+        Some(r @ Refusal::InsufficientScope { .. }) => {
+            let asked = r.actions_on(repo);
+            let missing = if asked.is_empty() {
+                (*action).to_owned()
+            } else {
+                asked.join(",")
+            };
+            format!(
+                "the registry answered {f} {doing}: the token issued to {client_who} lacks the \
+                 `{missing}` action on repository {repo}; grant that user {missing} on {repo} in \
+                 the token service, or run with credentials that have it"
+            )
+        }
+        Some(Refusal::InvalidToken { description }) => {
+            let said = description
+                .as_deref()
+                .map_or_else(String::new, |d| format!(": {d:?}"));
+            format!(
+                "the registry answered {f} {doing} with {client_who}: its token is no longer \
+                 valid, expired or revoked (invalid_token{said}); check that the clocks of this \
+                 machine, the token service and the registry agree and that the registry trusts \
+                 the token service's signing certificate, then rerun"
+            )
+        }
+        _ if *status == 401 => format!(
+            "the registry answered {f} {doing} with {client_who}: \
              the credentials are no longer accepted (expired, revoked or changed during the run?)"
         ),
-        Fatal::Denied { repo, .. } => format!(
-            "the registry answered {f} deleting in repository {repo} with {client_who}: \
-             the credentials lack delete rights there"
+        _ => format!(
+            "the registry answered {f} {doing} with {client_who}: \
+             the credentials lack {action} rights there"
         ),
     }
 }
 
 /// Deletes every plan's `delete_order`; repositories in parallel, inside one repository
-/// layer by layer so no child goes before its parent. Returns what happened; the journal
-/// is flushed and closed before it returns.
+/// layer by layer so no child goes before its parent. Returns what happened to each planned
+/// delete; the journal is flushed and closed before it returns.
 pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
-    let total: usize = plans.iter().map(|p| p.delete_count()).sum();
     let shared = Arc::new(Shared {
         target: run.target,
         who: run.who,
         stop: AtomicBool::new(false),
         cancel: run.cancel,
-        outcome: Mutex::new(Outcome::default()),
-        attempted: AtomicUsize::new(0),
+        ledger: Ledger::new(&plans),
+        fatal: Mutex::new(None),
+        failed_repos: Mutex::new(HashSet::new()),
         reverify: run.reverify,
         progress: run.progress,
         journal: run.journal,
@@ -252,19 +366,64 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
         set.spawn(async move { delete_repository(s, plan).await });
     }
     while set.join_next().await.is_some() {}
-    let attempted = shared.attempted.load(Ordering::SeqCst);
-    let mut out = shared.outcome.lock().map(|o| o.clone()).unwrap_or_default();
-    out.not_attempted = total.saturating_sub(attempted);
-    out.interrupted = shared.cancel.load(Ordering::SeqCst);
-    if out.not_attempted == 0 && !out.interrupted {
-        shared.journal(Record::End);
+    let Some(shared) = Arc::into_inner(shared) else {
+        // Every task has ended, so nothing else holds it; never reached.
+        return Outcome {
+            fatal: Some("internal error: the deleter's state is still shared".to_owned()),
+            ..Outcome::default()
+        };
+    };
+    close(shared)
+}
+
+/// Settles what was never attempted, journals it, closes the journal and gives the outcome.
+fn close(shared: Shared) -> Outcome {
+    let Shared {
+        ledger,
+        cancel,
+        fatal,
+        failed_repos,
+        journal,
+        ..
+    } = shared;
+    let interrupted = cancel.load(Ordering::SeqCst);
+    let failed_repos = failed_repos
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    let deletions = ledger.close(|repo| why_not(failed_repos.contains(repo), interrupted));
+    let mut out = Outcome::of(deletions);
+    out.interrupted = interrupted;
+    out.fatal = fatal.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(j) = &journal {
+        for d in out.deletions.iter().filter(|d| d.result == "not-attempted") {
+            j.record(Record::NotAttempted {
+                repo: d.repository.clone(),
+                digest: d.digest.to_string(),
+                why: d.why.clone().unwrap_or_default(),
+            });
+        }
+        if out.not_attempted == 0 && !out.interrupted {
+            j.record(Record::End);
+        }
     }
-    if let Some(j) = Arc::into_inner(shared).and_then(|s| s.journal)
+    if let Some(j) = journal
         && let Err(e) = j.close()
     {
         out.journal_error = Some(e);
     }
     out
+}
+
+/// Why a delete that was never settled was not attempted.
+fn why_not(parent_failed: bool, interrupted: bool) -> String {
+    if parent_failed {
+        "not sent: an earlier delete in its repository failed (a parent stays, so do its children)"
+            .to_owned()
+    } else if interrupted {
+        "not sent: the run was interrupted".to_owned()
+    } else {
+        "not sent: the run stopped".to_owned()
+    }
 }
 
 /// Checks that the registry at REGISTRY_URL serves the same tags, each on the same digest,
@@ -275,11 +434,8 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
         return Ok(()); // Offline: storage is the only truth, the registry is stopped.
     };
     let fatal = |f: Fatal| {
-        s.stop.store(true, Ordering::SeqCst);
         let text = fatal_text(&f, &s.who);
-        if let Ok(mut o) = s.outcome.lock() {
-            o.fatal.get_or_insert_with(|| text.clone());
-        }
+        s.halt(|| text.clone());
         text
     };
     let mut api = match client.tag_names(&plan.name).await {
@@ -361,7 +517,8 @@ async fn changed(
 #[derive(Clone, Debug)]
 struct Pending {
     digest: Digest,
-    /// An attempt was sent already (it counts as attempted once).
+    /// An attempt was sent already: if the run stops before it is retried, it failed
+    /// with its last answer (it is never "not attempted").
     sent: bool,
     /// Rounds it waited for a fresh re-verification.
     bounces: u32,
@@ -385,7 +542,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     if let Err(why) = same_registry(&s, &plan).await {
         if !s.stopping() {
             for d in plan.delete_digests() {
-                s.skip(&plan, &d, &why, true);
+                s.skip(&plan, &d, &why);
             }
         }
         return;
@@ -406,6 +563,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
         let mut pending: Vec<Pending> = layer.into_iter().map(Pending::new).collect();
         while !pending.is_empty() {
             if s.stopping() {
+                abandon(&s, &plan, pending);
                 return;
             }
             // Re-verify, then send only within the window after it: a delete that cannot go
@@ -425,7 +583,7 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
                     }
                     Some(why) => {
                         if held.insert(p.digest) {
-                            s.skip(&plan, &p.digest, why, !p.sent);
+                            s.skip(&plan, &p.digest, why);
                         }
                     }
                     None => go.push(p),
@@ -442,15 +600,23 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
             let back: DigestSet = pending.iter().map(|p| p.digest).collect();
             removed.extend(tried.into_iter().filter(|d| !back.contains(d)));
             // A child waits until every parent is gone: if a parent failed, keep its children.
-            let failed_here = s
-                .outcome
-                .lock()
-                .map(|o| o.failed.iter().any(|m| *m.repository == *plan.name))
-                .unwrap_or(true);
-            if failed_here {
+            if s.failed_in(&plan.name) {
+                abandon(&s, &plan, pending);
                 return;
             }
         }
+    }
+}
+
+/// Leaves a repository's pending deletes: one sent before (and waiting to be retried)
+/// failed with its last answer; the others stay not attempted.
+fn abandon(s: &Arc<Shared>, plan: &Arc<RepoPlan>, pending: Vec<Pending>) {
+    for p in pending.into_iter().filter(|p| p.sent) {
+        let why = format!(
+            "{} (not retried: the run stopped)",
+            p.last.unwrap_or_else(|| "sent, no answer".to_owned())
+        );
+        done(s, plan, p.digest, DeleteResult::Failed(why));
     }
 }
 
@@ -472,18 +638,17 @@ async fn storage_layer(
             break;
         }
         let chunk: Vec<Digest> = rest.drain(..rest.len().min(STORAGE_CHUNK)).collect();
-        s.attempted.fetch_add(chunk.len(), Ordering::SeqCst);
         let name = plan.name.clone();
-        let st = storage.clone();
+        let (st, sent) = (storage.clone(), chunk.clone());
         let results =
-            match tokio::task::spawn_blocking(move || st.remove_manifests(&name, &chunk)).await {
+            match tokio::task::spawn_blocking(move || st.remove_manifests(&name, &sent)).await {
                 Ok(r) => r,
                 Err(e) => {
-                    s.stop.store(true, Ordering::SeqCst);
-                    if let Ok(mut o) = s.outcome.lock() {
-                        o.fatal
-                            .get_or_insert(format!("removing from storage panicked: {e}"));
+                    let why = format!("removing from storage panicked: {e}");
+                    for d in chunk {
+                        done(s, plan, d, DeleteResult::Failed(why.clone()));
                     }
+                    s.halt(|| why);
                     return Vec::new();
                 }
             };
@@ -512,14 +677,7 @@ async fn api_layer(
         let s = s.clone();
         let plan = plan.clone();
         set.spawn(async move {
-            let counted = p.sent;
-            let gate = |first: bool| {
-                let go = !s.stopping();
-                if go && first && !counted {
-                    s.attempted.fetch_add(1, Ordering::SeqCst);
-                }
-                go
-            };
+            let gate = |_first: bool| !s.stopping();
             let Target::Api(client) = &s.target else {
                 return None;
             };
@@ -530,19 +688,16 @@ async fn api_layer(
                 DeleteResult::Cancelled if !p.sent => return None,
                 DeleteResult::Cancelled => DeleteResult::Failed(
                     p.last.clone().unwrap_or_else(|| "interrupted".to_owned())
-                        + " (not retried: the run was interrupted)",
+                        + " (not retried: the run stopped)",
                 ),
                 DeleteResult::Unreachable { sent, last } => {
-                    s.stop.store(true, Ordering::SeqCst);
-                    if let Ok(mut o) = s.outcome.lock() {
-                        o.fatal.get_or_insert_with(|| {
-                            format!(
-                                "the registry at {} stopped answering (connections failed again and again, last: {last}): \
-                                 nothing more was sent; rerun when it is back (with the same --journal to resume)",
-                                client.base_url()
-                            )
-                        });
-                    }
+                    s.halt(|| {
+                        format!(
+                            "the registry at {} stopped answering (connections failed again and again, last: {last}): \
+                             nothing more was sent; rerun when it is back (with the same --journal to resume)",
+                            client.base_url()
+                        )
+                    });
                     if !(sent || p.sent) {
                         return None; // never sent: not attempted
                     }
@@ -558,9 +713,6 @@ async fn api_layer(
                             bounces: p.bounces + 1,
                             last,
                         });
-                    }
-                    if !sent {
-                        s.attempted.fetch_add(1, Ordering::SeqCst);
                     }
                     DeleteResult::Failed(format!(
                         "{} (no attempt fit inside a re-verification window {MAX_BOUNCES} times)",
@@ -582,41 +734,28 @@ async fn api_layer(
     again
 }
 
-/// One finished delete: its progress line, then the journal and the counts.
+/// One finished delete: settled in the ledger (and journaled), then its progress line.
 fn done(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
-    s.progress.done(plan, &d, &r);
-    record(s, plan, d, r);
+    if record(s, plan, d, &r) {
+        s.progress.done(plan, &d, &r);
+    }
 }
 
-/// Journals and counts one finished delete.
-fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
-    match r {
-        DeleteResult::Cancelled | DeleteResult::Stale { .. } => {}
-        DeleteResult::Unreachable { last, .. } => s.miss(plan, &d, &last, false),
-        DeleteResult::Deleted | DeleteResult::AlreadyGone => {
-            let gone = r == DeleteResult::AlreadyGone;
-            s.journal(Record::Done {
-                repo: plan.name.to_string(),
-                digest: d.to_string(),
-                result: if gone { "already-gone" } else { "deleted" }.to_owned(),
-            });
-            if let Ok(mut o) = s.outcome.lock() {
-                if gone {
-                    o.already_gone += 1
-                } else {
-                    o.deleted += 1
-                }
-            }
+/// Settles one finished delete; a fatal answer also stops the run. False when there was
+/// nothing to settle (not sent) or it was settled before.
+fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: &DeleteResult) -> bool {
+    let settled = match r {
+        DeleteResult::Cancelled | DeleteResult::Stale { .. } => return false,
+        DeleteResult::Deleted => Settled::Deleted,
+        DeleteResult::AlreadyGone => Settled::AlreadyGone,
+        DeleteResult::Failed(why) | DeleteResult::Unreachable { last: why, .. } => {
+            Settled::Failed(why.clone())
         }
-        DeleteResult::Failed(why) => s.miss(plan, &d, &why, false),
         DeleteResult::Fatal(f) => {
-            s.stop.store(true, Ordering::SeqCst);
-            let text = fatal_text(&f, &s.who);
             // The status per delete; the explanation once, as the run's fatal error.
-            s.miss(plan, &d, &f.to_string(), false);
-            if let Ok(mut o) = s.outcome.lock() {
-                o.fatal.get_or_insert(text);
-            }
+            s.halt(|| fatal_text(f, &s.who));
+            Settled::Failed(f.to_string())
         }
-    }
+    };
+    s.settle(plan, d, settled)
 }

@@ -477,8 +477,12 @@ pub fn write_closing(
             "Not attempted: {} (a parent's delete failed, or the run stopped).",
             outcome.not_attempted
         )?;
+        write_not_attempted(out, outcome)?;
     }
     let done = outcome.deleted + outcome.already_gone;
+    if done < total {
+        write_accounting(out, outcome)?;
+    }
     if done < total && outcome.deleted > 0 {
         // Not everything planned went: the plan's estimate is an upper bound.
         let partial = Freed {
@@ -488,4 +492,42 @@ pub fn write_closing(
         return write_gc_hint(out, &partial, true);
     }
     write_gc_hint(out, freed, outcome.deleted > 0)
+}
+
+/// Not-attempted deletions listed in the closing lines; the rest are counted (all of them
+/// are in `--output json` and the journal).
+const NOT_ATTEMPTED_LISTED: usize = 100;
+
+/// The not-attempted deletions, one line each (the first [`NOT_ATTEMPTED_LISTED`]).
+fn write_not_attempted(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
+    let not: Vec<_> = outcome
+        .deletions
+        .iter()
+        .filter(|d| d.result == "not-attempted")
+        .collect();
+    for d in not.iter().take(NOT_ATTEMPTED_LISTED) {
+        writeln!(out, "  {}  repo={}", d.digest, d.repository)?;
+    }
+    if not.len() > NOT_ATTEMPTED_LISTED {
+        writeln!(
+            out,
+            "  ... and {} more (every one in --output json and the journal)",
+            not.len() - NOT_ATTEMPTED_LISTED
+        )?;
+    }
+    Ok(())
+}
+
+/// One line that accounts for every planned deletion: each has exactly one outcome.
+fn write_accounting(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
+    let count = |r: &str| outcome.deletions.iter().filter(|d| d.result == r).count();
+    writeln!(
+        out,
+        "Of the {} planned deletions: {} cleaned, {} failed, {} skipped, {} not attempted.",
+        outcome.planned,
+        count("deleted") + count("already-gone"),
+        count("failed"),
+        count("skipped"),
+        count("not-attempted")
+    )
 }
