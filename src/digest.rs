@@ -76,6 +76,21 @@ impl Digest {
         Digest(Sha256::digest(data).into())
     }
 
+    /// The digest of everything `r` reads, read in pieces (a blob of any size).
+    pub fn of_reader(mut r: impl std::io::Read) -> std::io::Result<Digest> {
+        use sha2::Digest as _;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(Digest(h.finalize().into())),
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The 64 hex characters, without the algorithm prefix.
     pub fn hex(&self) -> String {
         self.hex_buf().as_str().to_owned()

@@ -366,6 +366,26 @@ impl S3Store {
         }
     }
 
+    /// Whether the object `key` exists (HeadObject).
+    pub async fn head(&self, key: &str) -> Result<bool, String> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(format!(
+                "s3://{}/{key}: {}",
+                self.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )),
+        }
+    }
+
     /// Copies the object `from` to `to` in the bucket (CopyObject: objects up to 5 GiB).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), String> {
         use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::redis::Redis;
 use common::s3::{Moto, keys, registry_on, s3_env};
-use common::{Registry, free_port, regsweep};
+use common::{Registry, regsweep};
 use regsweep::digest::Digest;
 use regsweep_testkit::stress::{self, StormConfig};
 
@@ -438,54 +439,6 @@ fn a_manifest_pushed_while_its_blobs_sit_in_quarantine_brings_them_back() {
     common::pull_all_tags(&reg.url, "back/a", &["again".to_owned()]);
 }
 
-/// A redis-server on 127.0.0.1, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spec(seed: u64) -> regsweep_testkit::ImageSpec {
     regsweep_testkit::ImageSpec {
         os: "linux",
@@ -582,16 +535,19 @@ fn with_a_redis_cache_a_collection_clears_what_it_deleted_so_a_push_uploads_it_a
         "pushed again, it pulls in full"
     );
     // And a storm with online collections beside the Redis cache breaks nothing.
+    let mut outputs = Vec::new();
     let report = stress::run(&storm(&reg.url, 3), Duration::from_secs(8), || {
-        online_gc(&reg, &cache, &[]).0
+        let (code, out, err) = online_gc(&reg, &cache, &[]);
+        outputs.push(format!("exit {code}\n{out}{err}"));
+        code
     })
     .expect("storm");
     eprintln!("redis storm: {:?} {:?}", report.counts, report.gc_codes);
     assert!(report.broken.is_empty(), "{:?}", report.broken);
     assert!(
         report.gc_codes.iter().all(|c| *c == 0),
-        "{:?}",
-        report.gc_codes
+        "{}",
+        outputs.join("\n")
     );
 }
 

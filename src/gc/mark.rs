@@ -85,6 +85,10 @@ pub struct Marked {
     pub repositories: usize,
     /// Manifests already read and marked.
     read: DigestSet,
+    /// Manifests referred to (index children, subjects) whose body was not there when
+    /// looked for: not read, so that a revision of that digest pushed later (an image
+    /// pushed after a referrer naming it) is read by a re-mark.
+    absent: DigestSet,
     /// Manifests that marked ones refer to (index children, subjects), with the repository
     /// of the first manifest that named them.
     referred: DigestMap<Arc<str>>,
@@ -155,6 +159,8 @@ pub fn remark(
 ) -> Result<(Marked, usize), String> {
     let mut marked = marked;
     let before = marked.manifests;
+    // Referred manifests that were missing are looked for again.
+    marked.absent.clear();
     let mut errors = list_and_mark(storage, blobs, counters, &mut marked, true);
     if errors.is_empty() {
         settle(storage, blobs, &mut marked, &mut errors);
@@ -190,6 +196,7 @@ fn list_and_mark(
         let mut repositories = 0;
         for record in rx.iter().flatten() {
             repositories += 1;
+            let record = settled(storage, record);
             errors.extend(
                 record
                     .problems
@@ -225,6 +232,22 @@ fn list_and_mark(
     });
     errors.extend(warnings);
     errors
+}
+
+/// A repository read with problems is read again a few times over most of a second
+/// before they count: a registry serving while it is read (`--online`) writes a link in
+/// place, and a link read halfway through its write is torn for a moment. A problem that
+/// stays is a doubt.
+fn settled(storage: &dyn Storage, record: crate::scan::RepoRecord) -> crate::scan::RepoRecord {
+    let mut record = record;
+    for pause in [50, 100, 200, 400] {
+        if record.problems.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        record = storage.read_repo(&record.name);
+    }
+    record
 }
 
 /// Follows what the marked manifests name until nothing new turns up: digests of other
@@ -323,7 +346,7 @@ fn mark_referenced_manifests(
         let todo: Vec<(Digest, Arc<str>)> = marked
             .referred
             .iter()
-            .filter(|(d, _)| !marked.read.contains(*d))
+            .filter(|(d, _)| !marked.read.contains(*d) && !marked.absent.contains(*d))
             .map(|(d, r)| (*d, r.clone()))
             .collect();
         if todo.is_empty() {
@@ -331,15 +354,20 @@ fn mark_referenced_manifests(
         }
         let digests: Vec<Digest> = todo.iter().map(|(d, _)| *d).collect();
         for ((d, repo), body) in todo.iter().zip(blobs.read_many(&digests)) {
-            marked.read.insert(*d);
             match body {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // nothing to keep
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Nothing to keep now; looked for again by the next re-mark.
+                    marked.absent.insert(*d);
+                }
                 body => match checked_manifest(blobs, d, body) {
                     Ok(m) => {
                         any = true;
                         marked.add(repo, *d, &m);
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => {
+                        marked.read.insert(*d);
+                        errors.push(e);
+                    }
                 },
             }
         }

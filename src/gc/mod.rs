@@ -164,8 +164,10 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     let links = Arc::new(AtomicU64::new(0));
     let (sweeper, storage) = open(cfg, rt, links.clone())?;
     let quarantine = sweeper.quarantine();
-    let locks = !cfg.dry_run && (cfg.online.is_some() || cfg.restore_quarantine);
-    let _lock = match locks.then(|| quarantine.lock()).transpose() {
+    // Every collection that may touch the quarantine holds its lock: an online one and a
+    // restore make it, an offline one takes it where it exists (it puts leftovers back).
+    let creates = cfg.online.is_some() || cfg.restore_quarantine;
+    let _lock = match (!cfg.dry_run).then(|| quarantine.lock(creates)).transpose() {
         Ok(l) => l.flatten(),
         Err(e) => {
             eprintln!("regsweep: error: {e}");
@@ -296,8 +298,28 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             &counters,
             &mut lines,
         );
+        let upload_failures = if outcome.interrupted || outcome.doubt.is_some() {
+            Vec::new()
+        } else {
+            sweeper.remove_uploads(&old_uploads)
+        };
         drop(status);
-        return finish_online(&mut lines, &outcome, listed.candidates.len(), journal);
+        if !old_uploads.is_empty() && upload_failures.len() < old_uploads.len() {
+            lines.line(format_args!(
+                "Purged {} of {} uploads.",
+                old_uploads.len() - upload_failures.len(),
+                old_uploads.len()
+            ));
+        }
+        for (u, why) in &upload_failures {
+            eprintln!("regsweep: failed: upload {u}: {why}");
+        }
+        let code = finish_online(&mut lines, &outcome, listed.candidates.len(), journal)?;
+        return Ok(if code == EXIT_OK && !upload_failures.is_empty() {
+            EXIT_PARTIAL
+        } else {
+            code
+        });
     }
     let mut swept = sweep_journaled(&sweeper, &listed.candidates, signals, &counters, &journal);
     if let Some(j) = journal {

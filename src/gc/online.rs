@@ -218,6 +218,7 @@ pub fn collect(
     }
     // 2. Settle: mark again until the settle period is over, then once more.
     let mut marked = marked;
+    let (mut remarks, mut remark_time) = (0u32, Duration::ZERO);
     if !outcome.interrupted && outcome.doubt.is_none() {
         let deadline = Instant::now() + online.settle;
         loop {
@@ -231,7 +232,18 @@ pub fn collect(
                 outcome.interrupted = true;
                 break;
             }
-            match remark(storage, q, &held, marked, journal, out) {
+            // A request that read a blob's presence from storage right before the
+            // quarantine may write it into the cache right after it was cleared: clear it
+            // again before each re-mark, so that such an entry lives one interval at most.
+            if let Err(e) = forget(online, &held) {
+                outcome.doubt = Some(e);
+                break;
+            }
+            let began = Instant::now();
+            let result = remark(storage, q, &held, marked, journal, out);
+            remarks += 1;
+            remark_time += began.elapsed();
+            match result {
                 Ok((m, restored, failed)) => {
                     marked = m;
                     outcome.restored += restored;
@@ -276,8 +288,9 @@ pub fn collect(
     // 3. Delete the quarantine, then make the cache forget once more (an entry a request
     //    wrote back between the first clearing and the quarantine is gone now).
     out.line(format_args!(
-        "Settled: deleting {} quarantined blobs.",
-        remaining.len()
+        "Settled: deleting {} quarantined blobs (marked again {remarks} times, {} ms each on average).",
+        remaining.len(),
+        (remark_time / remarks.max(1)).as_millis()
     ));
     let extra: Vec<(Digest, String)> = extra_keys(candidates, &remaining);
     for (i, batch) in remaining.chunks(BATCH).enumerate() {

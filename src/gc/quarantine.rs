@@ -74,10 +74,15 @@ impl<'a> Quarantine<'a> {
     /// process ends, however it ends), so that two collections never share it. `Err` when
     /// another collection holds it. On S3: nothing (one collection at a time is the
     /// operator's to ensure).
-    pub fn lock(&self) -> Result<Option<fs::File>, String> {
+    /// With `create` false (an offline collection), a quarantine that does not exist is
+    /// not made: there is nothing to guard.
+    pub fn lock(&self, create: bool) -> Result<Option<fs::File>, String> {
         let Quarantine::Fs { dir, .. } = self else {
             return Ok(None);
         };
+        if !create && !dir.is_dir() {
+            return Ok(None);
+        }
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(".lock");
         let file = fs::OpenOptions::new()
@@ -154,21 +159,20 @@ impl<'a> Quarantine<'a> {
         split(results)
     }
 
-    /// Puts each blob back where the registry looks for it; a blob a fresh upload already
-    /// put back keeps that copy (the same bytes: the digest says so) and the quarantined
-    /// one goes. Gives the blobs that could not be put back (they stay in quarantine).
+    /// Puts each blob back where the registry looks for it, once its bytes are checked
+    /// against its digest (a quarantined file that does not hold them stays where it is,
+    /// reported); a blob a fresh upload already put back keeps that copy, never replaced,
+    /// and the quarantined one goes. Gives the blobs that could not be put back.
     pub fn restore(&self, digests: &[Digest]) -> Vec<Failure> {
         let results: Vec<(Digest, Result<bool, String>)> = match self {
             Quarantine::Fs { root, dir } => digests
                 .par_iter()
-                .map(|d| (*d, move_fs(&held_path(dir, d), &live(root, d))))
+                .map(|d| (*d, restore_fs(d, &held_path(dir, d), &live(root, d))))
                 .collect(),
             Quarantine::S3 { store, rt, prefix } => rt.block_on(
                 stream::iter(digests.iter().map(|d| async move {
-                    (
-                        *d,
-                        move_s3(store, &held_key_of(prefix, d), &live_key(store, d)).await,
-                    )
+                    let (held, live) = (held_key_of(prefix, d), live_key(store, d));
+                    (*d, restore_s3(store, d, &held, &live).await)
                 }))
                 .buffer_unordered(store.concurrency.max(1))
                 .collect(),
@@ -182,7 +186,8 @@ impl<'a> Quarantine<'a> {
     }
 
     /// Deletes the quarantined copies of `digests` for good, with what else lay under each
-    /// blob's key on S3 (`extra`). Gives the blobs that could not be deleted.
+    /// blob's key on S3 (`extra`). Gives the blobs that could not be deleted, with why: on
+    /// a filesystem, one no longer in quarantine (put back by someone else) is one of them.
     pub fn purge(&self, digests: &[Digest], extra: &[(Digest, String)]) -> Vec<Failure> {
         match self {
             Quarantine::Fs { dir, .. } => {
@@ -192,7 +197,13 @@ impl<'a> Quarantine<'a> {
                         let p = held_path(dir, d);
                         match fs::remove_file(&p) {
                             Ok(()) => None,
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => Some((
+                                *d,
+                                format!(
+                                    "{}: no longer in quarantine (put back by another run?)",
+                                    p.display()
+                                ),
+                            )),
                             Err(e) => Some((*d, format!("{}: {e}", p.display()))),
                         }
                     })
@@ -266,6 +277,70 @@ fn move_fs(from: &Path, to: &Path) -> Result<bool, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(fail(e)),
     }
+}
+
+/// Puts the quarantined `held` of blob `d` back at `live`: dropped when `live` is there
+/// already (a fresh upload, checked by the registry), else renamed back once its bytes
+/// hash to `d`.
+fn restore_fs(d: &Digest, held: &Path, live: &Path) -> Result<bool, String> {
+    match fs::symlink_metadata(live) {
+        Ok(_) => {
+            return match fs::remove_file(held) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(format!("{}: {e}", held.display())),
+            };
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", live.display())),
+    }
+    let file = match fs::File::open(held) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", held.display())),
+    };
+    let actual = Digest::of_reader(io::BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", held.display()))?;
+    if actual != *d {
+        return Err(format!(
+            "{}: holds the bytes of {actual}, not of {d}: left in quarantine",
+            held.display()
+        ));
+    }
+    move_fs(held, live)
+}
+
+/// [`restore_fs`] on S3: dropped when the live key exists, else its bytes are read and
+/// checked, then copied back and the quarantined key deleted.
+async fn restore_s3(store: &S3Store, d: &Digest, held: &str, live: &str) -> Result<bool, String> {
+    let exists = match store.head(live).await {
+        Ok(e) => e,
+        Err(e) => return Err(e),
+    };
+    if exists {
+        return match store
+            .delete_keys(&[held.to_owned()])
+            .await
+            .into_iter()
+            .next()
+        {
+            None => Ok(true),
+            Some((key, why)) => Err(format!("s3://{}/{key}: {why}", store.bucket)),
+        };
+    }
+    let body = match store.get(held, crate::s3::GetKind::Blob).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    let actual = Digest::of(&body);
+    if actual != *d {
+        return Err(format!(
+            "s3://{}/{held}: holds the bytes of {actual}, not of {d}: left in quarantine",
+            store.bucket
+        ));
+    }
+    move_s3(store, held, live).await
 }
 
 /// Copies `from` to `to`, then deletes `from`. `Ok(false)`: `from` was not there. A crash

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod redis;
 pub mod s3;
 pub mod standard;
 pub mod token;
