@@ -71,7 +71,8 @@ pub enum Command {
         args: Args,
     },
     /// Collect blobs no manifest of any repository references (registry stopped or
-    /// read-only: confirm with --registry-stopped; --dry-run lists them with sizes).
+    /// read-only: confirm with --registry-stopped; while it serves: --online with
+    /// --registry-config; --dry-run lists them with sizes).
     Gc {
         /// The usual options (storage, --dry-run, --min-age, --registry-stopped).
         #[command(flatten)]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::images::{garbage_image, keep_image};
+
 use common::redis::Redis;
 
 use std::io::{BufRead, BufReader};
@@ -360,50 +362,6 @@ fn a_real_put_racing_the_quarantine_keeps_its_config_even_when_a_referrer_named_
     );
 }
 
-/// Pushes an image to `repo` and deletes it: its manifest, config and layer are garbage.
-fn garbage_image(reg: &Registry, repo: &str, seed: u64) -> Vec<Digest> {
-    let p = reg.pusher();
-    let img = p
-        .image(
-            repo,
-            &regsweep_testkit::ImageSpec {
-                os: "linux",
-                arch: "amd64",
-                created: chrono::Utc::now(),
-                seed,
-                oci: true,
-            },
-        )
-        .expect("push");
-    let m: serde_json::Value = serde_json::from_slice(&img.body).expect("json");
-    let mut out = vec![img.digest];
-    out.push(Digest::parse(m["config"]["digest"].as_str().expect("config")).expect("digest"));
-    for l in m["layers"].as_array().expect("layers") {
-        out.push(Digest::parse(l["digest"].as_str().expect("layer")).expect("digest"));
-    }
-    assert_eq!(p.delete(repo, &img.digest).expect("delete"), 202);
-    out
-}
-
-fn keep_image(reg: &Registry, repo: &str, seed: u64) -> String {
-    let p = reg.pusher();
-    let img = p
-        .image(
-            repo,
-            &regsweep_testkit::ImageSpec {
-                os: "linux",
-                arch: "arm64",
-                created: chrono::Utc::now(),
-                seed,
-                oci: false,
-            },
-        )
-        .expect("push");
-    let tag = format!("v{seed}");
-    p.tag(repo, &tag, &img).expect("tag");
-    tag
-}
-
 /// Makes every blob (data and directories) look `ago` old.
 fn age_blobs(reg: &Registry, ago: &str) {
     let st = Command::new("sh")
@@ -425,7 +383,7 @@ fn age_blobs(reg: &Registry, ago: &str) {
 fn an_offline_collection_during_an_online_one_neither_steals_the_quarantine_nor_misreports() {
     let reg = Registry::start();
     let tag = keep_image(&reg, "two/keep", 1);
-    let gone = garbage_image(&reg, "two/gone", 2);
+    let gone = garbage_image(&reg, "two/gone", 2).1;
     age_blobs(&reg, "2 hours ago");
     let gc = online_until(&reg, "3s", "Quarantined", &[("MIN_AGE", "1h")], &[]);
     assert_eq!(held(&reg.root()).len(), gone.len());
@@ -496,7 +454,7 @@ fn restore_quarantine_after_a_fresh_upload_put_a_blob_back() {
 fn dry_run_online_moves_nothing() {
     let reg = Registry::start();
     keep_image(&reg, "dry/keep", 1);
-    let gone = garbage_image(&reg, "dry/gone", 2);
+    let gone = garbage_image(&reg, "dry/gone", 2).1;
     let before = common::snapshot(&reg.root());
     let config = reg.config().to_string_lossy().into_owned();
     let o = run(
@@ -698,7 +656,7 @@ fn redis_entries_of_a_quarantined_blob_by_every_alias_and_repository_are_cleared
 fn a_second_online_collection_refuses_and_the_first_puts_back_on_sigterm() {
     let reg = Registry::start();
     let tag = keep_image(&reg, "lock/keep", 1);
-    let gone = garbage_image(&reg, "lock/gone", 2);
+    let gone = garbage_image(&reg, "lock/gone", 2).1;
     let gc = online_until(&reg, "1h", "Quarantined", &[], &[]);
     let q = held(&reg.root());
     assert_eq!(q.len(), gone.len());

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::images::{garbage_image, keep_image, spec};
 use common::redis::Redis;
 use common::s3::{Moto, keys, registry_on, s3_env};
 use common::{Registry, regsweep};
@@ -226,46 +227,14 @@ fn online_collection_refuses_without_a_cache_it_can_clear() {
 
 /// Pushes `n` images to `repo` and deletes them: their blobs are garbage.
 fn garbage(reg: &Registry, repo: &str, n: u64) {
-    let p = reg.pusher();
     for seed in 0..n {
-        let img = p
-            .image(
-                repo,
-                &regsweep_testkit::ImageSpec {
-                    os: "linux",
-                    arch: "amd64",
-                    created: chrono::Utc::now(),
-                    seed: 10_000 + seed,
-                    oci: true,
-                },
-            )
-            .expect("push");
-        assert_eq!(p.delete(repo, &img.digest).expect("delete"), 202);
+        garbage_image(reg, repo, 10_000 + seed);
     }
 }
 
 /// Pushes `n` tagged images to `repo`: what must survive.
 fn keepers(reg: &Registry, repo: &str, n: u64) -> Vec<String> {
-    let p = reg.pusher();
-    (0..n)
-        .map(|seed| {
-            let img = p
-                .image(
-                    repo,
-                    &regsweep_testkit::ImageSpec {
-                        os: "linux",
-                        arch: "arm64",
-                        created: chrono::Utc::now(),
-                        seed,
-                        oci: false,
-                    },
-                )
-                .expect("push");
-            let tag = format!("v{seed}");
-            p.tag(repo, &tag, &img).expect("tag");
-            tag
-        })
-        .collect()
+    (0..n).map(|seed| keep_image(reg, repo, seed)).collect()
 }
 
 /// Starts an online collection with stdout piped; gives the child once a stdout line
@@ -439,22 +408,9 @@ fn a_manifest_pushed_while_its_blobs_sit_in_quarantine_brings_them_back() {
     common::pull_all_tags(&reg.url, "back/a", &["again".to_owned()]);
 }
 
-fn spec(seed: u64) -> regsweep_testkit::ImageSpec {
-    regsweep_testkit::ImageSpec {
-        os: "linux",
-        arch: "amd64",
-        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
-        seed,
-        oci: true,
-    }
-}
-
 /// Pushes an image, deletes it; gives it.
 fn pushed_and_deleted(reg: &Registry, repo: &str, seed: u64) -> regsweep_testkit::Pushed {
-    let p = reg.pusher();
-    let img = p.image(repo, &spec(seed)).expect("push");
-    assert_eq!(p.delete(repo, &img.digest).expect("delete"), 202);
-    img
+    garbage_image(reg, repo, seed).0
 }
 
 /// Pushes `img` again as a client does (each blob HEADed, skipped when the registry says it

@@ -2,6 +2,7 @@
 //! Every registry it starts listens on 127.0.0.1 and lives in a temporary directory.
 #![allow(dead_code)]
 
+pub mod images;
 pub mod proxy;
 pub mod redis;
 pub mod s3;
