@@ -288,16 +288,14 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             settle,
         };
         let mut lines = online::Lines::new(&mut out);
-        let outcome = online::collect(
-            &*storage,
-            marked,
-            &listed.candidates,
-            &online,
+        let cx = online::Context {
+            storage: &*storage,
+            online: &online,
             signals,
-            journal.as_ref(),
-            &counters,
-            &mut lines,
-        );
+            journal: journal.as_ref(),
+            counters: &counters,
+        };
+        let outcome = online::collect(&cx, marked, &listed.candidates, &mut lines);
         let upload_failures = if outcome.interrupted || outcome.doubt.is_some() {
             Vec::new()
         } else {

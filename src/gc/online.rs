@@ -146,189 +146,225 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// What an online collection works with besides its candidates.
+pub struct Context<'a> {
+    /// The registry's storage, listed again by each re-mark.
+    pub storage: &'a dyn Storage,
+    /// The quarantine, the cache, the settle period.
+    pub online: &'a Online<'a>,
+    /// SIGINT/SIGTERM.
+    pub signals: &'a Signals,
+    /// Where each step is recorded, if anywhere.
+    pub journal: Option<&'a Journal>,
+    /// Progress.
+    pub counters: &'a Counters,
+}
+
+/// One online collection in progress.
+struct Collection<'a, 'o> {
+    cx: &'a Context<'a>,
+    /// Blobs in quarantine now.
+    held: Mutex<BTreeSet<Digest>>,
+    outcome: Outcome,
+    out: &'a mut Lines<'o>,
+}
+
 /// Runs the online collection of `candidates` (the plan already printed), reporting
 /// progress lines to `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn collect(
-    storage: &dyn Storage,
-    marked: Marked,
-    candidates: &[Candidate],
-    online: &Online,
-    signals: &Signals,
-    journal: Option<&Journal>,
-    counters: &Counters,
-    out: &mut Lines,
-) -> Outcome {
-    let q = online.quarantine;
-    let mut outcome = Outcome::default();
-    let held = Mutex::new(BTreeSet::new());
-    signals.deleting.store(true, Ordering::SeqCst);
-    counters.start_sweep(candidates.len());
-    // 1. Quarantine.
-    for batch in candidates.chunks(BATCH) {
-        if signals.cancel.load(Ordering::SeqCst) {
-            outcome.interrupted = true;
-            break;
-        }
-        let (failed, absent) = q.put(batch);
-        let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).chain(absent).collect();
-        let moved: Vec<Digest> = batch
-            .iter()
-            .map(|c| c.digest)
-            .filter(|d| !bad.contains(d))
-            .collect();
-        record(
-            journal,
-            Record::GcQuarantined {
-                digests: names(&moved),
-            },
-        );
-        counters
-            .delete_done
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        counters
-            .delete_failed
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        outcome.quarantined += moved.len();
-        if let Ok(mut h) = held.lock() {
-            h.extend(moved);
-        }
-        outcome.failed.extend(failed);
-    }
-    let bytes: u64 = {
-        let h = held.lock().map(|h| h.clone()).unwrap_or_default();
-        candidates
-            .iter()
-            .filter(|c| h.contains(&c.digest))
-            .map(|c| c.size)
-            .sum()
+pub fn collect(cx: &Context, marked: Marked, candidates: &[Candidate], out: &mut Lines) -> Outcome {
+    let mut c = Collection {
+        cx,
+        held: Mutex::new(BTreeSet::new()),
+        outcome: Outcome::default(),
+        out,
     };
-    out.line(format_args!(
-        "Quarantined {} blobs ({}) in {}; settling for {}, marking again every {}.",
-        outcome.quarantined,
-        indicatif::BinaryBytes(bytes),
-        q.shown(),
-        humantime::format_duration(online.settle),
-        humantime::format_duration(online.interval()),
-    ));
-    if !outcome.interrupted
-        && let Err(e) = forget(online, &held)
-    {
-        outcome.doubt = Some(e);
+    cx.signals.deleting.store(true, Ordering::SeqCst);
+    cx.counters.start_sweep(candidates.len());
+    c.quarantine(candidates);
+    if !c.stopped() {
+        c.settle(marked);
     }
-    // 2. Settle: mark again until the settle period is over, then once more.
-    let mut marked = marked;
-    let (mut remarks, mut remark_time) = (0u32, Duration::ZERO);
-    if !outcome.interrupted && outcome.doubt.is_none() {
+    if c.stopped() {
+        let why = if c.outcome.interrupted {
+            "interrupted"
+        } else {
+            "doubt"
+        };
+        let all = c.held_now();
+        let back = c.put_back(&all, why);
+        c.out.line(format_args!(
+            "Put back {back} of {} quarantined blobs ({why}).",
+            all.len()
+        ));
+        return c.outcome;
+    }
+    c.purge(candidates);
+    c.outcome
+}
+
+impl Collection<'_, '_> {
+    /// Stopped by a signal or a doubt.
+    fn stopped(&self) -> bool {
+        self.outcome.interrupted || self.outcome.doubt.is_some()
+    }
+
+    fn held_now(&self) -> Vec<Digest> {
+        self.held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// 1. Moves the candidates into quarantine, a batch at a time, then clears the cache.
+    fn quarantine(&mut self, candidates: &[Candidate]) {
+        let (q, cx) = (self.cx.online.quarantine, self.cx);
+        for batch in candidates.chunks(BATCH) {
+            if cx.signals.cancel.load(Ordering::SeqCst) {
+                self.outcome.interrupted = true;
+                break;
+            }
+            let (failed, absent) = q.put(batch);
+            let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).chain(absent).collect();
+            let moved: Vec<Digest> = batch
+                .iter()
+                .map(|c| c.digest)
+                .filter(|d| !bad.contains(d))
+                .collect();
+            record(
+                cx.journal,
+                Record::GcQuarantined {
+                    digests: names(&moved),
+                },
+            );
+            cx.counters
+                .delete_done
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            cx.counters
+                .delete_failed
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            self.outcome.quarantined += moved.len();
+            if let Ok(mut h) = self.held.lock() {
+                h.extend(moved);
+            }
+            self.outcome.failed.extend(failed);
+        }
+        let held: BTreeSet<Digest> = self.held_now().into_iter().collect();
+        let bytes: u64 = candidates
+            .iter()
+            .filter(|c| held.contains(&c.digest))
+            .map(|c| c.size)
+            .sum();
+        self.out.line(format_args!(
+            "Quarantined {} blobs ({}) in {}; settling for {}, marking again every {}.",
+            self.outcome.quarantined,
+            indicatif::BinaryBytes(bytes),
+            q.shown(),
+            humantime::format_duration(cx.online.settle),
+            humantime::format_duration(cx.online.interval()),
+        ));
+        if !self.outcome.interrupted
+            && let Err(e) = forget(cx.online, &self.held_now())
+        {
+            self.outcome.doubt = Some(e);
+        }
+    }
+
+    /// 2. Marks again every interval until the settle period is over, then once more,
+    ///    putting back what new manifests name.
+    fn settle(&mut self, marked: Marked) {
+        let online = self.cx.online;
+        let mut marked = marked;
+        let (mut remarks, mut spent) = (0u32, Duration::ZERO);
         let deadline = Instant::now() + online.settle;
         loop {
             let last = Instant::now() >= deadline;
-            if !wait(
-                signals,
-                online
-                    .interval()
-                    .min(deadline.saturating_duration_since(Instant::now())),
-            ) {
-                outcome.interrupted = true;
-                break;
+            let pause = online
+                .interval()
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if !wait(self.cx.signals, pause) {
+                self.outcome.interrupted = true;
+                return;
             }
             // A request that read a blob's presence from storage right before the
             // quarantine may write it into the cache right after it was cleared: clear it
             // again before each re-mark, so that such an entry lives one interval at most.
-            if let Err(e) = forget(online, &held) {
-                outcome.doubt = Some(e);
-                break;
+            if let Err(e) = forget(online, &self.held_now()) {
+                self.outcome.doubt = Some(e);
+                return;
             }
             let began = Instant::now();
-            let result = remark(storage, q, &held, marked, journal, out);
+            let result = remark(self.cx, &self.held, marked, self.out);
             remarks += 1;
-            remark_time += began.elapsed();
+            spent += began.elapsed();
             match result {
                 Ok((m, restored, failed)) => {
                     marked = m;
-                    outcome.restored += restored;
-                    outcome.failed.extend(failed);
+                    self.outcome.restored += restored;
+                    self.outcome.failed.extend(failed);
                 }
                 Err(e) => {
-                    outcome.doubt = Some(e);
-                    break;
+                    self.outcome.doubt = Some(e);
+                    return;
                 }
             }
             if last {
                 break;
             }
         }
+        self.out.line(format_args!(
+            "Settled: deleting {} quarantined blobs (marked again {remarks} times, {} ms each on average).",
+            self.held_now().len(),
+            (spent / remarks.max(1)).as_millis()
+        ));
     }
-    let remaining: Vec<Digest> = held
-        .lock()
-        .map(|h| h.iter().copied().collect())
-        .unwrap_or_default();
-    // Stopped early: everything goes back.
-    if outcome.interrupted || outcome.doubt.is_some() {
-        let why = if outcome.interrupted {
-            "interrupted"
-        } else {
-            "doubt"
-        };
-        let failed = q.restore(&remaining);
+
+    /// Puts `digests` back from quarantine, journaled with why; gives how many went back.
+    fn put_back(&mut self, digests: &[Digest], why: &str) -> usize {
+        let failed = self.cx.online.quarantine.restore(digests);
+        let back = digests.len() - failed.len();
+        let why = why.to_owned();
         record(
-            journal,
+            self.cx.journal,
             Record::GcRestored {
-                digests: names(&remaining),
-                why: why.into(),
+                digests: names(digests),
+                why,
             },
         );
-        out.line(format_args!(
-            "Put back all {} quarantined blobs ({why}).",
-            remaining.len() - failed.len()
-        ));
-        outcome.failed.extend(failed);
-        return outcome;
+        self.outcome.failed.extend(failed);
+        back
     }
-    // 3. Delete the quarantine, then make the cache forget once more (an entry a request
-    //    wrote back between the first clearing and the quarantine is gone now).
-    out.line(format_args!(
-        "Settled: deleting {} quarantined blobs (marked again {remarks} times, {} ms each on average).",
-        remaining.len(),
-        (remark_time / remarks.max(1)).as_millis()
-    ));
-    let extra: Vec<(Digest, String)> = extra_keys(candidates, &remaining);
-    for (i, batch) in remaining.chunks(BATCH).enumerate() {
-        if signals.cancel.load(Ordering::SeqCst) {
-            // What is left goes back: always safe.
-            let rest = &remaining[i * BATCH..];
-            let failed = q.restore(rest);
+
+    /// 3. Deletes the quarantine, a batch at a time (a signal puts the rest back), then
+    ///    makes the cache forget once more.
+    fn purge(&mut self, candidates: &[Candidate]) {
+        let remaining = self.held_now();
+        let extra: Vec<(Digest, String)> = extra_keys(candidates, &remaining);
+        for (i, batch) in remaining.chunks(BATCH).enumerate() {
+            if self.cx.signals.cancel.load(Ordering::SeqCst) {
+                let rest = &remaining[i * BATCH..];
+                let back = self.put_back(rest, "interrupted");
+                self.out.line(format_args!(
+                    "Interrupted: put back {back} quarantined blobs not yet deleted."
+                ));
+                self.outcome.interrupted = true;
+                return;
+            }
+            let failed = self.cx.online.quarantine.purge(batch, &extra);
+            let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).collect();
+            let gone: Vec<Digest> = batch.iter().copied().filter(|d| !bad.contains(d)).collect();
             record(
-                journal,
-                Record::GcRestored {
-                    digests: names(rest),
-                    why: "interrupted".into(),
+                self.cx.journal,
+                Record::GcDone {
+                    digests: names(&gone),
                 },
             );
-            out.line(format_args!(
-                "Interrupted: put back {} quarantined blobs not yet deleted.",
-                rest.len() - failed.len()
-            ));
-            outcome.failed.extend(failed);
-            outcome.interrupted = true;
-            return outcome;
+            self.outcome.deleted += gone.len();
+            self.outcome.failed.extend(failed);
         }
-        let failed = q.purge(batch, &extra);
-        let bad: BTreeSet<Digest> = failed.iter().map(|(d, _)| *d).collect();
-        let gone: Vec<Digest> = batch.iter().copied().filter(|d| !bad.contains(d)).collect();
-        record(
-            journal,
-            Record::GcDone {
-                digests: names(&gone),
-            },
-        );
-        outcome.deleted += gone.len();
-        outcome.failed.extend(failed);
+        if let Err(e) = forget(self.cx.online, &remaining) {
+            self.outcome.cache_error = Some(e);
+        }
     }
-    if let Err(e) = forget(online, &Mutex::new(remaining.iter().copied().collect())) {
-        outcome.cache_error = Some(e);
-    }
-    outcome
 }
 
 /// The keys besides `data` that lay under each deleted blob's key on S3.
@@ -348,13 +384,12 @@ fn extra_keys(candidates: &[Candidate], remaining: &[Digest]) -> Vec<(Digest, St
 /// One re-mark: manifests pushed since the last, with what they name put back. Gives the
 /// new marks, how many blobs came back, and those that could not.
 fn remark(
-    storage: &dyn Storage,
-    q: &Quarantine,
+    cx: &Context,
     held: &Mutex<BTreeSet<Digest>>,
     marked: Marked,
-    journal: Option<&Journal>,
     out: &mut Lines,
 ) -> Result<(Marked, usize, Vec<Failure>), String> {
+    let (storage, q, journal) = (cx.storage, cx.online.quarantine, cx.journal);
     let source = Restoring {
         inner: storage.blobs(),
         quarantine: q,
@@ -399,19 +434,13 @@ fn remark(
     Ok((marked, restored.len(), failed))
 }
 
-/// Makes the registry's Redis forget every blob in `held`.
-fn forget(online: &Online, held: &Mutex<BTreeSet<Digest>>) -> Result<(), String> {
+/// Makes the registry's Redis forget every blob in `digests`.
+fn forget(online: &Online, digests: &[Digest]) -> Result<(), String> {
     let Some(t) = online.cache else {
         return Ok(());
     };
-    let digests: Vec<Digest> = held
-        .lock()
-        .map(|h| h.iter().copied().collect())
-        .unwrap_or_default();
-    blob_cache::forget(t, &digests)
-        .map(|f| {
-            tracing::debug!("cache entries removed: {f:?}");
-        })
+    blob_cache::forget(t, digests)
+        .map(|f| tracing::debug!("cache entries removed: {f:?}"))
         .map_err(|e| format!("clearing the registry's blob descriptor cache: {e}"))
 }
 
