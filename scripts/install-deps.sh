@@ -9,6 +9,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The metrics tests: a real Pushgateway, and promtool (package prometheus) to lint the textfile.
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

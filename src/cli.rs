@@ -10,7 +10,9 @@ use clap::{Parser, ValueEnum};
 
 use crate::delete::ClientOptions;
 use crate::delete::auth::{Credentials, docker_config_path, from_docker_config};
+use crate::logging::LogFormat;
 use crate::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
+use crate::report::metrics::{Recorder, Settings as MetricsSettings};
 use crate::s3::S3Options;
 use crate::scan::{RepoFilter, Shard};
 use crate::secret::{Secret, redact_userinfo};
@@ -126,6 +128,9 @@ impl Cli {
 /// The help heading of the options only a run that deletes uses.
 const DELETING: &str = "Deleting (not used by `plan` or a dry run)";
 
+/// The help heading of the metrics options.
+const METRICS: &str = "Metrics (Prometheus)";
+
 /// Exit codes and examples, after `--help`.
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -136,6 +141,13 @@ Exit codes:
   4    finished, but something was skipped: a repository failed closed, a deletion was
        skipped because storage changed, a warning
   130  interrupted by SIGINT or SIGTERM
+
+Logging (stderr; the report goes to stdout):
+  REGSWEEP_LOG=LEVEL  regsweep's own level: error, warn (default), info, debug, trace; it
+                      never enables other crates' logs (they can carry headers)
+  -v, --verbose       the same as REGSWEEP_LOG=debug; with both, the more verbose wins
+  LOG_FORMAT=json     one JSON object per line (time, level, message, fields)
+  NO_COLOR=1          no colour codes; there are none unless stderr is a terminal
 
 Examples:
   Dry run over a filesystem registry:
@@ -368,10 +380,31 @@ pub struct Args {
     #[arg(long, env = "PROGRESS_INTERVAL", default_value = "10s")]
     pub progress_interval: String,
 
-    /// Debug logging on stderr (requests, retries, timings); never secrets.
+    /// Debug logging on stderr (requests, retries, timings); never secrets. The same as
+    /// REGSWEEP_LOG=debug; with both, the more verbose level wins.
     #[arg(long, short, env = "VERBOSE", value_parser = BoolishValueParser::new(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true")]
     pub verbose: bool,
+
+    /// Log format on stderr: text, or json (one object per line: time, level, message,
+    /// fields) for warnings, errors, progress lines and debug logs. The report stays on stdout.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Write the run's Prometheus metrics to this file at the end of the run (atomically:
+    /// a file beside it renamed over it), for node_exporter's textfile collector.
+    #[arg(long, env = "METRICS_FILE", help_heading = METRICS)]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the run's Prometheus metrics to this Pushgateway (e.g. http://pushgateway:9091)
+    /// at the end of the run, a failed one too; grouped by job, command and, with --shard,
+    /// the shard as instance.
+    #[arg(long, env = "PUSHGATEWAY_URL", help_heading = METRICS)]
+    pub pushgateway: Option<String>,
+
+    /// The job label of the pushed metrics.
+    #[arg(long, env = "METRICS_JOB", default_value = "regsweep", help_heading = METRICS)]
+    pub metrics_job: String,
 }
 
 /// A validated configuration.
@@ -425,9 +458,42 @@ pub struct Config {
     pub registry_config: Option<PathBuf>,
     /// How progress is shown.
     pub progress: crate::report::status::Mode,
+    /// Where the run's metrics go.
+    pub metrics: MetricsSettings,
+    /// The run's metrics, as it goes.
+    pub recorder: std::sync::Arc<Recorder>,
 }
 
 impl Args {
+    /// `--metrics-file` and `--pushgateway`, checked: the file's directory exists, the URL
+    /// is http(s) without credentials; the shard is the push's instance.
+    fn metrics_settings(&self, shard: Option<Shard>) -> Result<MetricsSettings, String> {
+        if let Some(f) = &self.metrics_file
+            && (f.as_os_str().is_empty()
+                || f.parent()
+                    .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir()))
+        {
+            return Err(format!(
+                "--metrics-file {}: its directory does not exist",
+                f.display()
+            ));
+        }
+        let pushgateway = match self.pushgateway.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(pushgateway_url(u)?),
+            _ => None,
+        };
+        let job = self.metrics_job.trim();
+        if job.is_empty() {
+            return Err("METRICS_JOB is empty: the pushed metrics need a job label".to_owned());
+        }
+        Ok(MetricsSettings {
+            file: self.metrics_file.clone(),
+            pushgateway,
+            job: job.to_owned(),
+            instance: shard.map(|s| format!("{}/{}", s.index, s.count)),
+        })
+    }
+
     /// `--online` with its settle period, checked: only `regsweep gc` collects online, and
     /// only with the registry's configuration at hand.
     fn online_settings(&self) -> Result<Option<std::time::Duration>, String> {
@@ -547,12 +613,31 @@ fn registry_url(url: &str) -> Result<String, String> {
     }
     let mut base = url.trim().trim_end_matches('/').to_owned();
     if let Some(stripped) = base.strip_suffix("/v2") {
-        eprintln!(
-            "warning: REGISTRY_URL {shown:?} ends in /v2: using the registry's base URL {stripped}"
-        );
+        crate::logging::warn(format_args!(
+            "REGISTRY_URL {shown:?} ends in /v2: using the registry's base URL {stripped}"
+        ));
         base = stripped.trim_end_matches('/').to_owned();
     }
     Ok(base)
+}
+
+/// Checks `PUSHGATEWAY_URL`: http or https, no credentials (they would show in messages).
+fn pushgateway_url(url: &str) -> Result<reqwest::Url, String> {
+    let shown = redact_userinfo(url);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("PUSHGATEWAY_URL {shown:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "PUSHGATEWAY_URL {shown:?}: the scheme must be http or https, not {}",
+            parsed.scheme()
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "PUSHGATEWAY_URL {shown:?} carries credentials: they would show in messages and logs"
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Parses `--shard K/N`; `index/N` takes K from `job_index` (JOB_COMPLETION_INDEX).
@@ -800,6 +885,7 @@ impl Args {
                 }
             }
         }
+        let metrics = self.metrics_settings(shard)?;
         let reverify_window = parse_duration("REVERIFY_WINDOW", &self.reverify_window)?;
         if reverify_window.is_zero() {
             return Err(format!(
@@ -857,7 +943,10 @@ impl Args {
             progress: crate::report::status::Mode::detect(
                 self.quiet,
                 parse_duration("PROGRESS_INTERVAL", &self.progress_interval)?,
+                self.log_format == LogFormat::Json,
             ),
+            metrics,
+            recorder: std::sync::Arc::default(),
         })
     }
 }

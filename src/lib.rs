@@ -7,6 +7,7 @@ pub mod cli;
 pub mod delete;
 pub mod digest;
 pub mod gc;
+pub mod logging;
 pub mod meta;
 pub mod pipeline;
 pub mod plan;

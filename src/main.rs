@@ -1,70 +1,69 @@
 //! The `regsweep` command: parses the command line, sets up logging (regsweep's own events
-//! only), runs `app` and exits with its code. No logic of its own.
+//! only), runs `app`, publishes the run's metrics and exits with its code. No logic of its own.
 
 use clap::Parser;
 
 use regsweep::app::{self, EXIT_FATAL, EXIT_USAGE};
-use regsweep::cli::Cli;
+use regsweep::cli::{Cli, Config};
+use regsweep::logging;
+use regsweep::report::metrics;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let started = logging::format_from_env();
+    logging::set_format(started);
     let cli = match Cli::try_parse() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
             // clap's whole message (what is missing, the tip), without the usage dump.
-            eprintln!("regsweep: {}", without_usage(&e.to_string()));
+            let msg = without_usage(&e.to_string());
+            if logging::is_json() {
+                let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+                logging::error(one_line(msg));
+            } else {
+                eprintln!("regsweep: {msg}");
+            }
             std::process::exit(EXIT_USAGE);
         }
     };
     let (mode, args) = cli.split();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(log_filter(args.verbose))
-        .init();
+    logging::init(args.log_format, logging::filter(args.verbose));
     let cfg = match args.validate() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("regsweep: error: {}", one_line(&e));
+            logging::error(one_line(&e));
             std::process::exit(EXIT_USAGE);
         }
     };
     let code = match app::run_mode(&cfg, &mode) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("regsweep: error: {}", one_line(&format!("{e:#}")));
+            logging::error(one_line(&format!("{e:#}")));
             EXIT_FATAL
         }
     };
-    std::process::exit(code);
+    std::process::exit(publish_metrics(&cfg, code));
 }
 
-/// The log filter: only regsweep's own events, ever. HTTP and AWS libraries' debug output
-/// can carry headers (credentials, tokens), so `REGSWEEP_LOG` sets regsweep's level only.
-fn log_filter(verbose: bool) -> tracing_subscriber::EnvFilter {
-    use tracing_subscriber::filter::LevelFilter;
-    let level = if verbose {
-        Some(LevelFilter::DEBUG)
-    } else {
-        std::env::var("REGSWEEP_LOG").ok().and_then(|v| {
-            let v = v.trim().to_ascii_lowercase();
-            let level = v.strip_prefix("regsweep=").unwrap_or(&v);
-            let parsed = level.parse::<LevelFilter>().ok();
-            if parsed.is_none() {
-                eprintln!(
-                    "warning: REGSWEEP_LOG={v:?}: give a level (error, warn, info, debug, trace); \
-                     other crates' logs are never enabled"
-                );
+/// Writes and pushes the run's metrics (a failed run's too); a run that went through but
+/// whose metrics could not be delivered exits 1, each failure named on one line.
+fn publish_metrics(cfg: &Config, code: i32) -> i32 {
+    match metrics::publish(&cfg.metrics, &cfg.recorder, code) {
+        Ok(()) => code,
+        Err(errors) => {
+            for e in errors {
+                logging::error(e);
             }
-            parsed
-        })
-    };
-    match level {
-        Some(l) => tracing_subscriber::EnvFilter::new(format!("warn,regsweep={l}")),
-        None => tracing_subscriber::EnvFilter::new("warn"),
+            if metrics::success(code) {
+                EXIT_FATAL
+            } else {
+                code
+            }
+        }
     }
 }
 

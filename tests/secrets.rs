@@ -35,12 +35,13 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
     // A wrong password, then a real run in JSON with --verbose and a journal, then text;
     // then both again with REGSWEEP_LOG=trace, which must not enable other crates' logs
     // (HTTP libraries log headers at trace).
-    for (pass, format, log) in [
-        ("wrong:pass", "text", ("VERBOSE", "true")),
-        (PASSWORD, "json", ("VERBOSE", "true")),
-        (PASSWORD, "text", ("VERBOSE", "true")),
-        ("wrong:pass", "text", ("REGSWEEP_LOG", "trace")),
-        (PASSWORD, "text", ("REGSWEEP_LOG", "trace")),
+    // Each with its exit code: a wrong password stops the run (1), the rest go through.
+    for (pass, format, log, code) in [
+        ("wrong:pass", "text", ("VERBOSE", "true"), 1),
+        (PASSWORD, "json", ("VERBOSE", "true"), 0),
+        (PASSWORD, "text", ("VERBOSE", "true"), 0),
+        ("wrong:pass", "text", ("REGSWEEP_LOG", "trace"), 1),
+        (PASSWORD, "text", ("REGSWEEP_LOG", "trace"), 0),
     ] {
         let auth = format!("alice:{pass}");
         let out = regsweep(
@@ -53,6 +54,12 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
                 log,
             ],
             &[],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{pass:?} {format}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         outputs.push((
             format!("stdout ({pass}, {format})"),
@@ -77,10 +84,34 @@ fn token_auth_run_leaks_neither_password_nor_tokens() {
         traced.contains("fetched a bearer token"),
         "REGSWEEP_LOG=trace logs regsweep's events: {traced}"
     );
+    // Without escape codes around the target (stderr is a pipe), each event line reads
+    // `<time> <LEVEL> <target>: ...`: every target is regsweep's.
+    assert!(
+        !traced.contains('\u{1b}'),
+        "escape codes on a pipe: {traced:?}"
+    );
     for other in ["hyper", "reqwest", "rustls", "h2"] {
         assert!(
             !traced.contains(&format!(" {other}")),
             "REGSWEEP_LOG=trace enabled {other}'s logs: {traced}"
+        );
+    }
+    let targets: Vec<&str> = traced
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let level = words.nth(1)?;
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                .contains(&level)
+                .then(|| words.next())
+                .flatten()
+        })
+        .collect();
+    assert!(!targets.is_empty(), "event lines: {traced}");
+    for t in &targets {
+        assert!(
+            t.starts_with("regsweep"),
+            "another crate's event ({t}): {traced}"
         );
     }
     outputs.push((

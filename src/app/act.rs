@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
 use anyhow::{Result, anyhow};
+use tracing::Level;
 
 use super::prepare::Run;
 use super::report::{estimate, print_json};
@@ -15,6 +16,7 @@ use crate::cli::{DeleteVia, Output};
 use crate::delete::journal::{Journal, Record};
 use crate::delete::verify::StorageReverify;
 use crate::delete::{self, Outcome, Progress, Target};
+use crate::logging;
 use crate::pipeline::Planned;
 use crate::report::progress::{Quiet, TextProgress};
 use crate::report::status::Counting;
@@ -99,6 +101,7 @@ pub fn act(run: &mut Run, scanned: &Scanned) -> Result<Acted> {
     let mut outcome = run
         .rt
         .block_on(delete::execute(deletes, planned.plans.clone()));
+    cfg.recorder.deleted(&outcome, before.skipped.len());
     outcome.skipped.extend(before.skipped);
     Ok(Acted::Deleted(outcome, total))
 }
@@ -142,23 +145,30 @@ pub fn finish(run: &Run, scanned: Scanned, acted: Acted) -> Result<i32> {
         Output::Json => print_json(cfg, &planned, Some(&outcome), requests())?,
     }
     if let Some(e) = &outcome.journal_error {
-        eprintln!("regsweep: error: {e}");
+        logging::error(e);
     }
     for m in &outcome.failed {
-        eprintln!(
-            "regsweep: failed: {} in {}: {}",
-            m.digest, m.repository, m.why
+        logging::line(
+            Level::ERROR,
+            "failed",
+            "regsweep: failed: ",
+            format_args!("{} in {}: {}", m.digest, m.repository, m.why),
         );
     }
     if outcome.interrupted {
-        eprintln!(
-            "regsweep: interrupted: {} deletions not attempted; rerun (with the same --journal) to finish",
-            outcome.not_attempted
+        logging::line(
+            Level::WARN,
+            "interrupted",
+            "regsweep: interrupted: ",
+            format_args!(
+                "{} deletions not attempted; rerun (with the same --journal) to finish",
+                outcome.not_attempted
+            ),
         );
         return Ok(EXIT_INTERRUPTED);
     }
     if let Some(fatal) = &outcome.fatal {
-        eprintln!("regsweep: error: {fatal}");
+        logging::error(fatal);
         return Ok(EXIT_FATAL);
     }
     if !outcome.failed.is_empty() || outcome.journal_error.is_some() {

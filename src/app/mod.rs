@@ -61,22 +61,33 @@ pub fn run(cfg: &Config) -> Result<i32> {
 /// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
 pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
     start_io_pool(cfg.threads);
+    let rec = &cfg.recorder;
     if let Mode::Gc = mode {
+        rec.begin("gc", cfg.dry_run);
         return crate::gc::collect(cfg);
     }
+    rec.begin("cleanup", cfg.dry_run);
+    rec.phase("prepare");
     let mut run = prepare::Run::prepare(cfg, mode)?;
+    rec.phase("scan");
     let Some(scanned) = scan::scan_and_plan(&run)? else {
         return Ok(EXIT_USAGE);
     };
+    rec.planned(&scanned.planned);
+    rec.phase("report");
     report::report(&run, &scanned)?;
+    rec.phase("delete");
     let acted = act::act(&mut run, &scanned)?;
     let code = act::finish(&run, scanned, acted)?;
     // `--gc`: blobs go only after a cleanup that went through (skips are fine: a skipped
     // manifest is still there, and so is everything it marks).
     if cfg.gc && cfg.dry_run {
         // What a collection would free depends on the deletes this dry run only planned.
-        eprintln!(
-            "note: GC: no collection in a dry run; after the cleanup, `regsweep gc --dry-run` lists what it would free"
+        crate::logging::line(
+            tracing::Level::INFO,
+            "note",
+            "note: ",
+            "GC: no collection in a dry run; after the cleanup, `regsweep gc --dry-run` lists what it would free",
         );
     }
     if cfg.gc && !cfg.dry_run && matches!(code, EXIT_OK | EXIT_SKIPPED) {

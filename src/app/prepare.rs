@@ -11,8 +11,10 @@ use super::EXIT_INTERRUPTED;
 use crate::cli::{Config, DeleteVia, Mode, StorageConfig};
 use crate::delete::RegistryClient;
 use crate::delete::journal::{self, Unfinished};
+use crate::logging;
 use crate::plan::Policies;
 use crate::planfile::{self, PlanFile};
+use crate::report::metrics::{self, Recorder, Settings as MetricsSettings};
 use crate::s3::S3Store;
 use crate::scan::fs::FsStorage;
 use crate::scan::s3::S3Storage;
@@ -107,7 +109,11 @@ pub fn runtime_and_signals(cfg: &Config) -> Result<(tokio::runtime::Runtime, Sig
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let signals = install_signals(&rt)?;
+    let exit = ExitMetrics {
+        settings: cfg.metrics.clone(),
+        recorder: cfg.recorder.clone(),
+    };
+    let signals = install_signals(&rt, exit)?;
     Ok((rt, signals))
 }
 
@@ -117,7 +123,7 @@ fn connect(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Option<Registry
         return Ok(None);
     };
     if opts.insecure {
-        eprintln!("warning: SELF_SIGNED_CERT: TLS certificate verification is off");
+        crate::logging::warn("SELF_SIGNED_CERT: TLS certificate verification is off");
     }
     rt.block_on(RegistryClient::connect(opts.clone()))
         .map(Some)
@@ -152,11 +158,11 @@ fn warn_if_registry_answers(rt: &tokio::runtime::Runtime, url: Option<&str>) {
         client.get(format!("{url}/v2/")).send().await.ok()
     };
     if let Some(r) = rt.block_on(probe) {
-        eprintln!(
-            "warning: --delete-via storage, but the registry at {url} answers ({}): it must be stopped or \
+        crate::logging::warn(format_args!(
+            "--delete-via storage, but the registry at {url} answers ({}): it must be stopped or \
              read-only while regsweep removes links under it",
             r.status()
-        );
+        ));
     }
 }
 
@@ -179,10 +185,15 @@ fn unfinished(cfg: &Config) -> Result<Option<Unfinished>> {
             let u = journal::load(path).map_err(|e| anyhow!(e))?;
             if let Some(u) = &u {
                 let remaining = u.remaining().len();
-                eprintln!(
-                    "regsweep: resuming the run recorded in {}: {remaining} of {} planned deletions remain",
-                    path.display(),
-                    u.planned.len()
+                crate::logging::line(
+                    tracing::Level::INFO,
+                    "resume",
+                    "regsweep: ",
+                    format_args!(
+                        "resuming the run recorded in {}: {remaining} of {} planned deletions remain",
+                        path.display(),
+                        u.planned.len()
+                    ),
                 );
                 journal::warn_torn(path, &u.unreadable_lines);
             }
@@ -201,8 +212,39 @@ pub struct Signals {
     pub deleting: Arc<AtomicBool>,
 }
 
+/// What a run stopped by a signal before any delete publishes as it exits.
+struct ExitMetrics {
+    settings: MetricsSettings,
+    recorder: Arc<Recorder>,
+}
+
+impl ExitMetrics {
+    /// Publishes the metrics of a run interrupted now and exits 130 (a thread of its own:
+    /// the push blocks, and this runs on the async runtime).
+    fn exit(&self) -> ! {
+        let (settings, recorder) = (self.settings.clone(), self.recorder.clone());
+        let _ = std::thread::spawn(move || {
+            if let Err(errors) = metrics::publish(&settings, &recorder, EXIT_INTERRUPTED) {
+                errors.into_iter().for_each(logging::error);
+            }
+        })
+        .join();
+        std::process::exit(EXIT_INTERRUPTED);
+    }
+}
+
+/// An `interrupted...` line on stderr.
+fn interrupted(rest: &str) {
+    logging::line(
+        tracing::Level::WARN,
+        "interrupted",
+        "regsweep: ",
+        format_args!("interrupted{rest}"),
+    );
+}
+
 /// Installs the SIGINT / SIGTERM handling, before the scan starts.
-fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Signals> {
+fn install_signals(rt: &tokio::runtime::Runtime, metrics: ExitMetrics) -> Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
     let cancel = Arc::new(AtomicBool::new(false));
     let deleting = Arc::new(AtomicBool::new(false));
@@ -217,14 +259,14 @@ fn install_signals(rt: &tokio::runtime::Runtime) -> Result<Signals> {
                 _ = term.recv() => {}
             }
             if !phase.load(Ordering::SeqCst) {
-                eprintln!("regsweep: interrupted before any delete: nothing was deleted");
-                std::process::exit(EXIT_INTERRUPTED);
+                interrupted(" before any delete: nothing was deleted");
+                metrics.exit();
             }
             if flag.swap(true, Ordering::SeqCst) {
-                eprintln!("regsweep: interrupted again: exiting now");
-                std::process::exit(EXIT_INTERRUPTED);
+                interrupted(" again: exiting now");
+                metrics.exit();
             }
-            eprintln!("regsweep: interrupted: no new deletes; finishing those in flight (again to exit now)");
+            interrupted(": no new deletes; finishing those in flight (again to exit now)");
         }
     });
     Ok(Signals { cancel, deleting })

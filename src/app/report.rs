@@ -10,6 +10,7 @@ use super::prepare::Run;
 use super::scan::Scanned;
 use crate::cli::{Config, Mode, Output};
 use crate::delete::Outcome;
+use crate::logging;
 use crate::pipeline::Planned;
 use crate::planfile;
 use crate::report::{json, text};
@@ -57,31 +58,34 @@ fn write_plan_file(run: &Run, planned: &Planned, out: &std::path::Path) -> Resul
     );
     planfile::write(out, &file).map_err(|e| anyhow!(e))?;
     let n: usize = file.repositories.iter().map(|r| r.delete.len()).sum();
-    eprintln!(
-        "regsweep: plan with {n} deletions in {} repositories written to {}; carry it out with `regsweep apply {}`",
-        file.repositories.len(),
-        out.display(),
-        out.display()
+    logging::line(
+        tracing::Level::INFO,
+        "plan",
+        "regsweep: ",
+        format_args!(
+            "plan with {n} deletions in {} repositories written to {}; carry it out with `regsweep apply {}`",
+            file.repositories.len(),
+            out.display(),
+            out.display()
+        ),
     );
     Ok(())
 }
 
 /// Prints every warning, failed-closed repository and note on stderr, one line each.
 fn warn_all(planned: &Planned) {
-    let mut err = io::stderr().lock();
     for w in &planned.warnings {
-        let _ = writeln!(err, "warning: {w}");
+        logging::warn(w);
     }
     for p in &planned.plans {
         for problem in &p.problems {
-            let _ = writeln!(
-                err,
-                "warning: repository {} fails closed (nothing in it is deleted): {problem}",
+            logging::warn(format_args!(
+                "repository {} fails closed (nothing in it is deleted): {problem}",
                 p.name
-            );
+            ));
         }
         for note in &p.notes {
-            let _ = writeln!(err, "warning: repository {}: {note}", p.name);
+            logging::warn(format_args!("repository {}: {note}", p.name));
         }
     }
 }

@@ -40,9 +40,9 @@ pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
     if let Some(name) = &cfg.filter.exact
         && planned.plans.is_empty()
     {
-        eprintln!(
-            "regsweep: error: REPO_FILTER: repository {name:?} not found in the {kind} storage"
-        );
+        crate::logging::error(format_args!(
+            "REPO_FILTER: repository {name:?} not found in the {kind} storage"
+        ));
         return Ok(None);
     }
     if cfg.filter.globs.is_some() && planned.plans.is_empty() {
@@ -81,9 +81,11 @@ pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
     if let Some(f) = &run.plan_file {
         refused = restrict_to_plan_file(&mut planned, f);
         for m in &refused {
-            eprintln!(
-                "regsweep: refused: {} in {}: {}",
-                m.digest, m.repository, m.why
+            crate::logging::line(
+                tracing::Level::WARN,
+                "refused",
+                "regsweep: refused: ",
+                format_args!("{} in {}: {}", m.digest, m.repository, m.why),
             );
         }
     }

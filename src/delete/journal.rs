@@ -136,10 +136,10 @@ impl Unfinished {
 /// Warns (stderr) about a journal's torn lines, if any.
 pub fn warn_torn(path: &Path, lines: &[usize]) {
     if !lines.is_empty() {
-        eprintln!(
-            "warning: journal {}: torn lines {lines:?} ignored (that can only mean fewer deletes)",
+        crate::logging::warn(format_args!(
+            "journal {}: torn lines {lines:?} ignored (that can only mean fewer deletes)",
             path.display()
-        );
+        ));
     }
 }
 

@@ -199,6 +199,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     let status = Status::start(cfg.progress, links);
     let counters = status.counters.clone();
     counters.start_mark();
+    cfg.recorder.phase("mark");
     let marked = match mark::mark(&*storage, &counters) {
         Ok(m) => m,
         Err(e) => {
@@ -207,7 +208,9 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             return Ok(EXIT_FATAL);
         }
     };
+    cfg.recorder.marked(marked.blobs.len());
     counters.start_listing();
+    cfg.recorder.phase("list");
     let mut listed = sweeper
         .list(&marked.blobs, now, cfg.min_age_secs, &counters.blobs_listed)
         .map_err(|e| anyhow!("garbage collection aborted, nothing deleted: {e}"))?;
@@ -241,6 +244,8 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         None => Vec::new(),
     };
     counters.scan_done();
+    cfg.recorder
+        .unreferenced(listed.candidates.iter().map(|c| c.size));
     let mut out = io::BufWriter::new(io::stdout().lock());
     write_plan(&mut out, cfg, &marked, &listed, unplanned, &old_uploads)?;
     if cfg.dry_run {
@@ -278,6 +283,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         out.flush()?;
     }
     let journal = begin_journal(cfg, &listed.candidates, now, &resume)?;
+    cfg.recorder.phase("sweep");
     if let Some(settle) = cfg.online {
         let online = online::Online {
             quarantine: &quarantine,
@@ -296,6 +302,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             counters: &counters,
         };
         let outcome = online::collect(&cx, marked, &listed.candidates, &mut lines);
+        cfg.recorder.swept(outcome.deleted, 0, outcome.failed.len());
         let upload_failures = if outcome.interrupted || outcome.doubt.is_some() {
             Vec::new()
         } else {
@@ -320,6 +327,8 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         });
     }
     let mut swept = sweep_journaled(&sweeper, &listed.candidates, signals, &counters, &journal);
+    cfg.recorder
+        .swept_blobs(&listed.candidates[..swept.attempted], &swept.failed);
     if let Some(j) = journal {
         if !swept.interrupted {
             j.record(Record::GcEnd);

@@ -1,7 +1,7 @@
 //! Live progress on stderr: indicatif bars on a terminal, a plain line at intervals
 //! otherwise, from counters the lister, planners and deleter update. Never stdout.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -102,11 +102,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Bars on a terminal, lines every `every` otherwise, nothing when `quiet`.
-    pub fn detect(quiet: bool, every: Duration) -> Mode {
+    /// Bars on a terminal, lines every `every` otherwise (and with JSON logs, whose
+    /// readers want lines), nothing when `quiet`.
+    pub fn detect(quiet: bool, every: Duration, json_logs: bool) -> Mode {
         if quiet || every.is_zero() {
             Mode::Off
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal() && !json_logs {
             Mode::Bars
         } else {
             Mode::Lines(every)
@@ -256,7 +257,7 @@ fn lines(c: &Counters, every: Duration) {
         } else {
             scan_text(c, phase, started)
         };
-        let _ = writeln!(std::io::stderr().lock(), "regsweep: progress: {line}");
+        crate::logging::progress(line);
     }
 }
 
