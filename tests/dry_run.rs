@@ -113,7 +113,7 @@ fn text_report_has_the_original_sections() {
         "Per repository:".to_owned(),
         format!("  {:<40} {:>10} {:>10} {:>10} {:>12}", "other", 2, 1, 1, "2.05 KiB"),
         "Job done, Cleaned 0 of 10 manifests.".to_owned(),
-        "Please run a garbage-collect on the registry now to free up disk space (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped).".to_owned(),
+        "Please run a garbage-collect on the registry now to free up disk space: regsweep gc --registry-stopped with the registry stopped or read-only (the same storage options as this run), or regsweep gc --online --registry-config <config.yml> while it serves.".to_owned(),
     ];
     for line in expected_lines {
         assert!(

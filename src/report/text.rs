@@ -403,14 +403,16 @@ pub fn write_dry_run(
     write_gc_hint(out, freed, all > 0)
 }
 
-/// The closing hint: blobs are freed only by the registry's garbage collection; with the
-/// estimate of what it frees when anything is deleted.
+/// The closing hint: blobs are freed only by a garbage collection, `regsweep gc` (the
+/// original's first words kept, for scripts that look for them); with the estimate of what
+/// it frees when anything is deleted.
 pub fn write_gc_hint(out: &mut dyn Write, freed: &Freed, deletes: bool) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "Please run a garbage-collect on the registry now to free up disk space \
-         (docker-registry garbage-collect <config.yml>, with the registry read-only or stopped)."
+        "Please run a garbage-collect on the registry now to free up disk space: regsweep gc \
+         --registry-stopped with the registry stopped or read-only (the same storage options as \
+         this run), or regsweep gc --online --registry-config <config.yml> while it serves."
     )?;
     if deletes {
         let extra = if freed.unsized_blobs > 0 {
