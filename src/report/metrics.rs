@@ -456,31 +456,40 @@ pub fn group_url(base: &reqwest::Url, job: &str, command: &str, instance: Option
 }
 
 /// Pushes `text` to the gateway: PUT (replacing the group) after a success, POST (replacing
-/// only the metrics pushed, so the last success time stays) after a failure.
+/// only the metrics pushed, so the last success time stays) after a failure; 3 attempts.
+/// Runs on a runtime of its own (the product has no blocking HTTP client).
 pub fn push(url: &str, text: String, success: bool) -> Result<(), String> {
-    let client = reqwest::blocking::Client::builder()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("--pushgateway: starting the async runtime: {e}"))?;
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| format!("--pushgateway: {e}"))?;
+    let method = if success {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::POST
+    };
     let mut last = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        let req = if success {
-            client.put(url)
-        } else {
-            client.post(url)
-        };
-        match req
-            .header("Content-Type", prometheus::TEXT_FORMAT)
-            .body(text.clone())
-            .send()
-        {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().unwrap_or_default();
+        let sent = rt.block_on(async {
+            let r = client
+                .request(method.clone(), url)
+                .header("Content-Type", prometheus::TEXT_FORMAT)
+                .body(text.clone())
+                .send()
+                .await?;
+            let status = r.status();
+            Ok::<_, reqwest::Error>((status, r.text().await.unwrap_or_default()))
+        });
+        match sent {
+            Ok((status, _)) if status.is_success() => return Ok(()),
+            Ok((status, body)) => {
                 last = format!("{status}: {}", body.trim());
                 if status.is_client_error() {
                     break;
