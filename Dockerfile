@@ -12,7 +12,8 @@ COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # The original image's interface: configuration only through these variables
 # (REGISTRY_URL, REGISTRY_DIR, REGISTRY_STORAGE=S3, ACCESS_KEY, SECRET_KEY, BUCKET, REGION,
 # SELF_SIGNED_CERT, REGISTRY_AUTH, DRY_RUN, REPO_FILTER, HASH_TAG_PATTERN, HASH_TAG_KEEP),
-# the registry's storage mounted at /registry, and the cleanup as the entrypoint.
-ENV REGISTRY_DIR=/registry \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# the registry's storage mounted at /registry (regsweep's default REGISTRY_DIR on a
+# filesystem, so it is not set here: on S3 REGISTRY_DIR is the driver's rootdirectory, the
+# bucket root when unset), and the cleanup as the entrypoint.
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 ENTRYPOINT ["/regsweep"]

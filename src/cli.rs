@@ -198,7 +198,10 @@ pub struct Args {
     #[arg(long, env = "S3_PATH_STYLE", value_parser = BoolishValueParser::new())]
     pub s3_path_style: Option<bool>,
 
-    /// S3 requests in flight at once.
+    /// S3 requests in flight per stream: the repository listings, the manifest and config
+    /// reads, a collection's blob listing (at most 32 there) and its deletes each keep up to
+    /// this many in flight, so a scan, whose listings and reads overlap, can have a few times
+    /// as many at once.
     #[arg(long, env = "S3_CONCURRENCY", default_value = "32")]
     pub s3_concurrency: String,
 
@@ -282,7 +285,7 @@ pub struct Args {
     #[arg(long, env = "CA_CERT", help_heading = DELETING)]
     pub ca_cert: Option<PathBuf>,
 
-    /// Deletes in flight at once.
+    /// Deletes in flight at once (API); repositories deleted in at once (--delete-via storage).
     #[arg(long, env = "CONCURRENCY", default_value = "8", help_heading = DELETING)]
     pub concurrency: String,
 
@@ -430,6 +433,8 @@ pub struct Config {
     pub output: Output,
     /// Scanner threads.
     pub threads: usize,
+    /// Deletes in flight (API), repositories deleted in at once (storage).
+    pub concurrency: usize,
     /// How to reach the registry for deletes; `None` in dry-run without a URL.
     pub client: Option<ClientOptions>,
     /// The repository globs as given (`REPO_GLOB`, `--repo`), for messages.
@@ -928,6 +933,7 @@ impl Args {
                 // 135 s, 2: 132 s, 4: 113 s, 8: 131 s; see README "Performance").
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get())),
             client,
+            concurrency,
             repo_globs: repo,
             journal: self.journal,
             reverify_window,

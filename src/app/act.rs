@@ -92,7 +92,7 @@ pub fn act(run: &mut Run, scanned: &Scanned) -> Result<Acted> {
             inner: progress,
             counters,
         }),
-        repo_parallelism: cfg.client.as_ref().map_or(8, |c| c.concurrency),
+        repo_parallelism: cfg.concurrency,
         journal,
         cancel: run.signals.cancel.clone(),
         reverify_window: cfg.reverify_window,
