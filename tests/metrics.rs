@@ -398,3 +398,31 @@ fn logs_carry_no_escape_codes_and_json_logs_parse() {
             .is_some_and(|m| m.contains("HASH_TAG_KEEP"))
     );
 }
+
+#[test]
+fn the_deployed_alert_rules_pass_promtool_and_the_jobs_push() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let rule: Value = serde_norway::from_str(
+        &std::fs::read_to_string(deploy.join("prometheusrule.yaml")).expect("read the rule"),
+    )
+    .expect("the PrometheusRule parses");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yml");
+    let groups = serde_json::json!({ "groups": rule["spec"]["groups"] });
+    std::fs::write(&rules, groups.to_string()).expect("write rules"); // JSON is YAML
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for job in ["cronjob.yaml", "indexed-job.yaml"] {
+        let text = std::fs::read_to_string(deploy.join(job)).expect("read the job");
+        assert!(text.contains("PUSHGATEWAY_URL"), "{job} pushes its metrics");
+    }
+}
