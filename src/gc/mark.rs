@@ -234,18 +234,30 @@ fn list_and_mark(
     errors
 }
 
-/// A repository read with problems is read again a few times over most of a second
+/// A repository read with torn links is read again a few times over most of a second
 /// before they count: a registry serving while it is read (`--online`) writes a link in
 /// place, and a link read halfway through its write is torn for a moment. A problem that
 /// stays is a doubt.
+///
+/// Only a record whose every problem is a torn link is read again, and the new reading
+/// replaces it only when it has no problem at all: any other problem (a shape the
+/// repository read alone may not check) stays as the listing found it.
 fn settled(storage: &dyn Storage, record: crate::scan::RepoRecord) -> crate::scan::RepoRecord {
-    let mut record = record;
+    let torn = |r: &crate::scan::RepoRecord| {
+        !r.problems.is_empty() && r.problems.iter().all(|p| p.contains("malformed link"))
+    };
+    if !torn(&record) {
+        return record;
+    }
     for pause in [50, 100, 200, 400] {
-        if record.problems.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        let again = storage.read_repo(&record.name);
+        if again.problems.is_empty() {
+            return again;
+        }
+        if !torn(&again) {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(pause));
-        record = storage.read_repo(&record.name);
     }
     record
 }

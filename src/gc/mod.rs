@@ -39,10 +39,10 @@ const BATCH: usize = 4096;
 /// `regsweep gc`: a collection on its own, where repository filters make no sense.
 pub fn collect(cfg: &Config) -> Result<i32> {
     if cfg.filter.exact.is_some() || cfg.filter.globs.is_some() || cfg.filter.shard.is_some() {
-        eprintln!(
-            "regsweep: error: regsweep gc marks every repository (a blob is shared across them): \
+        crate::logging::error(format_args!(
+            "regsweep gc marks every repository (a blob is shared across them): \
              REPO_FILTER, REPO_GLOB and --shard do not apply"
-        );
+        ));
         return Ok(EXIT_USAGE);
     }
     let (rt, signals) = runtime_and_signals(cfg)?;
@@ -138,11 +138,16 @@ fn unfinished(cfg: &Config) -> Result<Option<UnfinishedGc>> {
         return Ok(None);
     };
     policy_time(&format!("journal {}", path.display()), u.now)?;
-    eprintln!(
-        "regsweep: resuming the collection recorded in {}: {} of {} planned blob deletions remain",
-        path.display(),
-        u.remaining().len(),
-        u.planned.len()
+    crate::logging::line(
+        tracing::Level::WARN,
+        "note",
+        "regsweep: ",
+        format_args!(
+            "resuming the collection recorded in {}: {} of {} planned blob deletions remain",
+            path.display(),
+            u.remaining().len(),
+            u.planned.len()
+        ),
     );
     journal::warn_torn(path, &u.unreadable_lines);
     Ok(Some(u))
@@ -157,7 +162,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     let cache = match blob_cache_of(cfg) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("regsweep: error: {e}");
+            crate::logging::error(format_args!("{e}"));
             return Ok(EXIT_USAGE);
         }
     };
@@ -170,7 +175,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     let _lock = match (!cfg.dry_run).then(|| quarantine.lock(creates)).transpose() {
         Ok(l) => l.flatten(),
         Err(e) => {
-            eprintln!("regsweep: error: {e}");
+            crate::logging::error(format_args!("{e}"));
             return Ok(EXIT_FATAL);
         }
     };
@@ -185,12 +190,12 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     } else if let Ok(left) = quarantine.held()
         && !left.is_empty()
     {
-        eprintln!(
-            "warning: {} blobs sit in the quarantine {} (an interrupted online collection); \
+        crate::logging::warn(format_args!(
+            "{} blobs sit in the quarantine {} (an interrupted online collection); \
              a collection that deletes puts them back first",
             left.len(),
             quarantine.shown()
-        );
+        ));
     }
     let resume = unfinished(cfg)?;
     let now = resume
@@ -204,7 +209,9 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         Ok(m) => m,
         Err(e) => {
             drop(status);
-            eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
+            crate::logging::error(format_args!(
+                "garbage collection aborted, nothing deleted: {e}"
+            ));
             return Ok(EXIT_FATAL);
         }
     };
@@ -225,13 +232,13 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     };
     if marked.manifests == 0 && listed.seen() > 0 && !cfg.allow_empty_mark {
         drop(status);
-        eprintln!(
-            "regsweep: error: garbage collection aborted, nothing deleted: the mark found no \
+        crate::logging::error(format_args!(
+            "garbage collection aborted, nothing deleted: the mark found no \
              manifest in {} repositories, yet the store holds {} blobs (a listing gone wrong \
              would look the same); if every repository really is gone, rerun with --allow-empty-mark",
             marked.repositories,
             listed.seen()
-        );
+        ));
         return Ok(EXIT_FATAL);
     }
     let old_uploads = match cfg.purge_uploads_secs {
@@ -255,7 +262,12 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     if signals.cancel.load(Ordering::SeqCst) {
         out.flush()?;
         drop(status);
-        eprintln!("regsweep: interrupted before the sweep: the collection deleted nothing");
+        crate::logging::line(
+            tracing::Level::WARN,
+            "note",
+            "regsweep: ",
+            format_args!("interrupted before the sweep: the collection deleted nothing"),
+        );
         return Ok(EXIT_INTERRUPTED);
     }
     out.flush()?;
@@ -266,7 +278,9 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             Ok(m) => m,
             Err(e) => {
                 drop(status);
-                eprintln!("regsweep: error: garbage collection aborted, nothing deleted: {e}");
+                crate::logging::error(format_args!(
+                    "garbage collection aborted, nothing deleted: {e}"
+                ));
                 return Ok(EXIT_FATAL);
             }
         };
@@ -317,7 +331,12 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             ));
         }
         for (u, why) in &upload_failures {
-            eprintln!("regsweep: failed: upload {u}: {why}");
+            crate::logging::line(
+                tracing::Level::ERROR,
+                "failed",
+                "regsweep: failed: ",
+                format_args!("upload {u}: {why}"),
+            );
         }
         let code = finish_online(&mut lines, &outcome, listed.candidates.len(), journal)?;
         return Ok(if code == EXIT_OK && !upload_failures.is_empty() {
@@ -358,21 +377,38 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     )?;
     out.flush()?;
     for (d, why) in &swept.failed {
-        eprintln!("regsweep: failed: blob {d}: {why}");
+        crate::logging::line(
+            tracing::Level::ERROR,
+            "failed",
+            "regsweep: failed: ",
+            format_args!("blob {d}: {why}"),
+        );
     }
     for (u, why) in &upload_failures {
-        eprintln!("regsweep: failed: upload {u}: {why}");
+        crate::logging::line(
+            tracing::Level::ERROR,
+            "failed",
+            "regsweep: failed: ",
+            format_args!("upload {u}: {why}"),
+        );
     }
     if let Some(e) = &swept.journal_error {
-        eprintln!("regsweep: error: {e}");
+        crate::logging::error(format_args!("{e}"));
     }
     if let Some(Err(e)) = &cache_cleared {
-        eprintln!("regsweep: error: clearing the registry's blob descriptor cache: {e}");
+        crate::logging::error(format_args!(
+            "clearing the registry's blob descriptor cache: {e}"
+        ));
     }
     if swept.interrupted {
-        eprintln!(
-            "regsweep: interrupted: {} blob deletions not attempted; rerun (with the same --journal) to finish",
-            listed.candidates.len() - swept.attempted
+        crate::logging::line(
+            tracing::Level::WARN,
+            "interrupted",
+            "regsweep: interrupted: ",
+            format_args!(
+                "{} blob deletions not attempted; rerun (with the same --journal) to finish",
+                listed.candidates.len() - swept.attempted
+            ),
         );
         return Ok(EXIT_INTERRUPTED);
     }
@@ -422,7 +458,7 @@ fn restore_leftovers(cfg: &Config, q: &quarantine::Quarantine, asked: bool) -> R
     let left = match q.held() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("regsweep: error: the quarantine {}: {e}", q.shown());
+            crate::logging::error(format_args!("the quarantine {}: {e}", q.shown()));
             return Ok(EXIT_FATAL);
         }
     };
@@ -443,7 +479,7 @@ fn restore_leftovers(cfg: &Config, q: &quarantine::Quarantine, asked: bool) -> R
             why: "left in quarantine by an interrupted online collection".into(),
         });
         if let Err(e) = j.close() {
-            eprintln!("regsweep: error: {e}");
+            crate::logging::error(format_args!("{e}"));
         }
     }
     let line = format!(
@@ -455,10 +491,20 @@ fn restore_leftovers(cfg: &Config, q: &quarantine::Quarantine, asked: bool) -> R
     if asked {
         println!("{line}");
     } else {
-        eprintln!("regsweep: {line}");
+        crate::logging::line(
+            tracing::Level::WARN,
+            "note",
+            "regsweep: ",
+            format_args!("{line}"),
+        );
     }
     for (d, why) in &failed {
-        eprintln!("regsweep: failed: blob {d}: {why}");
+        crate::logging::line(
+            tracing::Level::ERROR,
+            "failed",
+            "regsweep: failed: ",
+            format_args!("blob {d}: {why}"),
+        );
     }
     Ok(if failed.is_empty() {
         EXIT_OK
@@ -486,23 +532,31 @@ fn finish_online(
         o.deleted, o.restored
     ));
     if let Some(e) = &out.error {
-        eprintln!("regsweep: error: writing the report: {e}");
+        crate::logging::error(format_args!("writing the report: {e}"));
     }
     for (d, why) in &o.failed {
-        eprintln!("regsweep: failed: blob {d}: {why}");
+        crate::logging::line(
+            tracing::Level::ERROR,
+            "failed",
+            "regsweep: failed: ",
+            format_args!("blob {d}: {why}"),
+        );
     }
     for e in [&journal_error, &o.cache_error].into_iter().flatten() {
-        eprintln!("regsweep: error: {e}");
+        crate::logging::error(format_args!("{e}"));
     }
     if let Some(e) = &o.doubt {
-        eprintln!(
-            "regsweep: error: online collection stopped, every quarantined blob put back: {e}"
-        );
+        crate::logging::error(format_args!(
+            "online collection stopped, every quarantined blob put back: {e}"
+        ));
         return Ok(EXIT_FATAL);
     }
     if o.interrupted {
-        eprintln!(
-            "regsweep: interrupted: every blob not yet deleted was put back; rerun to collect them"
+        crate::logging::line(
+            tracing::Level::WARN,
+            "interrupted",
+            "regsweep: interrupted: ",
+            format_args!("every blob not yet deleted was put back; rerun to collect them"),
         );
         return Ok(EXIT_INTERRUPTED);
     }

@@ -48,10 +48,10 @@ pub fn older_than(all: Vec<Upload>, cutoff: i64) -> Vec<Upload> {
         match &u.started_at {
             Ok(t) if *t < cutoff => old.push(u),
             Ok(_) => {}
-            Err(why) => eprintln!(
-                "warning: upload {}: its startedat cannot be read ({why}): kept",
+            Err(why) => crate::logging::warn(format_args!(
+                "upload {}: its startedat cannot be read ({why}): kept",
                 u.shown
-            ),
+            )),
         }
     }
     old
