@@ -316,7 +316,8 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             counters: &counters,
         };
         let outcome = online::collect(&cx, marked, &listed.candidates, &mut lines);
-        cfg.recorder.swept(outcome.deleted, 0, outcome.failed.len());
+        cfg.recorder
+            .swept(outcome.deleted, outcome.deleted_bytes, outcome.failed.len());
         let upload_failures = if outcome.interrupted || outcome.doubt.is_some() {
             Vec::new()
         } else {

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub restored: usize,
     /// Quarantined blobs deleted for good.
     pub deleted: usize,
+    /// Their bytes.
+    pub deleted_bytes: u64,
     /// Blobs that could not be moved, put back or deleted, with why.
     pub failed: Vec<Failure>,
     /// Stopped by a signal: everything was put back.
@@ -358,6 +360,12 @@ impl Collection<'_, '_> {
                     digests: names(&gone),
                 },
             );
+            let gone_set: BTreeSet<&Digest> = gone.iter().collect();
+            self.outcome.deleted_bytes += candidates
+                .iter()
+                .filter(|c| gone_set.contains(&c.digest))
+                .map(|c| c.size)
+                .sum::<u64>();
             self.outcome.deleted += gone.len();
             self.outcome.failed.extend(failed);
         }
