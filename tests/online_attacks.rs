@@ -6,10 +6,11 @@ mod common;
 
 use common::images::{garbage_image, keep_image};
 
+use common::quarantine::held;
 use common::redis::Redis;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -23,21 +24,6 @@ const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn v2(reg: &Registry) -> PathBuf {
     reg.root().join("docker/registry/v2")
-}
-
-/// The blobs a filesystem quarantine holds.
-fn held(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let top = root.join("regsweep-quarantine/sha256");
-    for p in std::fs::read_dir(&top).into_iter().flatten().flatten() {
-        for b in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
-            if b.path().join("data").exists() {
-                out.push(b.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn gc_env(reg: &Registry) -> Vec<(String, String)> {
@@ -571,12 +557,7 @@ fn restore_quarantine_never_replaces_a_good_blob_with_wrong_bytes() {
     let p = reg.pusher();
     let l = layer("junk");
     let d = p.blob("junk/app", &l).expect("blob");
-    let held_data = reg
-        .root()
-        .join("regsweep-quarantine/sha256")
-        .join(&d.hex()[..2])
-        .join(d.hex())
-        .join("data");
+    let held_data = common::quarantine::path_of(&reg.root(), &d.hex());
     std::fs::create_dir_all(held_data.parent().expect("parent")).expect("mkdir");
     std::fs::write(&held_data, b"not the layer").expect("junk");
     let o = run(&reg, &[], &["gc", "--restore-quarantine"]);

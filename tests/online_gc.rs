@@ -5,11 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::images::{garbage_image, keep_image, spec};
+use common::quarantine::held;
 use common::redis::Redis;
 use common::s3::{Moto, keys, registry_on, s3_env};
 use common::{Registry, regsweep};
@@ -18,24 +18,6 @@ use regsweep_testkit::stress::{self, StormConfig};
 
 /// The settle period of the storms' collections: long against a manifest PUT on loopback.
 const SETTLE: &str = "1500ms";
-
-fn quarantine(root: &Path) -> PathBuf {
-    root.join("regsweep-quarantine")
-}
-
-/// The blobs a filesystem quarantine holds.
-fn held(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let top = quarantine(root).join("sha256");
-    for p in std::fs::read_dir(&top).into_iter().flatten().flatten() {
-        for b in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
-            if b.path().join("data").exists() {
-                out.push(b.path());
-            }
-        }
-    }
-    out
-}
 
 /// Runs one online collection of the registry's filesystem; gives its exit code and output.
 fn online_gc(reg: &Registry, extra_env: &[(&str, &str)], extra: &[&str]) -> (i32, String, String) {

@@ -4,6 +4,7 @@
 
 pub mod images;
 pub mod proxy;
+pub mod quarantine;
 pub mod redis;
 pub mod s3;
 pub mod standard;
