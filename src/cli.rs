@@ -248,6 +248,28 @@ pub struct Args {
     #[arg(long, env = "MIN_AGE", default_value = "1h")]
     pub min_age: String,
 
+    /// Never delete what a workload runs: a file (`-`: stdin) of image references, one per
+    /// line, or the JSON of `kubectl get pods -A -o json` or of a Deployment/CronJob/… list.
+    /// Every `<host>/<repo>@sha256:…` naming this registry keeps that manifest and all it
+    /// reaches (reason in-use). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub keep_in_use: Vec<PathBuf>,
+
+    /// Another name of this registry in image references (host or host:port), besides
+    /// REGISTRY_URL's. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub registry_host: Vec<String>,
+
+    /// Never delete a manifest pulled within this long (e.g. 30d), as the --pull-log
+    /// evidence shows (reason pulled-recently).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_pulled_within: Option<String>,
+
+    /// The registry's log (plain or gzip; access log, logrus text or JSON lines), as
+    /// evidence of pulls for --keep-pulled-within. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub pull_log: Vec<PathBuf>,
+
     /// Report format on stdout.
     #[arg(long, env = "OUTPUT_FORMAT", value_enum, default_value = "text")]
     pub output: Output,
@@ -742,6 +764,44 @@ impl Args {
         }
     }
 
+    /// Reads the evidence of use the flags name (issue 22); an unreadable file is an error.
+    fn evidence(&self) -> Result<crate::evidence::Evidence, String> {
+        use crate::evidence::{Evidence, pull_log, refs};
+        let mut ev = Evidence::default();
+        if !self.keep_in_use.is_empty() || !self.pull_log.is_empty() {
+            ev.ask();
+        }
+        if !self.keep_in_use.is_empty() {
+            let url = self.registry_url.as_deref().filter(|u| !u.is_empty());
+            if url.is_none() && self.registry_host.is_empty() {
+                return Err(
+                    "--keep-in-use needs REGISTRY_URL or --registry-host: references name this registry by its host"
+                        .to_owned(),
+                );
+            }
+            let hosts = refs::Hosts::new(url, &self.registry_host)?;
+            for f in &self.keep_in_use {
+                refs::load(f, &hosts, &mut ev).map_err(|e| format!("--keep-in-use {e}"))?;
+            }
+        }
+        match self.keep_pulled_within.as_deref().filter(|w| !w.is_empty()) {
+            Some(w) => {
+                ev.window_secs = parse_duration_secs("--keep-pulled-within", w)?;
+                if self.pull_log.is_empty() {
+                    return Err("--keep-pulled-within needs evidence: give --pull-log".to_owned());
+                }
+            }
+            None if !self.pull_log.is_empty() => {
+                return Err("--pull-log needs --keep-pulled-within".to_owned());
+            }
+            None => {}
+        }
+        for f in &self.pull_log {
+            pull_log::load(f, &mut ev)?;
+        }
+        Ok(ev)
+    }
+
     /// Checks every value; the error is one line naming what is wrong.
     pub fn validate(self) -> Result<Config, String> {
         let hash_tags = self
@@ -766,6 +826,7 @@ impl Args {
             )
         })?;
         let min_age_secs = parse_min_age(&self.min_age)?;
+        let evidence = std::sync::Arc::new(self.evidence()?);
         let base = Policy {
             hash_tag,
             extra_hash_tags: hash_tags.collect(),
@@ -774,6 +835,7 @@ impl Args {
             older_than_secs,
             min_age_secs,
             now: 0,
+            evidence,
         };
         let policies = match &self.policy {
             Some(path) => crate::policy_file::load(path, &base)?,

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod delete;
 pub mod digest;
+pub mod evidence;
 pub mod gc;
 pub mod logging;
 pub mod meta;

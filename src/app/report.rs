@@ -29,6 +29,7 @@ pub fn report(run: &Run, scanned: &Scanned) -> Result<()> {
                 run.policy.for_repo(name).keep
             }),
             summary_only: cfg.summary_only,
+            evidence: Some(&*run.policy.base.evidence).filter(|e| e.is_asked()),
         };
         let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
         text::write_summary(&mut out, &header, &planned.plans)?;
@@ -119,6 +120,7 @@ pub fn print_json(
         outcome,
     );
     report.s3_requests = requests;
+    report.evidence = json::EvidenceView::of(&cfg.policies.base.evidence);
     report.totals.bytes_freed = planned.bytes_freed;
     report.totals.unsized_blobs = planned.unsized_blobs;
     // Buffered: stdout is line-buffered, and a report has lines by the million.

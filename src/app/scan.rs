@@ -36,6 +36,9 @@ pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
         Some(&status.counters),
     );
     status.counters.scan_done();
+    if let Some(w) = run.policy.base.evidence.coverage_warning(run.policy.now()) {
+        planned.warnings.push(w);
+    }
     let kind = run.storage.kind();
     if let Some(name) = &cfg.filter.exact
         && planned.plans.is_empty()

@@ -38,6 +38,15 @@ pub enum Reason {
     },
     /// Its revision link is younger than `--min-age`: it may be mid-push.
     GracePeriod,
+    /// A workload names it by digest (`--keep-in-use`).
+    InUse,
+    /// It was pulled inside `--keep-pulled-within`.
+    PulledRecently {
+        /// When (unix seconds).
+        at: i64,
+        /// Where the pull was seen.
+        source: crate::evidence::Source,
+    },
     /// A kept index lists it.
     ChildOf {
         /// The kept index.
@@ -103,6 +112,8 @@ impl Reason {
             Reason::KeepTag => "keep-tag",
             Reason::HashTagRecent { .. } => "hash-tag-recent",
             Reason::GracePeriod => "grace-period",
+            Reason::InUse => "in-use",
+            Reason::PulledRecently { .. } => "pulled-recently",
             Reason::ChildOf { .. } => "child-of",
             Reason::MentionedBy { .. } => "mentioned-by",
             Reason::ReferrerOf { .. } => "referrer-of",
@@ -137,6 +148,12 @@ impl std::fmt::Display for Reason {
             | Reason::ForeignAttachment { subject }
             | Reason::ReferrerOfDeleted { subject }
             | Reason::AttachmentOfDeleted { subject } => write!(f, " {subject}"),
+            Reason::PulledRecently { at, source } => write!(
+                f,
+                " {} ({})",
+                crate::report::rfc3339(*at).unwrap_or_else(|| at.to_string()),
+                source.name()
+            ),
             _ => Ok(()),
         }
     }
@@ -161,6 +178,9 @@ enum Code {
     KeepTag,
     HashTagRecent,
     GracePeriod,
+    InUse,
+    PulledRecentlyLog,
+    PulledRecentlyEvents,
     ChildOf,
     MentionedBy,
     ReferrerOf,
@@ -351,6 +371,15 @@ impl RepoPlan {
             Code::KeepTag => Reason::KeepTag,
             Code::HashTagRecent => Reason::HashTagRecent { rank },
             Code::GracePeriod => Reason::GracePeriod,
+            Code::InUse => Reason::InUse,
+            Code::PulledRecentlyLog => Reason::PulledRecently {
+                at: i64::from(d.arg),
+                source: crate::evidence::Source::PullLog,
+            },
+            Code::PulledRecentlyEvents => Reason::PulledRecently {
+                at: i64::from(d.arg),
+                source: crate::evidence::Source::PullEvents,
+            },
             Code::ChildOf => Reason::ChildOf { parent: related() },
             Code::MentionedBy => Reason::MentionedBy { parent: related() },
             Code::ReferrerOf => Reason::ReferrerOf { subject: related() },
@@ -387,6 +416,13 @@ impl RepoPlan {
             Reason::KeepTag => (Code::KeepTag, 0),
             Reason::HashTagRecent { rank } => (Code::HashTagRecent, rank),
             Reason::GracePeriod => (Code::GracePeriod, 0),
+            Reason::InUse => (Code::InUse, 0),
+            Reason::PulledRecently { at, source } => match source {
+                crate::evidence::Source::PullLog => (Code::PulledRecentlyLog, compact_time(at)),
+                crate::evidence::Source::PullEvents => {
+                    (Code::PulledRecentlyEvents, compact_time(at))
+                }
+            },
             Reason::ChildOf { parent } => (Code::ChildOf, at(parent)),
             Reason::MentionedBy { parent } => (Code::MentionedBy, at(parent)),
             Reason::ReferrerOf { subject } => (Code::ReferrerOf, at(subject)),
@@ -517,6 +553,14 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
             keep.mark(*d, Reason::HashTagRecent { rank });
         }
     }
+    // Evidence of use (issue 22): pinned by a workload, or pulled inside the window.
+    for (d, used) in policy.evidence.uses(&rec.name, policy.now, |tag| {
+        rec.tags.iter().find(|t| t.name == tag).map(|t| t.digest)
+    }) {
+        if revisions.contains(&d) {
+            keep.mark(d, reason_of_use(used));
+        }
+    }
     // Rule 6: grace period.
     for r in &rec.revisions {
         // Saturating: `now` may come from a plan file or a journal.
@@ -623,6 +667,17 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     plan.notes.shrink_to_fit();
     plan.labels.shrink_to_fit();
     plan
+}
+
+/// The reason evidence of use gives.
+fn reason_of_use(u: crate::evidence::Use) -> Reason {
+    match u {
+        crate::evidence::Use::InUse => Reason::InUse,
+        crate::evidence::Use::Pulled(p) => Reason::PulledRecently {
+            at: p.at,
+            source: p.source,
+        },
+    }
 }
 
 /// A link time as a [`Decision`] holds it: unix seconds clamped to `u32`.

@@ -29,6 +29,8 @@ pub struct Policy {
     pub min_age_secs: i64,
     /// The time the run started (unix seconds), so planning stays pure.
     pub now: i64,
+    /// Evidence of use (`--keep-in-use`, `--pull-log`): it only adds keeps.
+    pub evidence: std::sync::Arc<crate::evidence::Evidence>,
 }
 
 impl Policy {
@@ -42,6 +44,7 @@ impl Policy {
             older_than_secs: 0,
             min_age_secs,
             now,
+            evidence: std::sync::Arc::default(),
         }
     }
 

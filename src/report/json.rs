@@ -33,6 +33,44 @@ pub struct Report<'a> {
     /// S3 requests by kind and bytes read (S3 storage only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_requests: Option<serde_json::Value>,
+    /// The evidence of use given (`--keep-in-use`, `--pull-log`), absent when none was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceView>,
+}
+
+/// What the evidence of use held.
+#[derive(Serialize)]
+pub struct EvidenceView {
+    /// Digests of this registry that workloads pin.
+    pub pinned_digests: usize,
+    /// Pulls recorded (last one per repository and digest or tag).
+    pub pulls: usize,
+    /// References to other registries, ignored.
+    pub references_ignored: usize,
+    /// References to this registry without a digest, ignored.
+    pub references_without_digest: usize,
+    /// `--keep-pulled-within` in seconds (0: none).
+    pub pulled_within_seconds: i64,
+    /// From when pull evidence exists (RFC 3339).
+    pub evidence_from: Option<String>,
+}
+
+impl EvidenceView {
+    /// The view of `ev`, when evidence was asked for.
+    pub fn of(ev: &crate::evidence::Evidence) -> Option<EvidenceView> {
+        if !ev.is_asked() {
+            return None;
+        }
+        let (pinned, pulls, tag_pulls) = ev.counts();
+        Some(EvidenceView {
+            pinned_digests: pinned,
+            pulls: pulls + tag_pulls,
+            references_ignored: ev.ignored_refs,
+            references_without_digest: ev.unpinned_refs,
+            pulled_within_seconds: ev.window_secs,
+            evidence_from: ev.covered_from.and_then(rfc3339),
+        })
+    }
 }
 
 /// The policy as the report states it.
@@ -282,5 +320,6 @@ pub fn build<'a>(
         warnings,
         outcome,
         s3_requests: None,
+        evidence: None,
     }
 }

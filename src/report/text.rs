@@ -22,6 +22,8 @@ pub struct Header<'a> {
     pub keep: KeepNote,
     /// Headings and counts only, no line per manifest (`--summary-only`).
     pub summary_only: bool,
+    /// The evidence of use, when any was given (`--keep-in-use`, `--pull-log`).
+    pub evidence: Option<&'a crate::evidence::Evidence>,
 }
 
 /// How many hash-tagged images are kept: the base number, and the repositories of this
@@ -167,6 +169,9 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
             }
         }
     }
+    if let Some(ev) = h.evidence {
+        write_in_use(out, ev, plans, h.summary_only)?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -186,6 +191,48 @@ pub fn write_summary(out: &mut dyn Write, h: &Header, plans: &[Arc<RepoPlan>]) -
                 writeln!(out, "{}", tagged_line(prefix, plan, d, &tag_list(tags)))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The section of manifests kept on evidence of use (issue 22): each with its reason,
+/// after a line counting the evidence and the references to other registries ignored.
+fn write_in_use(
+    out: &mut dyn Write,
+    ev: &crate::evidence::Evidence,
+    plans: &[Arc<RepoPlan>],
+    summary_only: bool,
+) -> io::Result<()> {
+    let (pinned, pulls, tag_pulls) = ev.counts();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Kept as in use or pulled recently (evidence: {pinned} pinned digests, {} pulls; {} references to other registries ignored, {} without a digest):",
+        pulls + tag_pulls,
+        ev.ignored_refs,
+        ev.unpinned_refs
+    )?;
+    let mut n = 0;
+    for plan in plans {
+        for d in &plan.decisions {
+            let reason = plan.reason(d);
+            if !matches!(reason, Reason::InUse | Reason::PulledRecently { .. }) {
+                continue;
+            }
+            n += 1;
+            if !summary_only {
+                writeln!(
+                    out,
+                    "  [keep] sha256:{}  repo={:<30}{}  ({reason})",
+                    d.digest.short(),
+                    plan.name,
+                    detail(plan, d)
+                )?;
+            }
+        }
+    }
+    if summary_only {
+        writeln!(out, "  {n} manifests")?;
     }
     Ok(())
 }
