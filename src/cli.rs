@@ -80,6 +80,16 @@ pub enum Command {
         #[command(flatten)]
         args: Args,
     },
+    /// Receive the registry's notifications (its `notifications.endpoints` posts here) and
+    /// store the manifest pulls in FILE for --pull-events; answers 200 once stored.
+    Events {
+        /// Address to listen on (e.g. 127.0.0.1:5080).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The store of pulls (JSON lines, the last pull per repository and digest).
+        #[arg(long)]
+        store: PathBuf,
+    },
     /// Delete exactly the manifests a plan file lists, after re-verifying each one.
     Apply {
         /// A plan file written by `regsweep plan --out`.
@@ -104,10 +114,21 @@ pub enum Mode {
 }
 
 impl Cli {
-    /// The mode and its options.
+    /// `regsweep events`' options, when that is the command.
+    pub fn events(&self) -> Option<crate::evidence::events::Options> {
+        match &self.command {
+            Some(Command::Events { listen, store }) => Some(crate::evidence::events::Options {
+                listen: *listen,
+                store: store.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The mode and its options (`regsweep events`, see [`Cli::events`], runs as a plain run).
     pub fn split(self) -> (Mode, Args) {
         match self.command {
-            None => (Mode::Run, self.args),
+            None | Some(Command::Events { .. }) => (Mode::Run, self.args),
             Some(Command::Plan { out, mut args }) => {
                 // Planning never deletes and needs no registry URL.
                 args.dry_run = true;
@@ -269,6 +290,11 @@ pub struct Args {
     /// evidence of pulls for --keep-pulled-within. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub pull_log: Vec<PathBuf>,
+
+    /// A store of `regsweep events`, as evidence of pulls for --keep-pulled-within.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub pull_events: Vec<PathBuf>,
 
     /// Report format on stdout.
     #[arg(long, env = "OUTPUT_FORMAT", value_enum, default_value = "text")]
@@ -766,9 +792,10 @@ impl Args {
 
     /// Reads the evidence of use the flags name (issue 22); an unreadable file is an error.
     fn evidence(&self) -> Result<crate::evidence::Evidence, String> {
-        use crate::evidence::{Evidence, pull_log, refs};
+        use crate::evidence::{Evidence, events, pull_log, refs};
         let mut ev = Evidence::default();
-        if !self.keep_in_use.is_empty() || !self.pull_log.is_empty() {
+        let pulls_given = !self.pull_log.is_empty() || !self.pull_events.is_empty();
+        if !self.keep_in_use.is_empty() || pulls_given {
             ev.ask();
         }
         if !self.keep_in_use.is_empty() {
@@ -787,17 +814,23 @@ impl Args {
         match self.keep_pulled_within.as_deref().filter(|w| !w.is_empty()) {
             Some(w) => {
                 ev.window_secs = parse_duration_secs("--keep-pulled-within", w)?;
-                if self.pull_log.is_empty() {
-                    return Err("--keep-pulled-within needs evidence: give --pull-log".to_owned());
+                if !pulls_given {
+                    return Err(
+                        "--keep-pulled-within needs evidence: give --pull-log or --pull-events"
+                            .to_owned(),
+                    );
                 }
             }
-            None if !self.pull_log.is_empty() => {
-                return Err("--pull-log needs --keep-pulled-within".to_owned());
+            None if pulls_given => {
+                return Err("--pull-log and --pull-events need --keep-pulled-within".to_owned());
             }
             None => {}
         }
         for f in &self.pull_log {
             pull_log::load(f, &mut ev)?;
+        }
+        for f in &self.pull_events {
+            events::load(f, &mut ev)?;
         }
         Ok(ev)
     }

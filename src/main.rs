@@ -30,6 +30,10 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
+    if let Some(opts) = cli.events() {
+        logging::init(cli.args.log_format, logging::filter(cli.args.verbose));
+        std::process::exit(regsweep::evidence::events::run(&opts));
+    }
     let (mode, args) = cli.split();
     logging::init(args.log_format, logging::filter(args.verbose));
     let cfg = match args.validate() {

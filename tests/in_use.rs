@@ -289,3 +289,99 @@ fn pulls_in_the_json_log_are_kept() {
 fn pulls_in_the_text_log_are_kept() {
     pulls_in_the_log_are_kept("text");
 }
+
+/// `regsweep events` on `addr`, storing into `store`, once it accepts connections.
+fn start_events(addr: &str, store: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["events", "--listen", addr, "--store"])
+        .arg(store)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start regsweep events");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("regsweep events did not come up on {addr}");
+}
+
+/// Waits until the store names `d` (the registry posts asynchronously).
+fn wait_stored(store: &Path, d: &Digest) {
+    for _ in 0..200 {
+        if std::fs::read_to_string(store).is_ok_and(|t| t.contains(&d.to_string())) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "pull of {d} never stored: {:?}",
+        std::fs::read_to_string(store)
+    );
+}
+
+#[test]
+fn notifications_from_the_registry_survive_a_kill_and_keep_what_was_pulled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("pulls.jsonl");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut events = start_events(&addr, &store);
+    let extra = format!(
+        "notifications:\n  endpoints:\n    - name: regsweep\n      url: http://{addr}/events\n      timeout: 2s\n      threshold: 3\n      backoff: 200ms\n"
+    );
+    let reg = Registry::start_with(&extra, &[]);
+    let p = reg.pusher();
+    let s = push_scene(&p);
+    let pull = |r: &str| {
+        let (code, _) = p.get(REPO, &format!("manifests/{r}")).expect("pull");
+        assert_eq!(code, 200, "{r}");
+    };
+    pull(&s.loose[0].digest.to_string());
+    wait_stored(&store, &s.loose[0].digest);
+
+    // Killed outright, then started again: what was stored stays, new pulls are stored.
+    events.kill().expect("kill -9");
+    let _ = events.wait();
+    let mut events = start_events(&addr, &store);
+    assert!(
+        std::fs::read_to_string(&store)
+            .expect("store")
+            .contains(&s.loose[0].digest.to_string())
+    );
+    pull(&s.children[0].digest.to_string());
+    wait_stored(&store, &s.children[0].digest);
+    events.kill().expect("kill");
+    let _ = events.wait();
+
+    reg.age_links("2 hours ago");
+    let root = reg.root().to_string_lossy().into_owned();
+    let store = store.to_string_lossy().into_owned();
+    let args = ["--keep-pulled-within", "1h", "--pull-events", &store];
+    let out = regsweep(&as_refs(&env(&reg, &root, true)), &args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(verdict(&report, &s.loose[0].digest), "keep pulled-recently");
+    assert_eq!(
+        verdict(&report, &s.children[0].digest),
+        "keep pulled-recently"
+    );
+    assert_eq!(verdict(&report, &s.loose[1].digest), "delete untagged");
+    let decisions = report["repositories"][0]["decisions"]
+        .as_array()
+        .expect("decisions");
+    let kept = decisions
+        .iter()
+        .find(|d| d["digest"] == s.loose[0].digest.to_string())
+        .expect("decision");
+    assert_eq!(kept["source"], "pull-events");
+
+    // The store began moments ago, less than the hour asked for: a warning (exit 4).
+    let (text, err) = run_expecting(&as_refs(&env(&reg, &root, false)), &args, 4);
+    assert!(text.contains("(pull-events)"), "{text}");
+    assert!(err.contains("pull evidence exists only from"), "{err}");
+    let left = reg.revisions(REPO);
+    assert!(left.contains(&s.loose[0].digest) && left.contains(&s.children[0].digest));
+    assert!(!left.contains(&s.loose[1].digest));
+}

@@ -2,6 +2,7 @@
 //! pulled recently (`--pull-log`), gathered before the scan and consulted by the planner.
 //! Evidence only ever adds keeps.
 
+pub mod events;
 pub mod pull_log;
 pub mod refs;
 
