@@ -213,3 +213,45 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, String> {
     res.map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).expect("digest")
+    }
+
+    #[test]
+    fn only_pulls_inside_the_window_protect_and_tags_resolve_now() {
+        let mut ev = Evidence::default();
+        let pull = |at| Pull {
+            at,
+            source: Source::PullLog,
+        };
+        ev.add_in_use("r", d(1));
+        ev.add_pull("r", d(2), pull(1_000));
+        ev.add_pull("r", d(2), pull(900));
+        ev.add_pull("r", d(3), pull(100));
+        ev.add_tag_pull("r", "v1", pull(950));
+        ev.add_tag_pull("r", "gone", pull(950));
+        ev.add_pull("other", d(4), pull(1_000));
+        // No window: only the pins.
+        assert_eq!(ev.uses("r", 1_000, |_| None), vec![(d(1), Use::InUse)]);
+        ev.window_secs = 100;
+        let uses = ev.uses("r", 1_000, |t| (t == "v1").then(|| d(5)));
+        assert_eq!(
+            uses,
+            vec![
+                (d(1), Use::InUse),
+                (d(2), Use::Pulled(pull(1_000))),
+                (d(5), Use::Pulled(pull(950))),
+            ]
+        );
+        assert_eq!(ev.covered_from, Some(100));
+        assert_eq!(ev.coverage_warning(1_000), None);
+        ev.window_secs = 10_000;
+        let w = ev.coverage_warning(1_000).expect("warning");
+        assert!(w.contains("1970-01-01T00:01:40Z"), "{w}");
+    }
+}

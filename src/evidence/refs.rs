@@ -164,6 +164,9 @@ pub fn load(path: &Path, hosts: &Hosts, ev: &mut Evidence) -> Result<(), String>
             .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
         let mut images = Vec::new();
         collect_images(&v, &mut images);
+        // A pod names its image in its spec and again in its status: count each once.
+        images.sort_unstable();
+        images.dedup();
         for s in images {
             // Runtimes write `sha256:<image id>` or nothing as imageID: no reference.
             if let Some(r) = parse_ref(s) {

@@ -554,9 +554,20 @@ pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
         }
     }
     // Evidence of use (issue 22): pinned by a workload, or pulled inside the window.
-    for (d, used) in policy.evidence.uses(&rec.name, policy.now, |tag| {
-        rec.tags.iter().find(|t| t.name == tag).map(|t| t.digest)
-    }) {
+    // Tags by name, built only for a repository pulled by tag.
+    let by_name = std::cell::OnceCell::new();
+    let target = |tag: &str| {
+        by_name
+            .get_or_init(|| {
+                rec.tags
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.digest))
+                    .collect::<std::collections::HashMap<&str, Digest>>()
+            })
+            .get(tag)
+            .copied()
+    };
+    for (d, used) in policy.evidence.uses(&rec.name, policy.now, target) {
         if revisions.contains(&d) {
             keep.mark(d, reason_of_use(used));
         }
