@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use regex::Regex;
 use regsweep::digest::Digest;
+use regsweep::evidence::{Evidence, Pull, Source};
 use regsweep::meta::{Child, ImageInfo, Kind, Manifest, Meta, Platform, Snapshot};
 use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy, RepoPlan, plan_repository};
 use regsweep::scan::{RepoRecord, Revision, TagLink};
@@ -208,5 +209,48 @@ fn whole_registry(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, one_repository, whole_registry);
+/// The plan of a registry with one pull record per manifest (half inside the window),
+/// against `plan_registry/one_thread` of the same size (issue 22: within 1.2x).
+fn with_evidence(c: &mut Criterion) {
+    let n: u64 = std::env::var("PLANNER_SIZES")
+        .ok()
+        .and_then(|v| v.split(',').next().and_then(|x| x.trim().parse().ok()))
+        .unwrap_or(if full() { 1_000_000 } else { 10_000 });
+    let repos = n / 100;
+    let snaps: Vec<Snapshot> = (0..repos).map(|r| snapshot(r, 100)).collect();
+    let mut ev = Evidence::default();
+    ev.window_secs = 86_400;
+    for s in &snaps {
+        for (i, rev) in s.record.revisions.iter().enumerate() {
+            let at = if i % 2 == 0 {
+                NOW - 60
+            } else {
+                NOW - 10 * 86_400
+            };
+            let pull = Pull {
+                at,
+                source: Source::PullLog,
+            };
+            ev.add_pull(&s.record.name, rev.digest, pull);
+        }
+    }
+    let policy = Policy {
+        evidence: Arc::new(ev),
+        ..policy()
+    };
+    let mut g = c.benchmark_group("plan_registry_evidence");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n));
+    g.bench_with_input(BenchmarkId::new("one_thread", n), &snaps, |b, snaps| {
+        b.iter(|| {
+            snaps
+                .iter()
+                .map(|s| plan_repository(black_box(s), &policy).delete_count())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, one_repository, whole_registry, with_evidence);
 criterion_main!(benches);
