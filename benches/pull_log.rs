@@ -4,7 +4,9 @@
 //! 200 MB/s). Under `cargo test` a smaller log is parsed once.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use regsweep::evidence::pull_log::{Hit, parse_lines};
+use std::io::Write;
+
+use regsweep::evidence::pull_log::{Hit, parse_lines, read};
 
 /// One request as the three kinds of line 2.8 writes for it.
 fn request(i: usize, method: &str, uri: &str, status: u16) -> String {
@@ -66,6 +68,18 @@ fn bench(c: &mut Criterion) {
             assert!(!hits.is_empty());
             hits.len()
         })
+    });
+    // The whole read path: 1 MB chunks cut at line ends, plain and gzip.
+    g.bench_function("read_plain", |b| {
+        b.iter(|| read(&data[..]).map(|(h, _)| h.len()))
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = gz
+        .write_all(&data)
+        .and_then(|()| gz.finish())
+        .unwrap_or_default();
+    g.bench_function("read_gzip", |b| {
+        b.iter(|| read(flate2::bufread::MultiGzDecoder::new(&gz[..])).map(|(h, _)| h.len()))
     });
     g.finish();
 }
