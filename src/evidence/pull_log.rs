@@ -3,6 +3,7 @@
 //! "response completed" app lines through the logrus JSON or text formatter. A `GET` or
 //! `HEAD` of `/v2/<name>/manifests/<ref>` answered 200 is a pull at that line's time.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
@@ -66,7 +67,7 @@ pub fn parse_line(line: &[u8]) -> Option<Hit> {
     if req.status != 200 || !matches!(req.method, "GET" | "HEAD") {
         return None;
     }
-    let (repo, reference) = manifest_path(req.uri)?;
+    let (repo, reference) = manifest_path(&req.uri)?;
     Some(Hit {
         repo: repo.to_owned(),
         reference,
@@ -77,7 +78,7 @@ pub fn parse_line(line: &[u8]) -> Option<Hit> {
 /// The parts of a request line that matter.
 struct Request<'a> {
     method: &'a str,
-    uri: &'a str,
+    uri: Cow<'a, str>,
     status: u16,
     at: i64,
 }
@@ -115,7 +116,7 @@ fn combined_line(line: &str) -> Option<Request<'_>> {
         .ok()?;
     Some(Request {
         method,
-        uri,
+        uri: Cow::Borrowed(uri),
         status,
         at,
     })
@@ -128,19 +129,17 @@ fn json_line(line: &str) -> Option<Request<'_>> {
         #[serde(rename = "http.request.method", borrow)]
         method: &'a str,
         #[serde(rename = "http.request.uri", borrow)]
-        uri: std::borrow::Cow<'a, str>,
+        uri: Cow<'a, str>,
         #[serde(rename = "http.response.status")]
         status: u16,
         #[serde(borrow)]
         time: &'a str,
     }
+    // Go's encoder escapes `&`, `<` and `>` in strings: the URI may come unescaped, owned.
     let l: Line<'_> = serde_json::from_str(line).ok()?;
-    let std::borrow::Cow::Borrowed(uri) = l.uri else {
-        return None;
-    };
     Some(Request {
         method: l.method,
-        uri,
+        uri: l.uri,
         status: l.status,
         at: DateTime::parse_from_rfc3339(l.time).ok()?.timestamp(),
     })
@@ -153,7 +152,7 @@ fn text_line(line: &str) -> Option<Request<'_>> {
         .timestamp();
     Some(Request {
         method: text_field(line, " http.request.method=")?,
-        uri: text_field(line, " http.request.uri=")?,
+        uri: Cow::Borrowed(text_field(line, " http.request.uri=")?),
         status: text_field(line, " http.response.status=")?.parse().ok()?,
         at,
     })
@@ -318,6 +317,9 @@ mod tests {
             ("app", digest(), 1_796_209_295)
         );
         let err = r#"{"http.request.method":"HEAD","http.request.uri":"/v2/app/manifests/nope","http.response.status":404,"time":"2026-12-02T11:01:35Z","vars.reference":"nope"}"#;
+        let escaped = r#"{"http.request.method":"GET","http.request.uri":"/v2/app/manifests/v1?a=1\u0026b=2","http.response.status":200,"time":"2026-12-02T11:01:35Z"}"#;
+        let h = parse_line(escaped.as_bytes()).expect("hit");
+        assert_eq!(h.reference, Reference::Tag("v1".into()));
         assert_eq!(parse_line(err.as_bytes()), None);
     }
 
