@@ -36,8 +36,10 @@ pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
         Some(&status.counters),
     );
     status.counters.scan_done();
+    // Evidence that starts late is worth a warning, not a different exit code: a freshly
+    // started receiver or a rotated log is normal, and evidence only ever adds keeps.
     if let Some(w) = run.policy.base.evidence.coverage_warning(run.policy.now()) {
-        planned.warnings.push(w);
+        crate::logging::warn(w);
     }
     let kind = run.storage.kind();
     if let Some(name) = &cfg.filter.exact
