@@ -100,6 +100,16 @@ pub fn error(msg: impl Display) {
     emit(Level::ERROR, "regsweep: error: ", &msg, None);
 }
 
+/// Something that could not be done (a blob, an upload): `regsweep: failed: {msg}`.
+pub fn failed(msg: impl Display) {
+    emit(Level::ERROR, "regsweep: failed: ", &msg, Some("failed"));
+}
+
+/// A note on what the run does: `regsweep: {msg}`.
+pub fn note(msg: impl Display) {
+    emit(Level::WARN, "regsweep: ", &msg, Some("note"));
+}
+
 /// A progress line: `regsweep: progress: {msg}`.
 pub fn progress(msg: impl Display) {
     emit(Level::INFO, "regsweep: progress: ", &msg, Some("progress"));

@@ -138,17 +138,12 @@ fn unfinished(cfg: &Config) -> Result<Option<UnfinishedGc>> {
         return Ok(None);
     };
     policy_time(&format!("journal {}", path.display()), u.now)?;
-    crate::logging::line(
-        tracing::Level::WARN,
-        "note",
-        "regsweep: ",
-        format_args!(
-            "resuming the collection recorded in {}: {} of {} planned blob deletions remain",
-            path.display(),
-            u.remaining().len(),
-            u.planned.len()
-        ),
-    );
+    crate::logging::note(format_args!(
+        "resuming the collection recorded in {}: {} of {} planned blob deletions remain",
+        path.display(),
+        u.remaining().len(),
+        u.planned.len()
+    ));
     journal::warn_torn(path, &u.unreadable_lines);
     Ok(Some(u))
 }
@@ -262,12 +257,9 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     if signals.cancel.load(Ordering::SeqCst) {
         out.flush()?;
         drop(status);
-        crate::logging::line(
-            tracing::Level::WARN,
-            "note",
-            "regsweep: ",
-            format_args!("interrupted before the sweep: the collection deleted nothing"),
-        );
+        crate::logging::note(format_args!(
+            "interrupted before the sweep: the collection deleted nothing"
+        ));
         return Ok(EXIT_INTERRUPTED);
     }
     out.flush()?;
@@ -332,12 +324,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
             ));
         }
         for (u, why) in &upload_failures {
-            crate::logging::line(
-                tracing::Level::ERROR,
-                "failed",
-                "regsweep: failed: ",
-                format_args!("upload {u}: {why}"),
-            );
+            crate::logging::failed(format_args!("upload {u}: {why}"));
         }
         let code = finish_online(&mut lines, &outcome, listed.candidates.len(), journal)?;
         return Ok(if code == EXIT_OK && !upload_failures.is_empty() {
@@ -378,20 +365,10 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     )?;
     out.flush()?;
     for (d, why) in &swept.failed {
-        crate::logging::line(
-            tracing::Level::ERROR,
-            "failed",
-            "regsweep: failed: ",
-            format_args!("blob {d}: {why}"),
-        );
+        crate::logging::failed(format_args!("blob {d}: {why}"));
     }
     for (u, why) in &upload_failures {
-        crate::logging::line(
-            tracing::Level::ERROR,
-            "failed",
-            "regsweep: failed: ",
-            format_args!("upload {u}: {why}"),
-        );
+        crate::logging::failed(format_args!("upload {u}: {why}"));
     }
     if let Some(e) = &swept.journal_error {
         crate::logging::error(format_args!("{e}"));
@@ -492,20 +469,10 @@ fn restore_leftovers(cfg: &Config, q: &quarantine::Quarantine, asked: bool) -> R
     if asked {
         println!("{line}");
     } else {
-        crate::logging::line(
-            tracing::Level::WARN,
-            "note",
-            "regsweep: ",
-            format_args!("{line}"),
-        );
+        crate::logging::note(format_args!("{line}"));
     }
     for (d, why) in &failed {
-        crate::logging::line(
-            tracing::Level::ERROR,
-            "failed",
-            "regsweep: failed: ",
-            format_args!("blob {d}: {why}"),
-        );
+        crate::logging::failed(format_args!("blob {d}: {why}"));
     }
     Ok(if failed.is_empty() {
         EXIT_OK
@@ -536,12 +503,7 @@ fn finish_online(
         crate::logging::error(format_args!("writing the report: {e}"));
     }
     for (d, why) in &o.failed {
-        crate::logging::line(
-            tracing::Level::ERROR,
-            "failed",
-            "regsweep: failed: ",
-            format_args!("blob {d}: {why}"),
-        );
+        crate::logging::failed(format_args!("blob {d}: {why}"));
     }
     for e in [&journal_error, &o.cache_error].into_iter().flatten() {
         crate::logging::error(format_args!("{e}"));
