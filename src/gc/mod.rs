@@ -202,13 +202,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     cfg.recorder.phase("mark");
     let marked = match mark::mark(&*storage, &counters) {
         Ok(m) => m,
-        Err(e) => {
-            drop(status);
-            crate::logging::error(format_args!(
-                "garbage collection aborted, nothing deleted: {e}"
-            ));
-            return Ok(EXIT_FATAL);
-        }
+        Err(e) => return Ok(aborted(status, e)),
     };
     cfg.recorder.marked(marked.blobs.len());
     counters.start_listing();
@@ -268,13 +262,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
     let (marked, found) =
         match mark::remark(&*storage, storage.blobs(), &Counters::default(), marked) {
             Ok(m) => m,
-            Err(e) => {
-                drop(status);
-                crate::logging::error(format_args!(
-                    "garbage collection aborted, nothing deleted: {e}"
-                ));
-                return Ok(EXIT_FATAL);
-            }
+            Err(e) => return Ok(aborted(status, e)),
         };
     if found > 0 {
         let before = listed.candidates.len();
@@ -395,6 +383,16 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         && swept.journal_error.is_none()
         && !matches!(cache_cleared, Some(Err(_)));
     Ok(if clean { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+/// Stops the progress display and says the collection stopped before deleting anything,
+/// because of `why`; gives the exit code.
+fn aborted(status: Status, why: impl std::fmt::Display) -> i32 {
+    drop(status);
+    crate::logging::error(format_args!(
+        "garbage collection aborted, nothing deleted: {why}"
+    ));
+    EXIT_FATAL
 }
 
 /// The registry's blob descriptor cache as its configuration file says (`None` without
