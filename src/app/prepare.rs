@@ -269,5 +269,7 @@ fn install_signals(rt: &tokio::runtime::Runtime, metrics: ExitMetrics) -> Result
             interrupted(": no new deletes; finishing those in flight (again to exit now)");
         }
     });
+    // Tests (and anyone scripting a stop) wait for this line before they signal.
+    tracing::debug!("ready for signals: SIGINT and SIGTERM handlers installed");
     Ok(Signals { cancel, deleting })
 }
