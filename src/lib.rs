@@ -1,12 +1,14 @@
 //! regsweep: finds and deletes unreachable manifests in Docker Registry v2 storage.
 //! The stages are modules of their own: `scan` (storage) → `meta` (manifest bodies) →
-//! `plan` (pure verdicts) → `report` → `delete`; `app` runs them, `cli` configures them.
+//! `plan` (pure verdicts) → `report` → `delete`; `app` runs them, `config` configures them.
 
 pub mod app;
-pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod delete;
 pub mod digest;
 pub mod evidence;
+pub mod exit;
 pub mod gc;
 pub mod logging;
 pub mod meta;
@@ -18,4 +20,5 @@ pub mod report;
 pub mod s3;
 pub mod scan;
 pub mod secret;
+pub mod signals;
 pub mod values;

@@ -1,10 +1,13 @@
 //! The `regsweep` command: parses the command line, sets up logging (regsweep's own events
-//! only), runs `app`, publishes the run's metrics and exits with its code. No logic of its own.
+//! only), resolves the configuration, runs `app`, publishes the run's metrics and exits
+//! with its code. No logic of its own.
 
 use clap::Parser;
 
-use regsweep::app::{self, EXIT_FATAL, EXIT_USAGE};
-use regsweep::cli::{Cli, Config};
+use regsweep::app;
+use regsweep::config::args::Invocation;
+use regsweep::config::{Cli, Config, usage};
+use regsweep::exit::Exit;
 use regsweep::logging;
 use regsweep::report::metrics;
 
@@ -13,82 +16,59 @@ use regsweep::report::metrics;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let started = logging::format_from_env();
-    logging::set_format(started);
+    logging::set_format(logging::format_from_env());
     let cli = match Cli::try_parse() {
-        Ok(a) => a,
+        Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // clap's whole message (what is missing, the tip), without the usage dump.
-            let msg = without_usage(&e.to_string());
-            if logging::is_json() {
-                let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
-                logging::error(one_line(msg));
-            } else {
-                eprintln!("regsweep: {msg}");
-            }
-            std::process::exit(EXIT_USAGE);
-        }
+        Err(e) => usage_error(&usage::message(e)),
     };
-    if let Some(opts) = cli.events() {
-        logging::init(cli.args.log_format, logging::filter(cli.args.verbose));
-        std::process::exit(regsweep::evidence::events::run(&opts));
-    }
-    let (mode, args) = cli.split();
+    let (task, args) = match cli.invocation() {
+        Invocation::Events(opts, args) => {
+            logging::init(args.log_format, logging::filter(args.verbose));
+            regsweep::evidence::events::serve(&opts).exit()
+        }
+        Invocation::Run(task, args) => (task, args),
+    };
     logging::init(args.log_format, logging::filter(args.verbose));
-    let cfg = match args.validate() {
-        Ok(c) => c,
+    let cfg = match args.resolve(task) {
+        Ok(cfg) => cfg,
         Err(e) => {
-            logging::error(one_line(&e));
-            std::process::exit(EXIT_USAGE);
+            logging::error(one_line(&e.to_string()));
+            Exit::Usage.exit()
         }
     };
-    let code = match app::run_mode(&cfg, &mode) {
-        Ok(code) => code,
+    let exit = match app::run(&cfg) {
+        Ok(exit) => exit,
         Err(e) => {
             logging::error(one_line(&format!("{e:#}")));
-            EXIT_FATAL
+            Exit::Fatal
         }
     };
-    std::process::exit(publish_metrics(&cfg, code));
+    publish_metrics(&cfg, exit).exit()
+}
+
+/// Prints clap's usage error on stderr (one line in JSON logs) and exits 2.
+fn usage_error(msg: &str) -> ! {
+    if logging::is_json() {
+        logging::error(one_line(msg));
+    } else {
+        eprintln!("regsweep: error: {msg}");
+    }
+    Exit::Usage.exit()
 }
 
 /// Writes and pushes the run's metrics (a failed run's too); a run that went through but
 /// whose metrics could not be delivered exits 1, each failure named on one line.
-fn publish_metrics(cfg: &Config, code: i32) -> i32 {
-    match metrics::publish(&cfg.metrics, &cfg.recorder, code) {
-        Ok(()) => code,
+fn publish_metrics(cfg: &Config, exit: Exit) -> Exit {
+    match metrics::publish(&cfg.metrics, &cfg.recorder, exit) {
+        Ok(()) => exit,
         Err(errors) => {
             for e in errors {
                 logging::error(e);
             }
-            if metrics::success(code) {
-                EXIT_FATAL
-            } else {
-                code
-            }
+            if exit.succeeded() { Exit::Fatal } else { exit }
         }
     }
-}
-
-/// A clap error without its `Usage:` block and blank lines.
-fn without_usage(text: &str) -> String {
-    let mut out = Vec::new();
-    let mut in_usage = false;
-    for line in text.lines() {
-        if line.starts_with("Usage:") {
-            in_usage = true;
-            continue;
-        }
-        if in_usage && (line.starts_with(' ') || line.is_empty()) {
-            continue;
-        }
-        in_usage = false;
-        if !line.trim().is_empty() && !line.starts_with("For more information") {
-            out.push(line.trim_end());
-        }
-    }
-    out.join("\n")
 }
 
 /// Folds a multi-line message (a regex error, say) onto one line.

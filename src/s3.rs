@@ -10,7 +10,7 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 
-use crate::secret::Secret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Objects and common prefixes of a listing, or why it failed.
 pub type Listing = Result<(Vec<aws_sdk_s3::types::Object>, Vec<String>), String>;
@@ -27,7 +27,7 @@ pub struct S3Options {
     /// Path-style addressing.
     pub path_style: bool,
     /// Access and secret key; `None` for the standard AWS credential chain.
-    pub credentials: Option<(String, Secret)>,
+    pub credentials: Option<(String, SecretString)>,
     /// The registry driver's `rootdirectory` (`REGISTRY_DIR`), slashes as the user wrote them.
     pub root: String,
     /// Requests in flight at once.
@@ -156,7 +156,7 @@ impl S3Store {
         if let Some((a, s)) = &o.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 a,
-                s.expose(),
+                s.expose_secret(),
                 None,
                 None,
                 "regsweep",

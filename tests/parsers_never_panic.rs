@@ -2,6 +2,7 @@
 //! In memory only: no storage, no network.
 
 use proptest::prelude::*;
+use secrecy::ExposeSecret;
 use regsweep::delete::auth::{Credentials, parse_challenge};
 use regsweep::digest::Digest;
 use regsweep::meta::parse::{parse_config, parse_manifest};
@@ -68,7 +69,7 @@ proptest! {
     fn challenge_and_credentials_never_panic(s in ".{0,200}") {
         let _ = parse_challenge(&s);
         if let Ok(c) = Credentials::from_pair(&s, "test") {
-            prop_assert_eq!(format!("{}:{}", c.user, c.password), s);
+            prop_assert_eq!(format!("{}:{}", c.user, c.password.expose_secret()), s);
         }
     }
 }

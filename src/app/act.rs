@@ -8,14 +8,14 @@ use std::sync::atomic::Ordering;
 use anyhow::{Result, anyhow};
 use tracing::Level;
 
-use super::prepare::Run;
+use super::prepare::Prepared;
 use super::report::{estimate, print_json};
 use super::scan::Scanned;
-use super::{EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_SKIPPED};
-use crate::cli::{DeleteVia, Output};
+use crate::config::{DeleteVia, Output};
 use crate::delete::journal::{Journal, Record};
 use crate::delete::verify::StorageReverify;
 use crate::delete::{self, Outcome, Progress, Target};
+use crate::exit::Exit;
 use crate::logging;
 use crate::pipeline::Planned;
 use crate::report::progress::{Quiet, TextProgress};
@@ -33,7 +33,7 @@ pub enum Acted {
 }
 
 /// Carries out the plans: deletes through the registry API or in storage, journaled.
-pub fn act(run: &mut Run, scanned: &Scanned) -> Result<Acted> {
+pub fn act(run: &mut Prepared, scanned: &Scanned) -> Result<Acted> {
     let (cfg, planned) = (run.cfg, &scanned.planned);
     // What is already decided before any delete: the plan file's refused entries.
     let before = Outcome {
@@ -107,7 +107,7 @@ pub fn act(run: &mut Run, scanned: &Scanned) -> Result<Acted> {
 }
 
 /// Prints the closing lines (or the JSON report) and gives the exit code.
-pub fn finish(run: &Run, scanned: Scanned, acted: Acted) -> Result<i32> {
+pub fn finish(run: &Prepared, scanned: Scanned, acted: Acted) -> Result<Exit> {
     let Scanned {
         planned, status, ..
     } = scanned;
@@ -165,25 +165,25 @@ pub fn finish(run: &Run, scanned: Scanned, acted: Acted) -> Result<i32> {
                 outcome.not_attempted
             ),
         );
-        return Ok(EXIT_INTERRUPTED);
+        return Ok(Exit::Interrupted);
     }
     if let Some(fatal) = &outcome.fatal {
         logging::error(fatal);
-        return Ok(EXIT_FATAL);
+        return Ok(Exit::Fatal);
     }
     if !outcome.failed.is_empty() || outcome.journal_error.is_some() {
-        return Ok(EXIT_PARTIAL);
+        return Ok(Exit::Partial);
     }
     Ok(clean_exit(&planned, Some(&outcome)))
 }
 
 /// The exit code for a run that finished without fatal errors or failed deletes.
-fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> i32 {
+fn clean_exit(planned: &Planned, outcome: Option<&Outcome>) -> Exit {
     let skipped = outcome.is_some_and(|o| !o.skipped.is_empty());
     let closed = planned.plans.iter().any(|p| !p.problems.is_empty());
     if skipped || closed || !planned.warnings.is_empty() {
-        EXIT_SKIPPED
+        Exit::Skipped
     } else {
-        EXIT_OK
+        Exit::Ok
     }
 }

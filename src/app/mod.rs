@@ -10,24 +10,9 @@ mod scan;
 
 use anyhow::Result;
 
-pub use prepare::{Signals, policy_time, runtime_and_signals};
-
-use crate::cli::{Config, Mode};
+use crate::config::{Config, Task};
+use crate::exit::Exit;
 use crate::plan::Policies;
-
-/// Exit code: everything done.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: fatal error before deleting (or a stop that makes every further delete fail).
-pub const EXIT_FATAL: i32 = 1;
-/// Exit code: usage error.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: finished, some deletions failed.
-pub const EXIT_PARTIAL: i32 = 3;
-/// Exit code: finished, but something was skipped (a repository failed closed, a warning,
-/// a deletion skipped because storage changed).
-pub const EXIT_SKIPPED: i32 = 4;
-/// Exit code: stopped by SIGINT or SIGTERM.
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The policies a configuration asks for, as of now.
 pub fn policies(cfg: &Config) -> Policies {
@@ -53,34 +38,27 @@ fn start_io_pool(threads: usize) {
         .build_global();
 }
 
-/// Runs regsweep with a validated configuration; returns the process exit code.
-pub fn run(cfg: &Config) -> Result<i32> {
-    run_mode(cfg, &Mode::Run)
-}
-
-/// Runs regsweep in `mode` (plain run, `plan`, `apply`); returns the process exit code.
-pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
+/// Runs the configuration's task; says how it ended (an error is fatal, exit 1).
+pub fn run(cfg: &Config) -> Result<Exit> {
     start_io_pool(cfg.threads);
     let rec = &cfg.recorder;
-    if let Mode::Gc = mode {
+    if cfg.task == Task::Gc {
         rec.begin("gc", cfg.dry_run);
         return crate::gc::collect(cfg);
     }
     rec.begin("cleanup", cfg.dry_run);
     rec.phase("prepare");
-    let mut run = prepare::Run::prepare(cfg, mode)?;
+    let mut run = prepare::Prepared::prepare(cfg)?;
     rec.phase("scan");
     let Some(scanned) = scan::scan_and_plan(&run)? else {
-        return Ok(EXIT_USAGE);
+        return Ok(Exit::Usage);
     };
-    rec.planned(&scanned.planned);
+    rec.planned(&scanned.planned.plans, scanned.planned.bytes_freed);
     rec.phase("report");
     report::report(&run, &scanned)?;
     rec.phase("delete");
     let acted = act::act(&mut run, &scanned)?;
-    let code = act::finish(&run, scanned, acted)?;
-    // `--gc`: blobs go only after a cleanup that went through (skips are fine: a skipped
-    // manifest is still there, and so is everything it marks).
+    let exit = act::finish(&run, scanned, acted)?;
     if cfg.gc && cfg.dry_run {
         // What a collection would free depends on the deletes this dry run only planned.
         crate::logging::line(
@@ -90,10 +68,12 @@ pub fn run_mode(cfg: &Config, mode: &Mode) -> Result<i32> {
             "GC: no collection in a dry run; after the cleanup, `regsweep gc --dry-run` lists what it would free",
         );
     }
-    if cfg.gc && !cfg.dry_run && matches!(code, EXIT_OK | EXIT_SKIPPED) {
+    // `--gc`: blobs go only after a cleanup that went through (skips are fine: a skipped
+    // manifest is still there, and so is everything it marks).
+    if cfg.gc && !cfg.dry_run && exit.succeeded() {
         println!();
-        let gc = crate::gc::run(cfg, &run.rt, &run.signals)?;
-        return Ok(if gc == EXIT_OK { code } else { gc });
+        let collected = crate::gc::mark_and_sweep(cfg, &run.rt, &run.signals)?;
+        return Ok(exit.merge(collected));
     }
-    Ok(code)
+    Ok(exit)
 }

@@ -3,29 +3,26 @@
 //! It reads files and asks the registry `/v2/`; it never lists or plans repositories.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 
-use super::EXIT_INTERRUPTED;
-use crate::cli::{Config, DeleteVia, Mode, StorageConfig};
+use crate::clock::policy_time;
+use crate::config::{Config, DeleteVia, StorageConfig, Task};
 use crate::delete::RegistryClient;
 use crate::delete::journal::{self, Unfinished};
-use crate::logging;
 use crate::plan::Policies;
 use crate::planfile::{self, PlanFile};
-use crate::report::metrics::{self, Recorder, Settings as MetricsSettings};
 use crate::s3::S3Store;
 use crate::scan::fs::FsStorage;
 use crate::scan::s3::S3Storage;
 use crate::scan::{RepoFilter, Storage};
+use crate::signals::{Signals, runtime_and_signals};
 
-/// A prepared run: the configuration and everything set up for it.
-pub struct Run<'a> {
-    /// The validated configuration.
+/// A run set up to scan: the configuration and everything prepared for it.
+pub struct Prepared<'a> {
+    /// The resolved configuration (its task: a cleanup, `plan` or `apply`).
     pub cfg: &'a Config,
-    /// Plain run, `plan` or `apply`.
-    pub mode: &'a Mode,
     /// The policies, as of the run's time (or the plan file's, or the resumed run's).
     pub policy: Policies,
     /// The repositories to plan (a plan file narrows them).
@@ -46,12 +43,12 @@ pub struct Run<'a> {
     pub links: Arc<AtomicU64>,
 }
 
-impl<'a> Run<'a> {
-    /// Sets up a run of `mode`; an error is fatal (exit 1).
-    pub fn prepare(cfg: &'a Config, mode: &'a Mode) -> Result<Run<'a>> {
+impl<'a> Prepared<'a> {
+    /// Sets up a run of the configuration's task; an error is fatal (exit 1).
+    pub fn prepare(cfg: &'a Config) -> Result<Prepared<'a>> {
         let mut policy = super::policies(cfg);
-        let plan_file = match mode {
-            Mode::Apply(path) => {
+        let plan_file = match &cfg.task {
+            Task::Apply(path) => {
                 let f = planfile::read(path).map_err(|e| anyhow!(e))?;
                 policy_time(&format!("plan file {}", path.display()), f.now)?;
                 Some(f)
@@ -76,7 +73,7 @@ impl<'a> Run<'a> {
         }
         let links = Arc::new(AtomicU64::new(0));
         let storage = open_storage(cfg, &rt, links.clone())?;
-        if let (Mode::Apply(path), Some(f)) = (mode, &plan_file)
+        if let (Task::Apply(path), Some(f)) = (&cfg.task, &plan_file)
             && f.storage != storage.kind()
         {
             return Err(anyhow!(
@@ -86,9 +83,8 @@ impl<'a> Run<'a> {
                 storage.kind()
             ));
         }
-        Ok(Run {
+        Ok(Prepared {
             cfg,
-            mode,
             policy,
             filter,
             plan_file,
@@ -100,21 +96,6 @@ impl<'a> Run<'a> {
             links,
         })
     }
-}
-
-/// The async runtime and the SIGINT/SIGTERM handling every run starts with.
-pub fn runtime_and_signals(cfg: &Config) -> Result<(tokio::runtime::Runtime, Signals)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads.max(1))
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let exit = ExitMetrics {
-        settings: cfg.metrics.clone(),
-        recorder: cfg.recorder.clone(),
-    };
-    let signals = install_signals(&rt, exit)?;
-    Ok((rt, signals))
 }
 
 /// Checks the registry before a long scan: a wrong URL or password fails fast.
@@ -166,18 +147,6 @@ fn warn_if_registry_answers(rt: &tokio::runtime::Runtime, url: Option<&str>) {
     }
 }
 
-/// Checks a policy time read from a file: a time in the future would turn the grace
-/// period off, one before 1970 is no time regsweep wrote.
-pub fn policy_time(what: &str, now: i64) -> Result<i64> {
-    let real = chrono::Utc::now().timestamp();
-    if now < 0 || now > real.saturating_add(300) {
-        return Err(anyhow!(
-            "{what}: its time {now} is not a past time (now is {real}): refusing a grace period measured from it"
-        ));
-    }
-    Ok(now)
-}
-
 /// Loads an unfinished journal, if the configuration names one and a run is to delete.
 fn unfinished(cfg: &Config) -> Result<Option<Unfinished>> {
     match &cfg.journal {
@@ -201,75 +170,4 @@ fn unfinished(cfg: &Config) -> Result<Option<Unfinished>> {
         }
         _ => Ok(None),
     }
-}
-
-/// What a SIGINT/SIGTERM does: before deletes start, exit 130 at once (nothing was
-/// deleted); once they run, the first stops scheduling deletes, the second exits.
-pub struct Signals {
-    /// Set by the first signal while deleting: no new deletes.
-    pub cancel: Arc<AtomicBool>,
-    /// Deletes have started.
-    pub deleting: Arc<AtomicBool>,
-}
-
-/// What a run stopped by a signal before any delete publishes as it exits.
-struct ExitMetrics {
-    settings: MetricsSettings,
-    recorder: Arc<Recorder>,
-}
-
-impl ExitMetrics {
-    /// Publishes the metrics of a run interrupted now and exits 130 (a thread of its own:
-    /// the push blocks, and this runs on the async runtime).
-    fn exit(&self) -> ! {
-        let (settings, recorder) = (self.settings.clone(), self.recorder.clone());
-        let _ = std::thread::spawn(move || {
-            if let Err(errors) = metrics::publish(&settings, &recorder, EXIT_INTERRUPTED) {
-                errors.into_iter().for_each(logging::error);
-            }
-        })
-        .join();
-        std::process::exit(EXIT_INTERRUPTED);
-    }
-}
-
-/// An `interrupted...` line on stderr.
-fn interrupted(rest: &str) {
-    logging::line(
-        tracing::Level::WARN,
-        "interrupted",
-        "regsweep: ",
-        format_args!("interrupted{rest}"),
-    );
-}
-
-/// Installs the SIGINT / SIGTERM handling, before the scan starts.
-fn install_signals(rt: &tokio::runtime::Runtime, metrics: ExitMetrics) -> Result<Signals> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let cancel = Arc::new(AtomicBool::new(false));
-    let deleting = Arc::new(AtomicBool::new(false));
-    let (flag, phase) = (cancel.clone(), deleting.clone());
-    let _guard = rt.enter();
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    rt.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if !phase.load(Ordering::SeqCst) {
-                interrupted(" before any delete: nothing was deleted");
-                metrics.exit();
-            }
-            if flag.swap(true, Ordering::SeqCst) {
-                interrupted(" again: exiting now");
-                metrics.exit();
-            }
-            interrupted(": no new deletes; finishing those in flight (again to exit now)");
-        }
-    });
-    // Tests (and anyone scripting a stop) wait for this line before they signal.
-    tracing::debug!("ready for signals: SIGINT and SIGTERM handlers installed");
-    Ok(Signals { cancel, deleting })
 }

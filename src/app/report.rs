@@ -6,9 +6,9 @@ use std::io::{self, Write};
 
 use anyhow::{Context, Result, anyhow};
 
-use super::prepare::Run;
+use super::prepare::Prepared;
 use super::scan::Scanned;
-use crate::cli::{Config, Mode, Output};
+use crate::config::{Config, Output, Task};
 use crate::delete::Outcome;
 use crate::logging;
 use crate::pipeline::Planned;
@@ -17,7 +17,7 @@ use crate::report::{json, text};
 
 /// Prints the warnings, the text report (in a dry run with its listing) and writes the
 /// plan file of `regsweep plan`.
-pub fn report(run: &Run, scanned: &Scanned) -> Result<()> {
+pub fn report(run: &Prepared, scanned: &Scanned) -> Result<()> {
     let (cfg, planned) = (run.cfg, &scanned.planned);
     warn_all(planned);
     if cfg.output == Output::Text {
@@ -43,14 +43,14 @@ pub fn report(run: &Run, scanned: &Scanned) -> Result<()> {
         }
         out.flush()?;
     }
-    if let Mode::Plan(out) = run.mode {
+    if let Task::Plan(out) = &run.cfg.task {
         write_plan_file(run, planned, out)?;
     }
     Ok(())
 }
 
 /// Writes the plan file of `regsweep plan` and says how to carry it out.
-fn write_plan_file(run: &Run, planned: &Planned, out: &std::path::Path) -> Result<()> {
+fn write_plan_file(run: &Prepared, planned: &Planned, out: &std::path::Path) -> Result<()> {
     let file = planfile::build(
         &planned.plans,
         run.policy.now(),

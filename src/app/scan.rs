@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::prepare::Run;
+use super::prepare::Prepared;
 use crate::delete::Missed;
 use crate::pipeline::{Planned, plan_storage_counted};
 use crate::planfile;
@@ -23,7 +23,7 @@ pub struct Scanned {
 }
 
 /// Scans and plans; `None` when `REPO_FILTER` names no repository (a usage error).
-pub fn scan_and_plan(run: &Run) -> Result<Option<Scanned>> {
+pub fn scan_and_plan(run: &Prepared) -> Result<Option<Scanned>> {
     let cfg = run.cfg;
     let started = std::time::Instant::now();
     // Started once storage answers: a connection error stays one line.

@@ -1,21 +1,18 @@
-//! Credentials (REGISTRY_AUTH, --username/--password-stdin, docker config.json) and the
-//! registry's `WWW-Authenticate` challenges. It holds secrets: it never prints them, and
+//! Credentials and the registry's `WWW-Authenticate` challenges (where credentials come
+//! from is the config stage's `credentials`). It holds secrets: it never prints them, and
 //! it sends nothing itself (the client does).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use secrecy::SecretString;
 
 /// A user name and password, and where they came from (for error messages; never the secret).
 #[derive(Clone)]
 pub struct Credentials {
     /// User name.
     pub user: String,
-    /// Password or identity token.
-    pub password: String,
+    /// Password or identity token, wiped when dropped.
+    pub password: SecretString,
     /// Where they came from: `REGISTRY_AUTH`, `--password-stdin`, a config.json path.
     pub source: String,
 }
@@ -38,7 +35,7 @@ impl Credentials {
             .ok_or_else(|| format!("{source} must be user:password (no ':' found)"))?;
         Ok(Credentials {
             user: user.to_owned(),
-            password: password.to_owned(),
+            password: SecretString::from(password),
             source: source.to_owned(),
         })
     }
@@ -47,71 +44,6 @@ impl Credentials {
     pub fn describe(&self) -> String {
         format!("user {:?} from {}", self.user, self.source)
     }
-}
-
-#[derive(Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: std::collections::HashMap<String, DockerAuth>,
-}
-
-#[derive(Deserialize)]
-struct DockerAuth {
-    auth: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-}
-
-/// The docker config.json to read: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn docker_config_path(docker_config_dir: Option<&Path>) -> Option<PathBuf> {
-    if let Some(d) = docker_config_dir {
-        return Some(d.join("config.json"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-}
-
-/// Looks up `host` (host[:port]) in a docker config.json's `auths`; `Ok(None)` if absent.
-pub fn from_docker_config(path: &Path, host: &str) -> Result<Option<Credentials>, String> {
-    let body = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read docker config {}: {e}", path.display())),
-    };
-    let cfg: DockerConfig = serde_json::from_slice(&body)
-        .map_err(|e| format!("docker config {} is not valid JSON: {e}", path.display()))?;
-    let source = format!("docker config {}", path.display());
-    for (key, entry) in &cfg.auths {
-        if registry_host(key) != host {
-            continue;
-        }
-        if let Some(auth) = &entry.auth {
-            let decoded = STANDARD
-                .decode(auth.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    format!("{source}: auths.{key}.auth is not base64 of user:password")
-                })?;
-            return Credentials::from_pair(&decoded, &source).map(Some);
-        }
-        if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-            return Ok(Some(Credentials {
-                user: u.clone(),
-                password: p.clone(),
-                source,
-            }));
-        }
-    }
-    Ok(None)
-}
-
-/// `host[:port]` of a config.json key, which may be a bare host or a URL.
-fn registry_host(key: &str) -> &str {
-    let k = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    k.split('/').next().unwrap_or(k)
 }
 
 /// An authentication challenge from `WWW-Authenticate`.
@@ -242,12 +174,13 @@ pub fn parse_refusal(header: &str) -> Option<Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn password_may_contain_colons() {
         let c = Credentials::from_pair("alice:pa:ss:word", "REGISTRY_AUTH").expect("pair");
         assert_eq!(
-            (c.user.as_str(), c.password.as_str()),
+            (c.user.as_str(), c.password.expose_secret()),
             ("alice", "pa:ss:word")
         );
         assert!(Credentials::from_pair("nocolon", "REGISTRY_AUTH").is_err());
@@ -332,31 +265,5 @@ mod tests {
             None
         );
         assert_eq!(parse_refusal("Bearer realm=\"x\",error=\"invalid"), None);
-    }
-
-    #[test]
-    fn docker_config_lookup() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("config.json");
-        let auth = STANDARD.encode("bob:s3:cret");
-        std::fs::write(
-            &path,
-            format!(r#"{{"auths":{{"https://127.0.0.1:5000/v1/":{{"auth":"{auth}"}}}}}}"#),
-        )
-        .expect("write");
-        let c = from_docker_config(&path, "127.0.0.1:5000")
-            .expect("read")
-            .expect("found");
-        assert_eq!((c.user.as_str(), c.password.as_str()), ("bob", "s3:cret"));
-        assert!(
-            from_docker_config(&path, "127.0.0.1:5001")
-                .expect("read")
-                .is_none()
-        );
-        assert!(
-            from_docker_config(&dir.path().join("missing.json"), "x")
-                .expect("absent is fine")
-                .is_none()
-        );
     }
 }

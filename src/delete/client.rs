@@ -2,6 +2,7 @@
 //! retries with backoff, a circuit breaker for a registry that stopped answering. It sends
 //! what the deleter asks for; it decides nothing about which manifest goes.
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -435,7 +436,7 @@ impl RegistryClient {
 
     fn authed_basic(&self, r: RequestBuilder) -> RequestBuilder {
         match &self.opts.credentials {
-            Some(c) => r.basic_auth(&c.user, Some(&c.password)),
+            Some(c) => r.basic_auth(&c.user, Some(c.password.expose_secret())),
             None => r,
         }
     }

@@ -4,6 +4,7 @@
 //! answered 200 only once its pulls are appended and fsynced; on start the store is
 //! compacted (written to a temporary file, then renamed over it).
 
+use crate::exit::Exit;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -298,13 +299,13 @@ pub struct Options {
     pub store: PathBuf,
 }
 
-/// Runs the receiver until SIGINT or SIGTERM; gives the exit code.
-pub fn run(opts: &Options) -> i32 {
+/// Runs the receiver until SIGINT or SIGTERM; says how it ended.
+pub fn serve(opts: &Options) -> Exit {
     let rx = match Receiver::open(&opts.store) {
         Ok(r) => Arc::new(Mutex::new(r)),
         Err(e) => {
             crate::logging::error(e);
-            return 2;
+            return Exit::Usage;
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -315,20 +316,20 @@ pub fn run(opts: &Options) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             crate::logging::error(format_args!("events: starting the runtime: {e}"));
-            return 1;
+            return Exit::Fatal;
         }
     };
-    match rt.block_on(serve(opts.listen, rx)) {
-        Ok(()) => 0,
+    match rt.block_on(accept(opts.listen, rx)) {
+        Ok(()) => Exit::Ok,
         Err(e) => {
             crate::logging::error(format_args!("events: {e}"));
-            1
+            Exit::Fatal
         }
     }
 }
 
 /// Accepts connections until a signal.
-async fn serve(addr: SocketAddr, rx: Arc<Mutex<Receiver>>) -> std::io::Result<()> {
+async fn accept(addr: SocketAddr, rx: Arc<Mutex<Receiver>>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("regsweep events: listening on {}", listener.local_addr()?);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

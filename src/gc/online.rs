@@ -5,6 +5,7 @@
 //! quarantine is deleted. Any doubt, interruption or failure to clear the registry's cache
 //! puts everything back.
 
+use super::BLOBS_PER_STEP;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -16,14 +17,11 @@ use super::mark::{self, Marked};
 use super::quarantine::{Failure, Quarantine};
 use super::registry_config::RedisTarget;
 use super::sweep::Candidate;
-use crate::app::Signals;
 use crate::delete::journal::{Journal, Record};
 use crate::digest::Digest;
 use crate::report::status::Counters;
 use crate::scan::{BlobSource, Storage};
-
-/// Blobs moved between two looks at the interrupt flag, and journaled as one line.
-const BATCH: usize = 4096;
+use crate::signals::Signals;
 
 /// How an online collection runs.
 pub struct Online<'a> {
@@ -220,7 +218,7 @@ impl Collection<'_, '_> {
     /// 1. Moves the candidates into quarantine, a batch at a time, then clears the cache.
     fn quarantine(&mut self, candidates: &[Candidate]) {
         let (q, cx) = (self.cx.online.quarantine, self.cx);
-        for batch in candidates.chunks(BATCH) {
+        for batch in candidates.chunks(BLOBS_PER_STEP) {
             if cx.signals.cancel.load(Ordering::SeqCst) {
                 self.outcome.interrupted = true;
                 break;
@@ -341,9 +339,9 @@ impl Collection<'_, '_> {
     fn purge(&mut self, candidates: &[Candidate]) {
         let remaining = self.held_now();
         let extra: Vec<(Digest, String)> = extra_keys(candidates, &remaining);
-        for (i, batch) in remaining.chunks(BATCH).enumerate() {
+        for (i, batch) in remaining.chunks(BLOBS_PER_STEP).enumerate() {
             if self.cx.signals.cancel.load(Ordering::SeqCst) {
-                let rest = &remaining[i * BATCH..];
+                let rest = &remaining[i * BLOBS_PER_STEP..];
                 let back = self.put_back(rest, "interrupted");
                 self.out.line(format_args!(
                     "Interrupted: put back {back} quarantined blobs not yet deleted."

@@ -3,19 +3,17 @@
 //! successful run; rendered in the Prometheus text format (0.0.4), written atomically to
 //! `--metrics-file` and pushed to `--pushgateway` at the end of a run, a failed one too.
 
+use crate::exit::Exit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::delete::Outcome;
-use crate::digest::Digest;
-use crate::gc::sweep::Candidate;
-use crate::pipeline::Planned;
-use crate::plan::Verdict;
+use crate::plan::{RepoPlan, Verdict};
 
 /// Skip reasons of a cleanup, always exported (zero when none).
 const SKIP_REASONS: [&str; 3] = ["storage-changed", "plan-refused", "not-attempted"];
@@ -99,9 +97,9 @@ impl Recorder {
 
     /// A cleanup's plans: manifests scanned, kept and planned for deletion by reason,
     /// repositories failed closed, the estimate of bytes a collection frees.
-    pub fn planned(&self, planned: &Planned) {
+    pub fn planned(&self, plans: &[Arc<RepoPlan>], bytes_freed: u64) {
         self.with(|v| {
-            for p in &planned.plans {
+            for p in plans {
                 v.repositories += 1;
                 v.failed_closed += u64::from(!p.problems.is_empty());
                 for d in &p.decisions {
@@ -113,7 +111,7 @@ impl Recorder {
                     *by.entry(p.reason(d).name()).or_default() += 1;
                 }
             }
-            v.freeable_bytes = planned.bytes_freed;
+            v.freeable_bytes = bytes_freed;
         });
     }
 
@@ -157,17 +155,6 @@ impl Recorder {
             v.freed_bytes += bytes;
             v.blobs_sweep_failed += failed as u64;
         });
-    }
-
-    /// A collection's sweep of `attempted` candidates, of which `failed` failed.
-    pub fn swept_blobs(&self, attempted: &[Candidate], failed: &[(Digest, String)]) {
-        let bad: std::collections::BTreeSet<&Digest> = failed.iter().map(|(d, _)| d).collect();
-        let bytes = attempted
-            .iter()
-            .filter(|c| !bad.contains(&c.digest))
-            .map(|c| c.size)
-            .sum();
-        self.swept(attempted.len() - failed.len(), bytes, failed.len());
     }
 
     /// The metrics of the run that ended with `exit_code`, in the text format; `labels`
@@ -394,11 +381,6 @@ impl Families {
     }
 }
 
-/// Whether an exit code counts as a successful run: done, or done with something skipped.
-pub fn success(exit_code: i32) -> bool {
-    matches!(exit_code, 0 | 4)
-}
-
 /// The last-success time a metrics file written before holds.
 pub fn last_success_in(file: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(file).ok()?;
@@ -515,15 +497,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Renders the run's metrics and sends them where `settings` say; every failure is one
 /// line (the file is written before the push).
-pub fn publish(
-    settings: &Settings,
-    recorder: &Recorder,
-    exit_code: i32,
-) -> Result<(), Vec<String>> {
+pub fn publish(settings: &Settings, recorder: &Recorder, exit: Exit) -> Result<(), Vec<String>> {
     if !settings.wanted() {
         return Ok(());
     }
-    let ok = success(exit_code);
+    let (exit_code, ok) = (exit.code(), exit.succeeded());
     let mut errors = Vec::new();
     let command = recorder.with(|v| v.command);
     if let Some(file) = &settings.file {

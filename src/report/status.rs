@@ -92,7 +92,7 @@ fn counted(phase: u8) -> bool {
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub enum ProgressDisplay {
     /// Nothing (`--quiet`).
     Off,
     /// indicatif bars (stderr is a terminal).
@@ -101,16 +101,16 @@ pub enum Mode {
     Lines(Duration),
 }
 
-impl Mode {
+impl ProgressDisplay {
     /// Bars on a terminal, lines every `every` otherwise (and with JSON logs, whose
     /// readers want lines), nothing when `quiet`.
-    pub fn detect(quiet: bool, every: Duration, json_logs: bool) -> Mode {
+    pub fn detect(quiet: bool, every: Duration, json_logs: bool) -> ProgressDisplay {
         if quiet || every.is_zero() {
-            Mode::Off
+            ProgressDisplay::Off
         } else if std::io::stderr().is_terminal() && !json_logs {
-            Mode::Bars
+            ProgressDisplay::Bars
         } else {
-            Mode::Lines(every)
+            ProgressDisplay::Lines(every)
         }
     }
 }
@@ -125,16 +125,16 @@ pub struct Status {
 impl Status {
     /// Starts showing progress in `mode`; while scanning it shows `links` (revision links
     /// the lister has read).
-    pub fn start(mode: Mode, links: Arc<AtomicU64>) -> Status {
+    pub fn start(mode: ProgressDisplay, links: Arc<AtomicU64>) -> Status {
         let counters = Arc::new(Counters {
             links,
             ..Counters::default()
         });
         let c = counters.clone();
         let thread = match mode {
-            Mode::Off => None,
-            Mode::Bars => Some(std::thread::spawn(move || bars(&c))),
-            Mode::Lines(every) => Some(std::thread::spawn(move || lines(&c, every))),
+            ProgressDisplay::Off => None,
+            ProgressDisplay::Bars => Some(std::thread::spawn(move || bars(&c))),
+            ProgressDisplay::Lines(every) => Some(std::thread::spawn(move || lines(&c, every))),
         };
         Status { counters, thread }
     }

@@ -41,7 +41,7 @@ fn s3_options(endpoint: &str, bucket: &str, root: &str) -> regsweep::s3::S3Optio
         region: Some("us-east-1".to_owned()),
         endpoint: Some(endpoint.to_owned()),
         path_style: true,
-        credentials: Some(("test".to_owned(), regsweep::secret::Secret::new("test"))),
+        credentials: Some(("test".to_owned(), secrecy::SecretString::from("test"))),
         root: root.to_owned(),
         concurrency: 32,
     }
