@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod gc;
 pub mod logging;
 pub mod meta;
+pub mod outcome;
 pub mod pipeline;
 pub mod plan;
 pub mod planfile;

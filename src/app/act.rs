@@ -15,8 +15,9 @@ use super::{EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_SKIPPED};
 use crate::cli::{DeleteVia, Output};
 use crate::delete::journal::{Journal, Record};
 use crate::delete::verify::StorageReverify;
-use crate::delete::{self, Outcome, Progress, Target};
+use crate::delete::{self, Target};
 use crate::logging;
+use crate::outcome::{Outcome, Progress};
 use crate::pipeline::Planned;
 use crate::report::progress::{Quiet, TextProgress};
 use crate::report::status::Counting;
@@ -81,7 +82,7 @@ pub fn act(run: &mut Run, scanned: &Scanned) -> Result<Acted> {
         .as_ref()
         .and_then(|c| c.credentials.as_ref())
         .map_or_else(|| "no credentials".to_owned(), |c| c.describe());
-    let deletes = delete::Run {
+    let deletes = delete::DeletionPass {
         target,
         who,
         reverify: Box::new(StorageReverify {

@@ -328,7 +328,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime, signals: &Signals) -> Res
         if !swept.interrupted {
             j.record(Record::GcEnd);
         }
-        swept.journal_error = j.close().err();
+        swept.journal_error = j.close().err().map(|e| e.to_string());
     }
     let upload_failures = if swept.interrupted {
         Vec::new()
@@ -491,7 +491,7 @@ fn finish_online(
         if !o.interrupted && o.doubt.is_none() {
             j.record(Record::GcEnd);
         }
-        journal_error = j.close().err();
+        journal_error = j.close().err().map(|e| e.to_string());
     }
     out.line(format_args!(
         "Deleted {} of {total} blobs while the registry served ({} put back: named by manifests pushed during the collection).",

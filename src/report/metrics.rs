@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::delete::Outcome;
 use crate::digest::Digest;
 use crate::gc::sweep::Candidate;
+use crate::outcome::Outcome;
 use crate::pipeline::Planned;
 use crate::plan::Verdict;
 
