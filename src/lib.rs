@@ -12,6 +12,7 @@ pub mod exit;
 pub mod gc;
 pub mod logging;
 pub mod meta;
+pub mod outcome;
 pub mod pipeline;
 pub mod plan;
 pub mod planfile;

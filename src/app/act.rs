@@ -14,9 +14,10 @@ use super::scan::Scanned;
 use crate::config::{DeleteVia, Output};
 use crate::delete::journal::{Journal, Record};
 use crate::delete::verify::StorageReverify;
-use crate::delete::{self, Outcome, Progress, Target};
+use crate::delete::{self, Target};
 use crate::exit::Exit;
 use crate::logging;
+use crate::outcome::{Outcome, Progress};
 use crate::pipeline::Planned;
 use crate::report::progress::{Quiet, TextProgress};
 use crate::report::status::Counting;
@@ -81,7 +82,7 @@ pub fn act(run: &mut Prepared, scanned: &Scanned) -> Result<Acted> {
         .as_ref()
         .and_then(|c| c.credentials.as_ref())
         .map_or_else(|| "no credentials".to_owned(), |c| c.describe());
-    let deletes = delete::Run {
+    let deletes = delete::DeletionPass {
         target,
         who,
         reverify: Box::new(StorageReverify {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::prepare::Prepared;
-use crate::delete::Missed;
+use crate::outcome::Missed;
 use crate::pipeline::{Planned, plan_storage_counted};
 use crate::planfile;
 use crate::report::status::Status;

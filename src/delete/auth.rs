@@ -6,6 +6,8 @@ use std::fmt;
 
 use secrecy::SecretString;
 
+use crate::outcome::Refusal;
+
 /// A user name and password, and where they came from (for error messages; never the secret).
 #[derive(Clone)]
 pub struct Credentials {
@@ -58,55 +60,6 @@ pub enum Challenge {
         /// `service` parameter.
         service: Option<String>,
     },
-}
-
-/// Why a registry refused a bearer token: the `error` of its challenge (RFC 6750 section 3).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// `insufficient_scope`: the token does not grant what the request needs.
-    InsufficientScope {
-        /// The challenge's `scope`: what the request needs, e.g. `repository:app:delete`.
-        scope: Option<String>,
-    },
-    /// `invalid_token`: the token expired, was revoked or is not trusted.
-    InvalidToken {
-        /// The challenge's `error_description`, if any.
-        description: Option<String>,
-    },
-    /// Another `error` value.
-    Other {
-        /// The `error` value.
-        error: String,
-    },
-}
-
-impl Refusal {
-    /// The `error` value as the registry spells it.
-    pub fn code(&self) -> &str {
-        match self {
-            Refusal::InsufficientScope { .. } => "insufficient_scope",
-            Refusal::InvalidToken { .. } => "invalid_token",
-            Refusal::Other { error } => error,
-        }
-    }
-
-    /// The actions the registry asked for on `repo` (`delete` in `repository:<repo>:delete`);
-    /// empty when the challenge names no scope for it.
-    pub fn actions_on(&self, repo: &str) -> Vec<String> {
-        let Refusal::InsufficientScope { scope: Some(scope) } = self else {
-            return Vec::new();
-        };
-        // Several scopes are separated by spaces; a repository name never holds ':'.
-        scope
-            .split_whitespace()
-            .filter_map(|s| s.strip_prefix("repository:"))
-            .filter_map(|s| s.rsplit_once(':'))
-            .filter(|(name, _)| *name == repo)
-            .flat_map(|(_, actions)| actions.split(','))
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
 }
 
 /// The challenges of one `WWW-Authenticate` value as (lowercase scheme, params with

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -93,6 +93,53 @@ pub enum Record {
     },
 }
 
+/// Why the journal could not be read or written; reads as `journal <path>: <what>`.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Opening, reading, writing or syncing the file failed.
+    #[error("journal {}: {cause}", path.display())]
+    Io {
+        /// The journal.
+        path: PathBuf,
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// A record could not be encoded.
+    #[error("journal {}: {cause}", path.display())]
+    Encode {
+        /// The journal.
+        path: PathBuf,
+        /// What the encoder said.
+        cause: serde_json::Error,
+    },
+    /// A line names a digest that is not one.
+    #[error("journal {} line {line}: bad digest {digest:?}", path.display())]
+    BadDigest {
+        /// The journal.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What the line said.
+        digest: String,
+    },
+    /// The thread that writes the journal panicked.
+    #[error("journal {}: writer panicked", path.display())]
+    WriterPanicked {
+        /// The journal.
+        path: PathBuf,
+    },
+}
+
+impl JournalError {
+    /// An I/O failure on the journal at `path`.
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+        move |cause| JournalError::Io {
+            path: path.to_owned(),
+            cause,
+        }
+    }
+}
+
 /// What an interrupted blob collection left unfinished.
 #[derive(Clone, Debug, Default)]
 pub struct UnfinishedGc {
@@ -148,16 +195,16 @@ type Records = (Vec<(usize, Record)>, Vec<usize>);
 
 /// Reads a journal's records; `None` when there is no journal. A torn line is what a
 /// kill -9 mid-write leaves.
-fn records(path: &Path) -> Result<Option<Records>, String> {
+fn records(path: &Path) -> Result<Option<Records>, JournalError> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("journal {}: {e}", path.display())),
+        Err(e) => return Err(JournalError::io(path)(e)),
     };
     let mut out = Vec::new();
     let mut torn = Vec::new();
     for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("journal {}: {e}", path.display()))?;
+        let line = line.map_err(JournalError::io(path))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -170,19 +217,18 @@ fn records(path: &Path) -> Result<Option<Records>, String> {
 }
 
 /// Parses a journal's digest, naming the line of a bad one.
-fn digest(path: &Path, line: usize, digest: &str) -> Result<Digest, String> {
-    Digest::parse(digest).ok_or_else(|| {
-        format!(
-            "journal {} line {line}: bad digest {digest:?}",
-            path.display()
-        )
+fn digest(path: &Path, line: usize, digest: &str) -> Result<Digest, JournalError> {
+    Digest::parse(digest).ok_or_else(|| JournalError::BadDigest {
+        path: path.to_owned(),
+        line,
+        digest: digest.to_owned(),
     })
 }
 
 /// Reads a journal; `Ok(None)` when it is absent, empty or its last run ended.
 /// Losing a plan or end record to a torn line only shrinks what a resumed run deletes;
 /// losing a done record changes nothing (the fresh plan no longer has the deleted manifest).
-pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
+pub fn load(path: &Path) -> Result<Option<Unfinished>, JournalError> {
     let Some((records, torn)) = records(path)? else {
         return Ok(None);
     };
@@ -218,7 +264,7 @@ pub fn load(path: &Path) -> Result<Option<Unfinished>, String> {
 }
 
 /// Reads a journal's blob collection; `Ok(None)` when there is none or the last one ended.
-pub fn load_gc(path: &Path) -> Result<Option<UnfinishedGc>, String> {
+pub fn load_gc(path: &Path) -> Result<Option<UnfinishedGc>, JournalError> {
     let Some((records, torn)) = records(path)? else {
         return Ok(None);
     };
@@ -259,50 +305,23 @@ pub fn load_gc(path: &Path) -> Result<Option<UnfinishedGc>, String> {
 /// whenever it has caught up), so a record is durable soon after the event it records.
 pub struct Journal {
     tx: Option<Sender<Record>>,
-    writer: Option<JoinHandle<Result<(), String>>>,
+    writer: Option<JoinHandle<Result<(), JournalError>>>,
     path: PathBuf,
 }
 
 impl Journal {
     /// Opens `path` for appending (creating it).
-    pub fn open(path: &Path) -> Result<Journal, String> {
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(path)
-            .map_err(|e| format!("journal {}: {e}", path.display()))?;
-        // After a torn write, start on a fresh line.
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut last = [0u8; 1];
-            let torn = file.seek(SeekFrom::End(-1)).is_ok()
-                && file.read_exact(&mut last).is_ok()
-                && last[0] != b'\n';
-            if torn {
-                file.write_all(b"\n")
-                    .map_err(|e| format!("journal {}: {e}", path.display()))?;
-            }
-        }
+            .map_err(JournalError::io(path))?;
+        end_torn_line(&mut file).map_err(JournalError::io(path))?;
         let (tx, rx) = unbounded::<Record>();
-        let shown = path.display().to_string();
-        let writer = std::thread::spawn(move || -> Result<(), String> {
-            let mut out = BufWriter::new(file);
-            let err = |e: std::io::Error| format!("journal {shown}: {e}");
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                batch.extend(rx.try_iter());
-                for r in batch {
-                    serde_json::to_writer(&mut out, &r)
-                        .map_err(|e| format!("journal {shown}: {e}"))?;
-                    out.write_all(b"\n").map_err(err)?;
-                }
-                out.flush().map_err(err)?;
-                out.get_ref().sync_data().map_err(err)?;
-            }
-            Ok(())
-        });
+        let owned = path.to_owned();
+        let writer = std::thread::spawn(move || write_records(file, &rx, &owned));
         Ok(Journal {
             tx: Some(tx),
             writer: Some(writer),
@@ -318,19 +337,58 @@ impl Journal {
     }
 
     /// Writes and fsyncs everything queued, then closes the journal.
-    pub fn close(mut self) -> Result<(), String> {
+    pub fn close(mut self) -> Result<(), JournalError> {
         self.finish()
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    /// Ends the queue and waits for the writer to write and sync what is in it.
+    fn finish(&mut self) -> Result<(), JournalError> {
         self.tx.take();
         match self.writer.take() {
-            Some(w) => w
-                .join()
-                .map_err(|_| format!("journal {}: writer panicked", self.path.display()))?,
+            Some(w) => w.join().map_err(|_| JournalError::WriterPanicked {
+                path: self.path.clone(),
+            })?,
             None => Ok(()),
         }
     }
+}
+
+/// After a torn write (a last line without its newline), starts on a fresh line.
+fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    let torn = file.seek(SeekFrom::End(-1)).is_ok()
+        && file.read_exact(&mut last).is_ok()
+        && last[0] != b'\n';
+    if torn {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The writer thread: group-commits queued records (writes what has queued up, then
+/// fsyncs) until the queue ends.
+fn write_records(file: File, rx: &Receiver<Record>, path: &Path) -> Result<(), JournalError> {
+    let mut out = BufWriter::new(file);
+    let io = JournalError::io;
+    while let Ok(first) = rx.recv() {
+        let mut queued = vec![first];
+        queued.extend(rx.try_iter());
+        for r in queued {
+            serde_json::to_writer(&mut out, &r).map_err(|cause| JournalError::Encode {
+                path: path.to_owned(),
+                cause,
+            })?;
+            out.write_all(b"\n").map_err(io(path))?;
+        }
+        out.flush().map_err(io(path))?;
+        out.get_ref().sync_data().map_err(io(path))?;
+    }
+    Ok(())
 }
 
 impl Drop for Journal {

@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
-
 use crate::digest::Digest;
+use crate::outcome::Deletion;
 use crate::plan::RepoPlan;
 
 /// How one planned delete ended.
@@ -22,23 +21,6 @@ pub enum Settled {
     Failed(String),
     /// Held back by re-verification (storage changed since the scan).
     Skipped(String),
-}
-
-/// One planned delete and its outcome, as the reports show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Deletion {
-    /// Repository.
-    pub repository: String,
-    /// Manifest.
-    pub digest: Digest,
-    /// `deleted`, `already-gone`, `failed`, `skipped` or `not-attempted`.
-    pub result: &'static str,
-    /// The HTTP status of a failed delete's last answer, when it had one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Why it failed, was skipped or was not attempted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
 }
 
 /// Every planned delete of a pass, each settled at most once (the first outcome stays).
@@ -70,11 +52,6 @@ impl Ledger {
             index,
             settled,
         }
-    }
-
-    /// How many deletes are planned.
-    pub fn planned(&self) -> usize {
-        self.keys.len()
     }
 
     /// Settles one delete; false (and nothing changes) when it is not planned or was
@@ -138,7 +115,7 @@ fn deletion(
 /// The HTTP status a failure's text starts with (`401 Unauthorized (insufficient_scope)`,
 /// `503 Service Unavailable (gave up after 6 attempts)`): every answer-based failure is
 /// worded from its status first; connection errors start otherwise.
-pub fn status_of(why: &str) -> Option<u16> {
+fn status_of(why: &str) -> Option<u16> {
     let code = why.get(..3)?;
     let rest = &why[3..];
     let follows = rest.is_empty() || rest.starts_with(' ') || rest.starts_with(':');

@@ -15,77 +15,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
-pub use client::{ClientOptions, DeleteResult, Fatal, RegistryClient, TagsError};
-
-use auth::Refusal;
+pub use client::{ClientOptions, RegistryClient, TagsError};
 
 use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::outcome::{DeleteResult, Fatal, Outcome, Progress, Refusal};
 use crate::plan::RepoPlan;
 use journal::{Journal, Record};
-use ledger::{Deletion, Ledger, Settled};
-
-/// One deletion that did not happen, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Missed {
-    /// Repository.
-    pub repository: String,
-    /// Manifest.
-    pub digest: Digest,
-    /// What went wrong (status and message, or what changed).
-    pub why: String,
-}
-
-/// What a deletion pass did: counts and lists taken from its ledger, where every planned
-/// delete has exactly one outcome.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Outcome {
-    /// Deleted now (202).
-    pub deleted: usize,
-    /// Already gone (404).
-    pub already_gone: usize,
-    /// Failed after retries.
-    pub failed: Vec<Missed>,
-    /// Skipped because storage changed since the scan (re-verification).
-    pub skipped: Vec<Missed>,
-    /// Not attempted because the run stopped.
-    pub not_attempted: usize,
-    /// Why the run stopped early, if it did.
-    pub fatal: Option<String>,
-    /// Stopped by a signal (Ctrl-C, SIGTERM).
-    pub interrupted: bool,
-    /// The journal could not be written completely.
-    pub journal_error: Option<String>,
-    /// Deletes this pass planned; each is in `deletions` exactly once.
-    pub planned: usize,
-    /// Every planned delete with its outcome, in plan order.
-    pub deletions: Vec<Deletion>,
-}
-
-impl Outcome {
-    /// The counts and lists of a closed ledger.
-    fn of(deletions: Vec<Deletion>) -> Outcome {
-        let mut o = Outcome {
-            planned: deletions.len(),
-            ..Outcome::default()
-        };
-        for d in &deletions {
-            let missed = || Missed {
-                repository: d.repository.clone(),
-                digest: d.digest,
-                why: d.why.clone().unwrap_or_default(),
-            };
-            match d.result {
-                "deleted" => o.deleted += 1,
-                "already-gone" => o.already_gone += 1,
-                "failed" => o.failed.push(missed()),
-                "skipped" => o.skipped.push(missed()),
-                _ => o.not_attempted += 1,
-            }
-        }
-        o.deletions = deletions;
-        o
-    }
-}
+use ledger::{Ledger, Settled};
 
 /// Why re-verification holds a planned delete back; reads as its text (`Deref<str>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,24 +68,25 @@ pub trait Reverify: Send + Sync + 'static {
         pending: &[Digest],
         held: &DigestSet,
         removed: &DigestSet,
-    ) -> Result<DigestMap<Skip>, String>;
+    ) -> Result<DigestMap<Skip>, ReverifyError>;
     /// The repository's tags in storage now, each with its current digest.
-    fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String>;
+    fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, ReverifyError>;
 }
 
-/// The default of [`Run::reverify_window`].
+/// Why storage could not be re-read; reads as the problem the storage reported.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ReverifyError {
+    /// Storage could not be read as the scan read it (its problem, worded by the scan).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// The default of [`DeletionPass::reverify_window`].
 pub const REVERIFY_WINDOW: Duration = Duration::from_secs(30);
 
-/// Re-verifications a single delete may wait for before it counts as failed.
-const MAX_BOUNCES: u32 = 6;
-
-/// Receives a line for each finished deletion (the original's `Deleted:` lines).
-pub trait Progress: Send + Sync + 'static {
-    /// One deletion finished.
-    fn done(&self, plan: &RepoPlan, digest: &Digest, result: &DeleteResult);
-    /// One deletion was skipped.
-    fn skipped(&self, plan: &RepoPlan, digest: &Digest, why: &str);
-}
+/// Fresh re-verifications a single delete may wait for (none of its attempts fitting in
+/// the window after one) before it counts as failed.
+const MAX_REVERIFY_WAITS: u32 = 6;
 
 /// Where deletes go.
 pub enum Target {
@@ -160,7 +97,7 @@ pub enum Target {
 }
 
 /// Everything a deletion pass needs besides the plans.
-pub struct Run {
+pub struct DeletionPass {
     /// Where deletes go.
     pub target: Target,
     /// Who the credentials are, for error messages.
@@ -181,7 +118,9 @@ pub struct Run {
     pub reverify_window: Duration,
 }
 
-struct Shared {
+/// The deleter: what every repository's task of one pass shares (where deletes go, the
+/// ledger, the journal, why the pass stopped).
+struct Deleter {
     target: Target,
     who: String,
     stop: AtomicBool,
@@ -197,7 +136,7 @@ struct Shared {
     reverify_window: Duration,
 }
 
-impl Shared {
+impl Deleter {
     /// True once the run stops: a fatal answer (already when the client halted, before it
     /// is recorded), the circuit breaker, or a signal.
     fn stopping(&self) -> bool {
@@ -205,6 +144,7 @@ impl Shared {
         halted || self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
     }
 
+    /// Journals `r`, if there is a journal.
     fn journal(&self, r: Record) {
         if let Some(j) = &self.journal {
             j.record(r);
@@ -332,23 +272,23 @@ fn fatal_text(f: &Fatal, client_who: &str) -> String {
 /// Deletes every plan's `delete_order`; repositories in parallel, inside one repository
 /// layer by layer so no child goes before its parent. Returns what happened to each planned
 /// delete; the journal is flushed and closed before it returns.
-pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
-    let shared = Arc::new(Shared {
-        target: run.target,
-        who: run.who,
+pub async fn execute(pass: DeletionPass, plans: Vec<Arc<RepoPlan>>) -> Outcome {
+    let deleter = Arc::new(Deleter {
+        target: pass.target,
+        who: pass.who,
         stop: AtomicBool::new(false),
-        cancel: run.cancel,
+        cancel: pass.cancel,
         ledger: Ledger::new(&plans),
         fatal: Mutex::new(None),
         failed_repos: Mutex::new(HashSet::new()),
-        reverify: run.reverify,
-        progress: run.progress,
-        journal: run.journal,
-        reverify_window: run.reverify_window,
+        reverify: pass.reverify,
+        progress: pass.progress,
+        journal: pass.journal,
+        reverify_window: pass.reverify_window,
     });
     for p in &plans {
         for d in p.delete_digests() {
-            shared.journal(Record::Plan {
+            deleter.journal(Record::Plan {
                 repo: p.name.to_string(),
                 digest: d.to_string(),
             });
@@ -356,41 +296,50 @@ pub async fn execute(run: Run, plans: Vec<Arc<RepoPlan>>) -> Outcome {
     }
     let mut set = JoinSet::new();
     for plan in plans.into_iter().filter(|p| p.delete_count() > 0) {
-        while set.len() >= run.repo_parallelism.max(1) {
+        while set.len() >= pass.repo_parallelism.max(1) {
             set.join_next().await;
         }
-        if shared.stopping() {
+        if deleter.stopping() {
             break;
         }
-        let s = shared.clone();
+        let s = deleter.clone();
         set.spawn(async move { delete_repository(s, plan).await });
     }
     while set.join_next().await.is_some() {}
-    let Some(shared) = Arc::into_inner(shared) else {
+    let Some(deleter) = Arc::into_inner(deleter) else {
         // Every task has ended, so nothing else holds it; never reached.
         return Outcome {
             fatal: Some("internal error: the deleter's state is still shared".to_owned()),
             ..Outcome::default()
         };
     };
-    close(shared)
+    close(deleter)
 }
 
 /// Settles what was never attempted, journals it, closes the journal and gives the outcome.
-fn close(shared: Shared) -> Outcome {
-    let Shared {
+fn close(deleter: Deleter) -> Outcome {
+    let Deleter {
         ledger,
         cancel,
         fatal,
         failed_repos,
         journal,
         ..
-    } = shared;
+    } = deleter;
     let interrupted = cancel.load(Ordering::SeqCst);
     let failed_repos = failed_repos
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
-    let deletions = ledger.close(|repo| why_not(failed_repos.contains(repo), interrupted));
+    let deletions = ledger.close(|repo| {
+        let why = if failed_repos.contains(repo) {
+            NotSent::ParentFailed
+        } else if interrupted {
+            NotSent::Interrupted
+        } else {
+            NotSent::Stopped
+        };
+        why.to_string()
+    });
     let mut out = Outcome::of(deletions);
     out.interrupted = interrupted;
     out.fatal = fatal.into_inner().unwrap_or_else(PoisonError::into_inner);
@@ -409,61 +358,122 @@ fn close(shared: Shared) -> Outcome {
     if let Some(j) = journal
         && let Err(e) = j.close()
     {
-        out.journal_error = Some(e);
+        out.journal_error = Some(e.to_string());
     }
     out
 }
 
 /// Why a delete that was never settled was not attempted.
-fn why_not(parent_failed: bool, interrupted: bool) -> String {
-    if parent_failed {
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+enum NotSent {
+    /// A delete in its repository failed: a parent stays, so do its children.
+    #[error(
         "not sent: an earlier delete in its repository failed (a parent stays, so do its children)"
-            .to_owned()
-    } else if interrupted {
-        "not sent: the run was interrupted".to_owned()
-    } else {
-        "not sent: the run stopped".to_owned()
-    }
+    )]
+    ParentFailed,
+    /// A signal stopped the run.
+    #[error("not sent: the run was interrupted")]
+    Interrupted,
+    /// A fatal answer or the circuit breaker stopped the run.
+    #[error("not sent: the run stopped")]
+    Stopped,
+}
+
+/// Why a repository's deletes cannot go: its registry may not be the one whose storage
+/// was scanned, or the check itself failed. Reads as the skip reason.
+#[derive(Debug, thiserror::Error)]
+enum Unverified {
+    /// A fatal answer stopped the run (recorded as the run's fatal error).
+    #[error("{0}")]
+    Fatal(Fatal),
+    /// The API's tag list could not be read.
+    #[error("cannot list its tags through the API: {0}")]
+    TagList(TagsError),
+    /// Storage's tags could not be read.
+    #[error(transparent)]
+    Storage(ReverifyError),
+    /// Reading storage's tags panicked.
+    #[error("reading tags panicked: {0}")]
+    Panicked(tokio::task::JoinError),
+    /// The API and storage list different numbers or names of tags.
+    #[error(
+        "the registry lists {api} tags for {repo} but storage under REGISTRY_DIR has {stored}: \
+         is REGISTRY_DIR the storage of REGISTRY_URL? (or tags changed during the run)"
+    )]
+    TagNames {
+        /// The repository.
+        repo: Arc<str>,
+        /// Tags the API lists.
+        api: usize,
+        /// Tags in storage.
+        stored: usize,
+    },
+    /// A tag the API serves on another digest than storage has (or not at all).
+    #[error(
+        "tag {tag}: the registry serves {} but storage under REGISTRY_DIR says {want}: \
+         is REGISTRY_DIR the storage of REGISTRY_URL (not a stale copy or a lagging replica)? \
+         (or the tag moved during the run)",
+        .got.map_or_else(|| "no such tag".to_owned(), |d| d.to_string())
+    )]
+    TagMoved {
+        /// The tag.
+        tag: String,
+        /// What the API serves.
+        got: Option<Digest>,
+        /// What storage says.
+        want: Digest,
+    },
+    /// A tag's digest could not be read through the API.
+    #[error("cannot check tag {tag} through the API: {cause}")]
+    TagCheck {
+        /// The tag.
+        tag: String,
+        /// Why.
+        cause: TagsError,
+    },
 }
 
 /// Checks that the registry at REGISTRY_URL serves the same tags, each on the same digest,
 /// as the storage under REGISTRY_DIR: a wrong directory (a backup, a lagging replica,
-/// another registry) must never drive deletes.
-async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), String> {
+/// another registry) must never drive deletes. A fatal answer also stops the run.
+async fn same_registry(s: &Arc<Deleter>, plan: &Arc<RepoPlan>) -> Result<(), Unverified> {
     let Target::Api(client) = &s.target else {
         return Ok(()); // Offline: storage is the only truth, the registry is stopped.
     };
-    let fatal = |f: Fatal| {
-        let text = fatal_text(&f, &s.who);
-        s.halt(|| text.clone());
-        text
-    };
-    let mut api = match client.tag_names(&plan.name).await {
-        Ok(t) => t,
-        Err(TagsError::Fatal(f)) => return Err(fatal(f)),
-        Err(TagsError::Failed(e)) => {
-            return Err(format!("cannot list its tags through the API: {e}"));
-        }
-    };
+    let checked = same_tags(s, client, plan).await;
+    if let Err(Unverified::Fatal(f)) = &checked {
+        s.halt(|| fatal_text(f, &s.who));
+    }
+    checked
+}
+
+/// The tag names and digests of `plan`'s repository, through the API and in storage, agree.
+async fn same_tags(
+    s: &Arc<Deleter>,
+    client: &RegistryClient,
+    plan: &Arc<RepoPlan>,
+) -> Result<(), Unverified> {
+    let mut api = client.tag_names(&plan.name).await.map_err(|e| match e {
+        TagsError::Fatal(f) => Unverified::Fatal(f),
+        e => Unverified::TagList(e),
+    })?;
     let name = plan.name.to_string();
     let s2 = s.clone();
     let mut stored = tokio::task::spawn_blocking(move || s2.reverify.current_tags(&name))
         .await
-        .unwrap_or_else(|e| Err(format!("reading tags panicked: {e}")))?;
+        .map_err(Unverified::Panicked)?
+        .map_err(Unverified::Storage)?;
     api.sort();
     stored.sort();
     let stored_names: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
     if api != stored_names {
-        return Err(format!(
-            "the registry lists {} tags for {} but storage under REGISTRY_DIR has {}: \
-             is REGISTRY_DIR the storage of REGISTRY_URL? (or tags changed during the run)",
-            api.len(),
-            plan.name,
-            stored.len()
-        ));
+        return Err(Unverified::TagNames {
+            repo: plan.name.clone(),
+            api: api.len(),
+            stored: stored.len(),
+        });
     }
     // Same names are not enough: a stale copy may have a tag on another digest.
-    let client: &RegistryClient = client;
     let repo: &str = &plan.name;
     let heads = futures_util::stream::iter(stored.into_iter().map(|(tag, want)| async move {
         let got = client.tag_digest(repo, &tag).await;
@@ -474,18 +484,9 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
     while let Some((tag, want, got)) = heads.next().await {
         match got {
             Ok(Some(d)) if d == want => {}
-            Ok(got) => {
-                let got = got.map_or_else(|| "no such tag".to_owned(), |d| d.to_string());
-                return Err(format!(
-                    "tag {tag}: the registry serves {got} but storage under REGISTRY_DIR says {want}: \
-                     is REGISTRY_DIR the storage of REGISTRY_URL (not a stale copy or a lagging replica)? \
-                     (or the tag moved during the run)"
-                ));
-            }
-            Err(TagsError::Fatal(f)) => return Err(fatal(f)),
-            Err(TagsError::Failed(e)) => {
-                return Err(format!("cannot check tag {tag} through the API: {e}"));
-            }
+            Ok(got) => return Err(Unverified::TagMoved { tag, got, want }),
+            Err(TagsError::Fatal(f)) => return Err(Unverified::Fatal(f)),
+            Err(cause) => return Err(Unverified::TagCheck { tag, cause }),
         }
     }
     Ok(())
@@ -493,7 +494,7 @@ async fn same_registry(s: &Arc<Shared>, plan: &Arc<RepoPlan>) -> Result<(), Stri
 
 /// Which of `pending` to skip now, each with why; all of them when re-reading fails.
 async fn changed(
-    s: &Arc<Shared>,
+    s: &Arc<Deleter>,
     plan: &Arc<RepoPlan>,
     pending: &[Digest],
     held: &DigestSet,
@@ -521,7 +522,7 @@ struct Pending {
     /// with its last answer (it is never "not attempted").
     sent: bool,
     /// Rounds it waited for a fresh re-verification.
-    bounces: u32,
+    reverify_waits: u32,
     /// The answer of its last attempt.
     last: Option<String>,
 }
@@ -532,73 +533,42 @@ impl Pending {
         Pending {
             digest,
             sent: false,
-            bounces: 0,
+            reverify_waits: 0,
             last: None,
         }
     }
 }
 
-async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
+/// What one repository's deletes have come to so far, across its layers.
+#[derive(Default)]
+struct RepoProgress {
+    /// Skipped digests of this repository: what they refer to is held back with them.
+    held: DigestSet,
+    /// Deleted by this run (or found gone): storage is expected to lack them.
+    removed: DigestSet,
+}
+
+/// Deletes one repository's plan, layer by layer, each layer in rounds of re-verify, then
+/// send; stops at the run's stop or at a failed delete (its children stay).
+async fn delete_repository(s: Arc<Deleter>, plan: Arc<RepoPlan>) {
     if let Err(why) = same_registry(&s, &plan).await {
-        if !s.stopping() {
+        if !matches!(why, Unverified::Fatal(_)) && !s.stopping() {
+            let why = why.to_string();
             for d in plan.delete_digests() {
                 s.skip(&plan, &d, &why);
             }
         }
         return;
     }
-    let mut layers: Vec<Vec<Digest>> = Vec::new();
-    for (d, layer) in plan.deletes() {
-        let l = layer as usize;
-        if layers.len() <= l {
-            layers.resize_with(l + 1, Vec::new);
-        }
-        layers[l].push(d);
-    }
-    // Skipped digests of this repository: what they refer to is held back with them.
-    let mut held = DigestSet::default();
-    // Deleted by this run (or found gone): storage is expected to lack them.
-    let mut removed = DigestSet::default();
-    for layer in layers {
+    let mut progress = RepoProgress::default();
+    for layer in layers(&plan) {
         let mut pending: Vec<Pending> = layer.into_iter().map(Pending::new).collect();
         while !pending.is_empty() {
             if s.stopping() {
                 abandon(&s, &plan, pending);
                 return;
             }
-            // Re-verify, then send only within the window after it: a delete that cannot go
-            // in time comes back for the next round (rule 9).
-            let verified_at = Instant::now();
-            let digests: Vec<Digest> = pending.iter().map(|p| p.digest).collect();
-            let changed = changed(&s, &plan, &digests, &held, &removed).await;
-            let window = s.reverify_window.max(verified_at.elapsed() * 2);
-            let deadline = verified_at + window;
-            let mut go = Vec::with_capacity(pending.len());
-            for p in pending {
-                match changed.get(&p.digest) {
-                    // An earlier attempt reached the registry (its answer was lost).
-                    Some(why) if p.sent && why.gone => {
-                        removed.insert(p.digest);
-                        done(&s, &plan, p.digest, DeleteResult::AlreadyGone);
-                    }
-                    Some(why) => {
-                        if held.insert(p.digest) {
-                            s.skip(&plan, &p.digest, why);
-                        }
-                    }
-                    None => go.push(p),
-                }
-            }
-            let tried: Vec<Digest> = go.iter().map(|p| p.digest).collect();
-            pending = match &s.target {
-                Target::Storage(storage) => {
-                    storage_layer(&s, &plan, storage.clone(), go, deadline).await
-                }
-                Target::Api(_) => api_layer(&s, &plan, go, deadline).await,
-            };
-            // What did not come back is done (a failure ends the repository just below).
-            let back: DigestSet = pending.iter().map(|p| p.digest).collect();
-            removed.extend(tried.into_iter().filter(|d| !back.contains(d)));
+            pending = round(&s, &plan, pending, &mut progress).await;
             // A child waits until every parent is gone: if a parent failed, keep its children.
             if s.failed_in(&plan.name) {
                 abandon(&s, &plan, pending);
@@ -608,9 +578,64 @@ async fn delete_repository(s: Arc<Shared>, plan: Arc<RepoPlan>) {
     }
 }
 
+/// The plan's deletes by layer: parents in earlier layers than their children.
+fn layers(plan: &RepoPlan) -> Vec<Vec<Digest>> {
+    let mut layers: Vec<Vec<Digest>> = Vec::new();
+    for (d, layer) in plan.deletes() {
+        let l = layer as usize;
+        if layers.len() <= l {
+            layers.resize_with(l + 1, Vec::new);
+        }
+        layers[l].push(d);
+    }
+    layers
+}
+
+/// One round: re-verify, then send only within the window after it; a delete that cannot
+/// go in time comes back for the next round (rule 9). Returns what comes back.
+async fn round(
+    s: &Arc<Deleter>,
+    plan: &Arc<RepoPlan>,
+    pending: Vec<Pending>,
+    progress: &mut RepoProgress,
+) -> Vec<Pending> {
+    let verified_at = Instant::now();
+    let digests: Vec<Digest> = pending.iter().map(|p| p.digest).collect();
+    let changed = changed(s, plan, &digests, &progress.held, &progress.removed).await;
+    let window = s.reverify_window.max(verified_at.elapsed() * 2);
+    let deadline = verified_at + window;
+    let mut go = Vec::with_capacity(pending.len());
+    for p in pending {
+        match changed.get(&p.digest) {
+            // An earlier attempt reached the registry (its answer was lost).
+            Some(why) if p.sent && why.gone => {
+                progress.removed.insert(p.digest);
+                done(s, plan, p.digest, DeleteResult::AlreadyGone);
+            }
+            Some(why) => {
+                if progress.held.insert(p.digest) {
+                    s.skip(plan, &p.digest, why);
+                }
+            }
+            None => go.push(p),
+        }
+    }
+    let tried: Vec<Digest> = go.iter().map(|p| p.digest).collect();
+    let back = match &s.target {
+        Target::Storage(storage) => storage_layer(s, plan, storage.clone(), go, deadline).await,
+        Target::Api(_) => api_layer(s, plan, go, deadline).await,
+    };
+    // What did not come back is done (a failure ends the repository after the round).
+    let again: DigestSet = back.iter().map(|p| p.digest).collect();
+    progress
+        .removed
+        .extend(tried.into_iter().filter(|d| !again.contains(d)));
+    back
+}
+
 /// Leaves a repository's pending deletes: one sent before (and waiting to be retried)
 /// failed with its last answer; the others stay not attempted.
-fn abandon(s: &Arc<Shared>, plan: &Arc<RepoPlan>, pending: Vec<Pending>) {
+fn abandon(s: &Arc<Deleter>, plan: &Arc<RepoPlan>, pending: Vec<Pending>) {
     for p in pending.into_iter().filter(|p| p.sent) {
         let why = format!(
             "{} (not retried: the run stopped)",
@@ -621,12 +646,12 @@ fn abandon(s: &Arc<Shared>, plan: &Arc<RepoPlan>, pending: Vec<Pending>) {
 }
 
 /// Most manifests removed from storage in one call, so each call stays inside the window.
-const STORAGE_CHUNK: usize = 1000;
+const MANIFESTS_PER_STORAGE_CALL: usize = 1000;
 
 /// One round of deletes straight in storage (`--delete-via storage`), in chunks, until
 /// `deadline`; returns what is left for the next round.
 async fn storage_layer(
-    s: &Arc<Shared>,
+    s: &Arc<Deleter>,
     plan: &Arc<RepoPlan>,
     storage: Arc<dyn crate::scan::Storage>,
     go: Vec<Pending>,
@@ -637,7 +662,9 @@ async fn storage_layer(
         if Instant::now() > deadline || s.stopping() {
             break;
         }
-        let chunk: Vec<Digest> = rest.drain(..rest.len().min(STORAGE_CHUNK)).collect();
+        let chunk: Vec<Digest> = rest
+            .drain(..rest.len().min(MANIFESTS_PER_STORAGE_CALL))
+            .collect();
         let name = plan.name.clone();
         let (st, sent) = (storage.clone(), chunk.clone());
         let results =
@@ -667,63 +694,15 @@ async fn storage_layer(
 /// One round of deletes through the API, in parallel up to the client's concurrency; a
 /// delete that cannot be sent (or retried) before `deadline` comes back for the next round.
 async fn api_layer(
-    s: &Arc<Shared>,
+    s: &Arc<Deleter>,
     plan: &Arc<RepoPlan>,
     go: Vec<Pending>,
     deadline: Instant,
 ) -> Vec<Pending> {
     let mut set = JoinSet::new();
     for p in go {
-        let s = s.clone();
-        let plan = plan.clone();
-        set.spawn(async move {
-            let gate = |_first: bool| !s.stopping();
-            let Target::Api(client) = &s.target else {
-                return None;
-            };
-            let r = client
-                .delete_manifest(&plan.name, &p.digest, &gate, deadline)
-                .await;
-            let r = match r {
-                DeleteResult::Cancelled if !p.sent => return None,
-                DeleteResult::Cancelled => DeleteResult::Failed(
-                    p.last.clone().unwrap_or_else(|| "interrupted".to_owned())
-                        + " (not retried: the run stopped)",
-                ),
-                DeleteResult::Unreachable { sent, last } => {
-                    s.halt(|| {
-                        format!(
-                            "the registry at {} stopped answering (connections failed again and again, last: {last}): \
-                             nothing more was sent; rerun when it is back (with the same --journal to resume)",
-                            client.base_url()
-                        )
-                    });
-                    if !(sent || p.sent) {
-                        return None; // never sent: not attempted
-                    }
-                    DeleteResult::Failed(last)
-                }
-                DeleteResult::Stale { sent, last } => {
-                    let sent = sent || p.sent;
-                    let last = last.or(p.last.clone());
-                    if p.bounces < MAX_BOUNCES {
-                        return Some(Pending {
-                            digest: p.digest,
-                            sent,
-                            bounces: p.bounces + 1,
-                            last,
-                        });
-                    }
-                    DeleteResult::Failed(format!(
-                        "{} (no attempt fit inside a re-verification window {MAX_BOUNCES} times)",
-                        last.unwrap_or_else(|| "not sent".to_owned())
-                    ))
-                }
-                r => r,
-            };
-            done(&s, &plan, p.digest, r);
-            None
-        });
+        let (s, plan) = (s.clone(), plan.clone());
+        set.spawn(async move { api_delete(&s, &plan, p, deadline).await });
     }
     let mut again = Vec::new();
     while let Some(r) = set.join_next().await {
@@ -734,8 +713,76 @@ async fn api_layer(
     again
 }
 
+/// Sends one delete through the API and settles it; `Some` when it must wait for a fresh
+/// re-verification and come back.
+async fn api_delete(
+    s: &Arc<Deleter>,
+    plan: &Arc<RepoPlan>,
+    p: Pending,
+    deadline: Instant,
+) -> Option<Pending> {
+    let Target::Api(client) = &s.target else {
+        return None;
+    };
+    let still_wanted = || !s.stopping();
+    let r = client
+        .delete_manifest(&plan.name, &p.digest, &still_wanted, deadline)
+        .await;
+    let r = match r {
+        DeleteResult::Cancelled if !p.sent => return None,
+        DeleteResult::Cancelled => DeleteResult::Failed(
+            p.last.clone().unwrap_or_else(|| "interrupted".to_owned())
+                + " (not retried: the run stopped)",
+        ),
+        DeleteResult::Unreachable { sent, last } => {
+            s.halt(|| {
+                format!(
+                    "the registry at {} stopped answering (connections failed again and again, last: {last}): \
+                     nothing more was sent; rerun when it is back (with the same --journal to resume)",
+                    client.base_url()
+                )
+            });
+            if !(sent || p.sent) {
+                return None; // never sent: not attempted
+            }
+            DeleteResult::Failed(last)
+        }
+        DeleteResult::Stale { sent, last } => return stale(s, plan, p, sent, last),
+        r => r,
+    };
+    done(s, plan, p.digest, r);
+    None
+}
+
+/// A delete that missed its re-verification window: back for another round, or failed
+/// once it has waited [`MAX_REVERIFY_WAITS`] times.
+fn stale(
+    s: &Arc<Deleter>,
+    plan: &Arc<RepoPlan>,
+    p: Pending,
+    sent: bool,
+    last: Option<String>,
+) -> Option<Pending> {
+    let sent = sent || p.sent;
+    let last = last.or(p.last);
+    if p.reverify_waits < MAX_REVERIFY_WAITS {
+        return Some(Pending {
+            digest: p.digest,
+            sent,
+            reverify_waits: p.reverify_waits + 1,
+            last,
+        });
+    }
+    let why = format!(
+        "{} (no attempt fit inside a re-verification window {MAX_REVERIFY_WAITS} times)",
+        last.unwrap_or_else(|| "not sent".to_owned())
+    );
+    done(s, plan, p.digest, DeleteResult::Failed(why));
+    None
+}
+
 /// One finished delete: settled in the ledger (and journaled), then its progress line.
-fn done(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
+fn done(s: &Arc<Deleter>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
     if record(s, plan, d, &r) {
         s.progress.done(plan, &d, &r);
     }
@@ -743,7 +790,7 @@ fn done(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: DeleteResult) {
 
 /// Settles one finished delete; a fatal answer also stops the run. False when there was
 /// nothing to settle (not sent) or it was settled before.
-fn record(s: &Arc<Shared>, plan: &Arc<RepoPlan>, d: Digest, r: &DeleteResult) -> bool {
+fn record(s: &Arc<Deleter>, plan: &Arc<RepoPlan>, d: Digest, r: &DeleteResult) -> bool {
     let settled = match r {
         DeleteResult::Cancelled | DeleteResult::Stale { .. } => return false,
         DeleteResult::Deleted => Settled::Deleted,

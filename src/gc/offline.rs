@@ -57,7 +57,7 @@ pub(super) fn sweep(
         if !swept.interrupted {
             j.record(Record::GcEnd);
         }
-        swept.journal_error = j.close().err();
+        swept.journal_error = j.close().err().map(|e| e.to_string());
     }
     let upload_failures = if swept.interrupted {
         Vec::new()

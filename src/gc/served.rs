@@ -100,7 +100,7 @@ fn finish_online(
         if !o.interrupted && o.doubt.is_none() {
             j.record(Record::GcEnd);
         }
-        journal_error = j.close().err();
+        journal_error = j.close().err().map(|e| e.to_string());
     }
     out.line(format_args!(
         "Deleted {} of {total} blobs while the registry served ({} put back: named by manifests pushed during the collection).",

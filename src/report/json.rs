@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::rfc3339;
-use crate::delete::Outcome;
 use crate::digest::{Digest, DigestMap};
 use crate::meta::Kind;
+use crate::outcome::Outcome;
 use crate::plan::{Decision, PlannedTag, Policies, Reason, RepoPlan, TagClass, Verdict};
 
 /// Top-level document.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::delete::Outcome;
+use crate::outcome::Outcome;
 use crate::plan::{RepoPlan, Verdict};
 
 /// Skip reasons of a cleanup, always exported (zero when none).

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::text;
-use crate::delete::{DeleteResult, Progress};
 use crate::digest::Digest;
+use crate::outcome::{DeleteResult, Progress};
 use crate::plan::RepoPlan;
 
 /// Prints the original's per-deletion lines as deletions finish.

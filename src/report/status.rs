@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::delete::{DeleteResult, Progress};
 use crate::digest::Digest;
+use crate::outcome::{DeleteResult, Progress};
 use crate::plan::RepoPlan;
 
 /// The counters the pipeline and the deleter update and the status thread shows.

@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::format_time;
-use crate::delete::Outcome;
 use crate::meta::Kind;
+use crate::outcome::Outcome;
 use crate::plan::{Decision, Reason, RepoPlan, TagClass};
 
 /// What the summary needs to know of the run.

@@ -15,13 +15,25 @@ const MAX_FN_LINES: usize = 100;
 /// Imports that would make a stage depend on a later one (or on the configuration):
 /// (importer, imported, why).
 const FORBIDDEN: &[(&str, &str, &str)] = &[
-    ("plan", "scan", "the planner is pure: it sees records, not storage"),
-    ("plan", "delete", "the planner decides; deleting comes after it"),
+    (
+        "plan",
+        "scan",
+        "the planner is pure: it sees records, not storage",
+    ),
+    (
+        "plan",
+        "delete",
+        "the planner decides; deleting comes after it",
+    ),
     ("plan", "config", "the planner gets policies, not flags"),
     ("plan", "report", "reporting comes after planning"),
     ("plan", "app", "the planner is pure"),
     ("plan", "gc", "the planner is pure"),
-    ("report", "delete", "report shows outcomes; it must not reach into the deleter"),
+    (
+        "report",
+        "delete",
+        "report shows outcomes; it must not reach into the deleter",
+    ),
     ("report", "gc", "report shows what gc tells it"),
     ("report", "app", "report is below the run"),
     ("gc", "app", "gc is a stage the run calls"),
@@ -31,8 +43,14 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("config", "app", "the configuration is below the run"),
 ];
 
+/// The workspace root (regsweep's package).
+fn root() -> PathBuf {
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testkit.parent().expect("testkit sits in the workspace").to_owned()
+}
+
 fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../src")
+    root().join("src")
 }
 
 /// Every `.rs` file under `src/`.
@@ -64,7 +82,10 @@ fn module_of(path: &Path) -> Vec<String> {
         .iter()
         .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
         .collect();
-    if parts.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+    if parts
+        .last()
+        .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+    {
         parts.pop();
     }
     parts
@@ -132,12 +153,35 @@ impl Reader<'_> {
         }
     }
 
+    /// `crate::x` (and `super::x`) in a token stream, groups included.
+    fn tokens(&mut self, tokens: proc_macro2::TokenStream) {
+        use proc_macro2::TokenTree;
+        let trees: Vec<TokenTree> = tokens.into_iter().collect();
+        for (i, t) in trees.iter().enumerate() {
+            match t {
+                TokenTree::Group(g) => self.tokens(g.stream()),
+                TokenTree::Ident(first) => {
+                    let next: Vec<&TokenTree> = trees[i + 1..].iter().take(3).collect();
+                    if let [TokenTree::Punct(a), TokenTree::Punct(b), TokenTree::Ident(second)] =
+                        next.as_slice()
+                        && a.as_char() == ':'
+                        && b.as_char() == ':'
+                    {
+                        self.reference(&first.to_string(), Some(second.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn length(&mut self, name: &syn::Ident, sig: &syn::Signature, block: &syn::Block) {
         let start = sig.fn_token.span.start().line;
         let end = block.span().end().line;
         let lines = end + 1 - start;
         if lines > MAX_FN_LINES {
-            self.long.push(format!("{}:{start}: fn {name} is {lines} lines", self.file));
+            self.long
+                .push(format!("{}:{start}: fn {name} is {lines} lines", self.file));
         }
     }
 }
@@ -165,6 +209,12 @@ impl<'ast> Visit<'ast> for Reader<'_> {
         if !is_test_code(&u.attrs) {
             self.use_tree(&u.tree, None);
         }
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        // Macro arguments (`format!("{}", crate::x::f())`) are tokens, not paths, to syn.
+        self.tokens(m.tokens.clone());
+        syn::visit::visit_macro(self, m);
     }
 
     fn visit_path(&mut self, p: &'ast syn::Path) {
@@ -197,7 +247,7 @@ fn read_shape() -> Shape {
     for path in sources() {
         let text = std::fs::read_to_string(&path).expect("read source");
         let shown = path
-            .strip_prefix(src_dir().join(".."))
+            .strip_prefix(root())
             .unwrap_or(&path)
             .display()
             .to_string();
