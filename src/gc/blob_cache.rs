@@ -4,6 +4,7 @@
 //! (distribution #1803, #2945, #4269). Keys as distribution 2.8 and 3.x write them
 //! (`registry/storage/cache/redis/redis.go`).
 
+use super::error::GcError;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -27,13 +28,17 @@ pub struct Forgotten {
 }
 
 /// Connects to the registry's Redis.
-fn connect(t: &RedisTarget) -> Result<redis::Connection, String> {
-    let fail = |e: redis::RedisError| format!("the registry's Redis at {}: {e}", t.shown());
+fn connect(t: &RedisTarget) -> Result<redis::Connection, GcError> {
+    let fail = |e: redis::RedisError| {
+        GcError::Cache(format!("the registry's Redis at {}: {e}", t.shown()))
+    };
     let (host, port) = t
         .addr
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("redis.addr {:?} is not host:port", t.addr))?;
+        .ok_or_else(|| {
+            GcError::RegistryConfig(format!("redis.addr {:?} is not host:port", t.addr))
+        })?;
     let mut settings = RedisConnectionInfo::default().set_db(t.db);
     if let Some(u) = &t.username {
         settings = settings.set_username(u);
@@ -55,22 +60,24 @@ fn connect(t: &RedisTarget) -> Result<redis::Connection, String> {
 }
 
 /// Checks that the registry's Redis answers (before anything is removed from storage).
-pub fn check(t: &RedisTarget) -> Result<(), String> {
+pub fn check(t: &RedisTarget) -> Result<(), GcError> {
     let mut con = connect(t)?;
     redis::cmd("PING")
         .query::<String>(&mut con)
         .map(|_| ())
-        .map_err(|e| format!("the registry's Redis at {}: {e}", t.shown()))
+        .map_err(|e| GcError::Cache(format!("the registry's Redis at {}: {e}", t.shown())))
 }
 
 /// Removes every cache entry of `digests`: the global descriptor `blobs::<d>`, each
 /// `repository::<name>::blobs::<d>` and each set membership of `d`, and any descriptor of
 /// another algorithm's digest (`blobs::sha512:…`) that stands for one of them.
-pub fn forget(t: &RedisTarget, digests: &[Digest]) -> Result<Forgotten, String> {
+pub fn forget(t: &RedisTarget, digests: &[Digest]) -> Result<Forgotten, GcError> {
     if digests.is_empty() {
         return Ok(Forgotten::default());
     }
-    let fail = |e: redis::RedisError| format!("the registry's Redis at {}: {e}", t.shown());
+    let fail = |e: redis::RedisError| {
+        GcError::Cache(format!("the registry's Redis at {}: {e}", t.shown()))
+    };
     let mut con = connect(t)?;
     let names: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();

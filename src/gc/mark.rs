@@ -2,6 +2,7 @@
 //! over all repositories. Any link, listing or manifest it cannot read, parse or
 //! digest-check aborts the whole collection: a blob is shared across repositories.
 
+use super::error::GcError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -137,7 +138,7 @@ impl Marked {
 /// Marks every blob the storage's manifests reference, counting repositories and manifests
 /// into `counters`; `Err` with the first doubt found (and how many there were), in which
 /// case nothing may be swept.
-pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, String> {
+pub fn mark(storage: &dyn Storage, counters: &Counters) -> Result<Marked, GcError> {
     let mut marked = Marked::default();
     let mut errors = list_and_mark(storage, storage.blobs(), counters, &mut marked, false);
     if errors.is_empty() {
@@ -156,7 +157,7 @@ pub fn remark(
     blobs: &dyn BlobSource,
     counters: &Counters,
     marked: Marked,
-) -> Result<(Marked, usize), String> {
+) -> Result<(Marked, usize), GcError> {
     let mut marked = marked;
     let before = marked.manifests;
     // Referred manifests that were missing are looked for again.
@@ -170,11 +171,15 @@ pub fn remark(
     verdict(marked, errors).map(|m| (m, found))
 }
 
-fn verdict(marked: Marked, errors: Vec<String>) -> Result<Marked, String> {
+/// The mark, or its first doubt (with how many more there were).
+fn verdict(marked: Marked, errors: Vec<String>) -> Result<Marked, GcError> {
     match errors.first() {
         None => Ok(marked),
-        Some(first) if errors.len() == 1 => Err(first.clone()),
-        Some(first) => Err(format!("{first} (and {} more problems)", errors.len() - 1)),
+        Some(first) if errors.len() == 1 => Err(GcError::Doubt(first.clone())),
+        Some(first) => Err(GcError::Doubt(format!(
+            "{first} (and {} more problems)",
+            errors.len() - 1
+        ))),
     }
 }
 

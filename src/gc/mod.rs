@@ -5,6 +5,7 @@
 //! aborts before the first delete. Filesystem and S3.
 
 pub mod blob_cache;
+pub mod error;
 mod leftovers;
 pub mod mark;
 mod offline;
@@ -29,6 +30,7 @@ use crate::exit::Exit;
 use crate::report::status::{Counters, Status};
 use crate::scan::Storage;
 use crate::signals::{Signals, runtime_and_signals};
+use error::GcError;
 use sweeper::Sweeper;
 
 /// Blobs moved or removed between two looks at the interrupt flag, and journaled as one
@@ -62,7 +64,7 @@ pub fn mark_and_sweep(
         Ok(c) => c,
         Err(e) => {
             crate::logging::error(format_args!("{e}"));
-            return Ok(Exit::Usage);
+            return Ok(e.exit());
         }
     };
     let links = Arc::new(AtomicU64::new(0));
@@ -108,7 +110,7 @@ pub fn mark_and_sweep(
         old_uploads,
         ..
     } = found;
-    let marked = match remark_before_sweep(&*storage, marked, &mut listed, &mut out) {
+    let marked = match remark_before_sweep(&*storage, marked, &mut listed, &mut out)? {
         Ok(m) => m,
         Err(why) => return Ok(aborted(status, why)),
     };
@@ -162,7 +164,7 @@ fn find(
     sweeper: &Sweeper,
     resume: Option<UnfinishedGc>,
     counters: &Counters,
-) -> Result<Result<Found, String>> {
+) -> Result<Result<Found, GcError>> {
     let now = resume
         .as_ref()
         .map_or_else(|| chrono::Utc::now().timestamp(), |u| u.now);
@@ -190,13 +192,13 @@ fn find(
         None => 0,
     };
     if marked.manifests == 0 && listed.seen() > 0 && !cfg.allow_empty_mark {
-        return Ok(Err(format!(
+        return Ok(Err(GcError::Doubt(format!(
             "the mark found no manifest in {} repositories, yet the store holds {} blobs (a \
              listing gone wrong would look the same); if every repository really is gone, \
              rerun with --allow-empty-mark",
             marked.repositories,
             listed.seen()
-        )));
+        ))));
     }
     let old_uploads = match cfg.purge_uploads_secs {
         Some(age) => {
@@ -228,8 +230,12 @@ fn remark_before_sweep(
     marked: mark::Marked,
     listed: &mut sweep::Listed,
     out: &mut impl Write,
-) -> Result<mark::Marked, String> {
-    let (marked, found) = mark::remark(storage, storage.blobs(), &Counters::default(), marked)?;
+) -> Result<Result<mark::Marked, GcError>> {
+    let (marked, found) = match mark::remark(storage, storage.blobs(), &Counters::default(), marked)
+    {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
     if found > 0 {
         let before = listed.candidates.len();
         listed
@@ -239,11 +245,10 @@ fn remark_before_sweep(
             "Marked again before the sweep: {found} manifests pushed since the mark began; {} blobs they reference are kept.",
             before - listed.candidates.len()
         );
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("writing the report: {e}"))?;
+        writeln!(out, "{line}")?;
+        out.flush()?;
     }
-    Ok(marked)
+    Ok(Ok(marked))
 }
 
 /// The interrupted collection the journal records, when this one is to delete.
@@ -278,7 +283,7 @@ fn aborted(status: Status, why: impl std::fmt::Display) -> Exit {
 /// The registry's blob descriptor cache as its configuration file says (`None` without
 /// one), checked against what this collection needs: an online one cannot run beside an
 /// in-memory or unknown cache; a Redis one must answer before anything moves.
-fn blob_cache_of(cfg: &Config) -> Result<Option<registry_config::BlobCache>, String> {
+fn blob_cache_of(cfg: &Config) -> Result<Option<registry_config::BlobCache>, GcError> {
     use registry_config::BlobCache;
     let Some(path) = &cfg.registry_config else {
         return Ok(None);
@@ -287,20 +292,20 @@ fn blob_cache_of(cfg: &Config) -> Result<Option<registry_config::BlobCache>, Str
     let online = cfg.online.is_some();
     match &cache {
         BlobCache::InMemory if online => {
-            return Err(format!(
+            return Err(GcError::RegistryConfig(format!(
                 "--online: the registry keeps its blob descriptor cache in memory ({}: \
                  storage.cache.blobdescriptor: inmemory), which only a restart clears: pushes \
                  would go on skipping blobs in quarantine as if they were there. Set it to redis \
                  (regsweep clears that) or remove it, or collect with the registry stopped",
                 path.display()
-            ));
+            )));
         }
         BlobCache::Unknown(kind) if online => {
-            return Err(format!(
+            return Err(GcError::RegistryConfig(format!(
                 "--online: {}: storage.cache.blobdescriptor {kind:?} is a cache regsweep does \
                  not know how to clear",
                 path.display()
-            ));
+            )));
         }
         BlobCache::Redis(t) if !cfg.dry_run => blob_cache::check(t)?,
         _ => {}

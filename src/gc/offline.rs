@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 
+use super::error::GcError;
 use super::sweeper::Sweeper;
 use super::{BLOBS_PER_STEP, blob_cache, registry_config, sweep, uploads};
 use crate::delete::journal::{Journal, Record};
@@ -95,7 +96,7 @@ fn closing_exit(
     swept: &Swept,
     total: usize,
     upload_failures: &[(String, String)],
-    cache_cleared: Option<&Result<(), String>>,
+    cache_cleared: Option<&Result<(), GcError>>,
 ) -> Exit {
     for (d, why) in &swept.failed {
         crate::logging::failed(format_args!("blob {d}: {why}"));
@@ -201,7 +202,7 @@ fn write_closing(
     total: usize,
     old_uploads: &[uploads::Upload],
     upload_failures: &[(String, String)],
-    cache_cleared: Option<&Result<(), String>>,
+    cache_cleared: Option<&Result<(), GcError>>,
 ) -> Result<()> {
     let deleted = swept.attempted - swept.failed.len();
     match cache_cleared {

@@ -6,6 +6,7 @@
 //! puts everything back.
 
 use super::BLOBS_PER_STEP;
+use super::error::GcError;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -57,10 +58,10 @@ pub struct Outcome {
     pub interrupted: bool,
     /// Stopped by a doubt (a re-mark that could not read something, a cache that could not
     /// be cleared): everything was put back.
-    pub doubt: Option<String>,
+    pub doubt: Option<GcError>,
     /// The registry's cache could not be cleared after the deletion: it may still claim
     /// deleted blobs exist.
-    pub cache_error: Option<String>,
+    pub cache_error: Option<GcError>,
 }
 
 /// Reads manifests for a re-mark: one whose body sits in quarantine (deleted, then pushed
@@ -394,7 +395,7 @@ fn remark(
     held: &Mutex<BTreeSet<Digest>>,
     marked: Marked,
     out: &mut Lines,
-) -> Result<(Marked, usize, Vec<Failure>), String> {
+) -> Result<(Marked, usize, Vec<Failure>), GcError> {
     let (storage, q, journal) = (cx.storage, cx.online.quarantine, cx.journal);
     let source = Restoring {
         inner: storage.blobs(),
@@ -418,7 +419,11 @@ fn remark(
             }
             named
         }
-        Err(_) => return Err("the quarantine's record was poisoned".into()),
+        Err(_) => {
+            return Err(GcError::Doubt(
+                "the quarantine's record was poisoned".into(),
+            ));
+        }
     };
     failed.extend(q.restore(&named));
     restored.extend(named);
@@ -441,13 +446,17 @@ fn remark(
 }
 
 /// Makes the registry's Redis forget every blob in `digests`.
-fn forget(online: &Online, digests: &[Digest]) -> Result<(), String> {
+fn forget(online: &Online, digests: &[Digest]) -> Result<(), GcError> {
     let Some(t) = online.cache else {
         return Ok(());
     };
     blob_cache::forget(t, digests)
         .map(|f| tracing::debug!("cache entries removed: {f:?}"))
-        .map_err(|e| format!("clearing the registry's blob descriptor cache: {e}"))
+        .map_err(|e| {
+            GcError::Cache(format!(
+                "clearing the registry's blob descriptor cache: {e}"
+            ))
+        })
 }
 
 /// Sleeps `d`, waking early on a signal; gives false when interrupted.

@@ -1,6 +1,7 @@
 //! The registry's own configuration file, read for the one thing a collection must know
 //! about it: which blob descriptor cache the registry keeps, and where (Redis).
 
+use super::error::GcError;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -96,11 +97,12 @@ struct Redis {
 /// overrides present in regsweep's own environment (`REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR`,
 /// `REGISTRY_REDIS_ADDR`, `REGISTRY_REDIS_DB`, `REGISTRY_REDIS_PASSWORD`), which the
 /// registry applies over its file. `Err` names the file and what is wrong with it.
-pub fn read(path: &Path) -> Result<BlobCache, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("registry configuration {}: {e}", path.display()))?;
-    parse(&text, &|k| std::env::var(k).ok())
-        .map_err(|e| format!("registry configuration {}: {e}", path.display()))
+pub fn read(path: &Path) -> Result<BlobCache, GcError> {
+    let wrong = |e: String| {
+        GcError::RegistryConfig(format!("registry configuration {}: {e}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| wrong(e.to_string()))?;
+    parse(&text, &|k| std::env::var(k).ok()).map_err(wrong)
 }
 
 /// [`read`] on the file's text, with `env` for the overrides.

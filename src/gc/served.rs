@@ -112,7 +112,10 @@ fn finish_online(
     for (d, why) in &o.failed {
         crate::logging::failed(format_args!("blob {d}: {why}"));
     }
-    for e in [&journal_error, &o.cache_error].into_iter().flatten() {
+    if let Some(e) = &journal_error {
+        crate::logging::error(format_args!("{e}"));
+    }
+    if let Some(e) = &o.cache_error {
         crate::logging::error(format_args!("{e}"));
     }
     if let Some(e) = &o.doubt {

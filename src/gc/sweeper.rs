@@ -1,6 +1,7 @@
 //! Where a collection lists, removes and quarantines blobs and uploads: a filesystem root
 //! or an S3 bucket, behind one [`Sweeper`].
 
+use super::error::GcError;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -32,13 +33,14 @@ impl<'a> Sweeper<'a> {
         now: i64,
         min_age: i64,
         listed: &AtomicU64,
-    ) -> Result<sweep::Listed, String> {
+    ) -> Result<sweep::Listed, GcError> {
         match self {
             Sweeper::Fs(root) => sweep::list(root, marked, now, min_age, listed),
             Sweeper::S3(store, rt) => {
                 rt.block_on(sweep_s3::list(store, marked, now, min_age, listed))
             }
         }
+        .map_err(GcError::Listing)
     }
 
     /// Removes the candidates; gives the blobs that could not be removed, with why.
@@ -58,11 +60,12 @@ impl<'a> Sweeper<'a> {
     }
 
     /// The uploads under every repository, with their start times.
-    pub(super) fn uploads(&self) -> Result<Vec<uploads::Upload>, String> {
+    pub(super) fn uploads(&self) -> Result<Vec<uploads::Upload>, GcError> {
         match self {
             Sweeper::Fs(root) => uploads::list_fs(root),
             Sweeper::S3(store, rt) => rt.block_on(uploads::list_s3(store)),
         }
+        .map_err(GcError::Listing)
     }
 
     /// Removes uploads; gives those that could not be removed, with why.
