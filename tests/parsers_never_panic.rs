@@ -2,11 +2,11 @@
 //! In memory only: no storage, no network.
 
 use proptest::prelude::*;
-use secrecy::ExposeSecret;
 use regsweep::delete::auth::{Credentials, parse_challenge};
 use regsweep::digest::Digest;
 use regsweep::meta::parse::{parse_config, parse_manifest};
 use regsweep::scan::link::parse_link;
+use secrecy::ExposeSecret;
 
 /// JSON-ish documents built from manifest vocabulary, to reach deeper than random bytes.
 fn manifestish() -> impl Strategy<Value = Vec<u8>> {

@@ -46,7 +46,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
 /// The workspace root (regsweep's package).
 fn root() -> PathBuf {
     let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
-    testkit.parent().expect("testkit sits in the workspace").to_owned()
+    testkit
+        .parent()
+        .expect("testkit sits in the workspace")
+        .to_owned()
 }
 
 fn src_dir() -> PathBuf {
@@ -162,8 +165,11 @@ impl Reader<'_> {
                 TokenTree::Group(g) => self.tokens(g.stream()),
                 TokenTree::Ident(first) => {
                     let next: Vec<&TokenTree> = trees[i + 1..].iter().take(3).collect();
-                    if let [TokenTree::Punct(a), TokenTree::Punct(b), TokenTree::Ident(second)] =
-                        next.as_slice()
+                    if let [
+                        TokenTree::Punct(a),
+                        TokenTree::Punct(b),
+                        TokenTree::Ident(second),
+                    ] = next.as_slice()
                         && a.as_char() == ':'
                         && b.as_char() == ':'
                     {
