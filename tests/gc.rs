@@ -13,17 +13,9 @@ use common::{Registry, pull_all_tags, run_expecting};
 use regsweep::digest::Digest;
 use regsweep_testkit::scenario::{APP, BASE, OTHER};
 
-/// Every path under `root`, relative, with each file's bytes (small files) or size.
-fn tree(root: &Path) -> BTreeMap<PathBuf, (u64, Vec<u8>)> {
-    common::snapshot(root)
-        .into_iter()
-        .map(|(p, (size, _, content))| {
-            (
-                p.strip_prefix(root).expect("under root").to_path_buf(),
-                (size, content),
-            )
-        })
-        .collect()
+/// Every path under `root`, relative, with each file's SHA-256 (see [`common::contents`]).
+fn tree(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
+    common::contents(root)
 }
 
 /// Makes every blob look `ago` old.
@@ -124,24 +116,16 @@ fn one_unparsable_manifest_anywhere_stops_the_whole_collection() {
     let before = tree(&reg.root());
     // O's manifest (in `other`) becomes garbage; demo/app and lib/base are intact.
     std::fs::write(reg.blob_path(&named["O"].1), b"{ not json").expect("damage");
-    let before_damage = {
-        let mut t = before.clone();
-        let rel = reg
-            .blob_path(&named["O"].1)
-            .strip_prefix(reg.root())
-            .expect("under root")
-            .to_path_buf();
-        t.insert(rel, (10, b"{ not json".to_vec()));
-        t
-    };
+    let damaged = tree(&reg.root());
+    assert_eq!(damaged.len(), before.len(), "the damage replaced one file");
+    assert_ne!(damaged, before, "the damage changed that file's bytes");
     let (_, err) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 1);
     assert!(
         err.contains("nothing deleted") && err.contains(&named["O"].1.hex()),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let after = tree(&reg.root());
-    assert_eq!(after.len(), before_damage.len(), "nothing deleted anywhere");
+    assert_eq!(tree(&reg.root()), damaged, "nothing deleted anywhere");
 }
 
 #[test]
@@ -396,6 +380,8 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
     common::make_fifo(&reg.blob_path(&named["O"].1));
     let before = tree(&reg.root());
     let root = reg.root().to_string_lossy().into_owned();
+    // Signalled once blocked on the FIFO and once a progress line shows the marking.
+    let marking = |l: &str| l.starts_with("regsweep: progress: marking: read ");
     let out = common::signalled(
         &[
             ("REGISTRY_DIR", root.as_str()),
@@ -403,16 +389,13 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
             ("PROGRESS_INTERVAL", "100ms"),
         ],
         &["gc"],
-        std::time::Duration::from_millis(1000),
+        &reg.blob_path(&named["O"].1),
+        Some(("a `progress: marking: read` line", &marking)),
         "INT",
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("regsweep: progress: marking: read ")),
-        "{err}"
-    );
+    assert!(err.lines().any(marking), "{err}");
     assert!(err.contains("nothing was deleted"), "{err}");
     assert_eq!(tree(&reg.root()), before);
 }

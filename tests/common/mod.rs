@@ -6,6 +6,7 @@ pub mod images;
 pub mod proxy;
 pub mod quarantine;
 pub mod redis;
+pub mod running;
 pub mod s3;
 pub mod standard;
 pub mod token;
@@ -17,6 +18,7 @@ use std::process::{Command, Output};
 
 use regsweep::digest::Digest;
 use regsweep_testkit::Pusher;
+pub use running::Running;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -235,6 +237,37 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i128, Vec<u8>)> {
             }
         }
         out.insert(p, (meta.len(), mtime, content));
+    }
+    out
+}
+
+/// Every file and directory under `root`, by path relative to it: each regular file with
+/// the SHA-256 of all its bytes, each directory with none, anything else with its kind. Two trees are equal when the same
+/// paths hold the same bytes (times aside: a copy or a collector may touch them).
+pub fn contents(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
+    use sha2::Digest as _;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let hash = if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())) {
+                stack.push(e.expect("entry").path());
+            }
+            None
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            Some(hex::encode(sha2::Sha256::digest(&bytes)))
+        } else {
+            // A FIFO (never read: it would block) or a link: its kind and target.
+            Some(format!(
+                "{:?} {:?}",
+                meta.file_type(),
+                std::fs::read_link(&p).ok()
+            ))
+        };
+        let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+        out.insert(rel, hash);
     }
     out
 }
@@ -508,36 +541,36 @@ pub fn planned_keeps(report: &Value) -> BTreeMap<String, std::collections::BTree
     out
 }
 
-/// Replaces the file at `path` with a FIFO: reading it blocks, so a run that reads it is
-/// surely still running when a signal comes.
+/// Replaces the file at `path` with a FIFO: a run that reads it blocks there
+/// ([`Running::opened`] says when it got there).
 pub fn make_fifo(path: &Path) {
     std::fs::remove_file(path).expect("rm");
     let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
     assert!(st.success(), "mkfifo {}", path.display());
 }
 
-/// Runs regsweep with only `env` and `args`, sends it SIG`signal` after `after`, and gives
-/// what it printed and how it exited.
+/// A stderr line a test waits for: what it is (for the failure message), and a test of a line.
+pub type Until<'a> = (&'a str, &'a dyn Fn(&str) -> bool);
+
+/// Runs regsweep with only `env` and `args` (see [`Running::start`]); once its signal
+/// handlers are installed, it has opened `fifo` (so it is blocked reading it) and, if given,
+/// it has printed a line `until` accepts, sends it SIG`signal`; gives what it printed (all of
+/// stderr) and how it exited.
 pub fn signalled(
     env: &[(&str, &str)],
     args: &[&str],
-    after: std::time::Duration,
+    fifo: &Path,
+    until: Option<Until>,
     signal: &str,
 ) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(after);
-    let st = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    child.wait_with_output().expect("wait")
+    let mut run = Running::start(env, args);
+    run.ready();
+    let writer = run.opened(fifo);
+    if let Some((what, accepts)) = until {
+        run.wait_for(what, accepts);
+    }
+    run.signal(signal);
+    let out = run.finish();
+    drop(writer);
+    out
 }
