@@ -4,17 +4,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::standard::standard;
-use common::{Registry, pull_all_tags, run_expecting};
+use common::{Contents, Registry, assert_same_contents, pull_all_tags, run_expecting};
 use regsweep::digest::Digest;
 use regsweep_testkit::scenario::{APP, BASE, OTHER};
 
 /// Every path under `root`, relative, with each file's SHA-256 (see [`common::contents`]).
-fn tree(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
+fn tree(root: &Path) -> Contents {
     common::contents(root)
 }
 
@@ -72,11 +71,11 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
 
     // Without the confirmation: a usage error, nothing touched.
     gc(&reg.root(), &[], 2);
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a usage error touches nothing");
 
     // A dry run lists what would go, with sizes, and deletes nothing.
     let (text, _) = gc(&reg.root(), &[("DRY_RUN", "true")], 0);
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a dry run deletes nothing");
     let listed: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("DRY_RUN: sha256:"))
@@ -92,15 +91,11 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
     );
 
     reg.garbage_collect_at(&copy);
-    let ours = tree(&reg.root());
-    let theirs = tree(&copy);
-    let only_ours: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-    let only_theirs: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-    assert!(
-        only_ours.is_empty() && only_theirs.is_empty(),
-        "left by regsweep only: {only_ours:#?}\nleft by the registry only: {only_theirs:#?}"
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "left by regsweep (left) and by the registry's collector (right)",
     );
-    assert_eq!(ours, theirs, "the same files with the same content");
 
     // The registry serves what regsweep left: every tag, in full.
     every_tag_pulls(&reg);
@@ -125,7 +120,7 @@ fn one_unparsable_manifest_anywhere_stops_the_whole_collection() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert_eq!(tree(&reg.root()), damaged, "nothing deleted anywhere");
+    assert_same_contents(&tree(&reg.root()), &damaged, "nothing deleted anywhere");
 }
 
 #[test]
@@ -174,7 +169,7 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
         0,
     );
     assert!(err.contains("no collection in a dry run"), "{err}");
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a dry run touches nothing");
     let (text, _) = run_expecting(
         &[
             &[("REGISTRY_DIR", root.as_str()), ("GC", "true")][..],
@@ -197,7 +192,11 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
         0,
     );
     reg.garbage_collect_at(&copy);
-    assert_eq!(tree(&reg.root()), tree(&copy));
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "regsweep (left) and the registry (right)",
+    );
     // --gc without offline deletes is a usage error.
     run_expecting(
         &[
@@ -282,10 +281,10 @@ fn an_interrupted_collection_resumes_its_own_plan_and_a_rerun_finishes_the_rest(
     assert!(!err.contains("resuming"), "{err}");
     assert!(text.contains("Deleted 1 of 1 blobs"), "{text}");
     reg.garbage_collect_at(&copy);
-    assert_eq!(
-        tree(&reg.root()),
-        tree(&copy),
-        "the same end state as the registry's collector"
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "the same end state as the registry's collector (right)",
     );
     every_tag_pulls(&reg);
 }
@@ -339,7 +338,7 @@ fn old_uploads_are_purged_as_the_registry_purges_them_and_nothing_else() {
 
     let purge = [("PURGE_UPLOADS", "168h")];
     let (text, err) = gc(&root, &[&purge[..], &[("DRY_RUN", "true")]].concat(), 0);
-    assert_eq!(tree(&root), before, "a dry run deletes nothing");
+    assert_same_contents(&tree(&root), &before, "a dry run deletes nothing");
     assert!(
         text.contains("Uploads to purge (started over 7days ago): 2.")
             && text.contains(&format!("DRY_RUN: upload {APP}/_uploads/{}", ids[0]))
@@ -397,7 +396,11 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.lines().any(marking), "{err}");
     assert!(err.contains("nothing was deleted"), "{err}");
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(
+        &tree(&reg.root()),
+        &before,
+        "a signal while marking deletes nothing",
+    );
 }
 
 #[test]
@@ -415,7 +418,7 @@ fn an_empty_mark_over_a_store_with_blobs_stops_unless_the_user_says_so() {
             && err.contains("--allow-empty-mark"),
         "{err}"
     );
-    assert_eq!(tree(&reg.root()), before, "nothing deleted anywhere");
+    assert_same_contents(&tree(&reg.root()), &before, "nothing deleted anywhere");
     // Said explicitly, the store is swept.
     let (text, _) = gc(
         &reg.root(),

@@ -241,10 +241,31 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i128, Vec<u8>)> {
     out
 }
 
+/// Paths under a root, each with the SHA-256 of its bytes (a file), its kind (a FIFO, a
+/// link) or nothing (a directory): what [`contents`] gives.
+pub type Contents = BTreeMap<PathBuf, Option<String>>;
+
+/// Fails unless `left` and `right` hold the same paths with the same bytes, naming only the
+/// paths that differ.
+pub fn assert_same_contents(left: &Contents, right: &Contents, what: &str) {
+    let only_left: Vec<&PathBuf> = left.keys().filter(|k| !right.contains_key(*k)).collect();
+    let only_right: Vec<&PathBuf> = right.keys().filter(|k| !left.contains_key(*k)).collect();
+    let changed: Vec<&PathBuf> = left
+        .iter()
+        .filter(|(k, v)| right.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        only_left.is_empty() && only_right.is_empty() && changed.is_empty(),
+        "{what}: not the same tree\nonly on the left: {only_left:#?}\nonly on the right: \
+         {only_right:#?}\nother bytes: {changed:#?}"
+    );
+}
+
 /// Every file and directory under `root`, by path relative to it: each regular file with
 /// the SHA-256 of all its bytes, each directory with none, anything else with its kind. Two trees are equal when the same
 /// paths hold the same bytes (times aside: a copy or a collector may touch them).
-pub fn contents(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
+pub fn contents(root: &Path) -> Contents {
     use sha2::Digest as _;
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
