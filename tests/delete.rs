@@ -406,6 +406,7 @@ fn storage_of_another_registry_never_drives_deletes() {
         ],
         &[],
     );
+    common::assert_exit(&out, 4);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("is REGISTRY_DIR the storage of REGISTRY_URL"),

@@ -166,8 +166,26 @@ pub fn regsweep(env: &[(&str, &str)], args: &[&str]) -> Output {
     c.output().expect("run regsweep")
 }
 
-/// Runs a dry run with JSON output and parses the report; panics with stderr on failure.
+/// Fails unless `out` exited with `code`, showing what it printed.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "regsweep exited {:?}:\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a dry run with JSON output, checks it exits 0 (nothing skipped, no warning), and
+/// parses the report.
 pub fn dry_run_json(root: &Path, extra_env: &[(&str, &str)]) -> Value {
+    dry_run_json_expecting(root, extra_env, 0)
+}
+
+/// [`dry_run_json`] of a dry run that must exit `code` (4: a repository failed closed).
+pub fn dry_run_json_expecting(root: &Path, extra_env: &[(&str, &str)], code: i32) -> Value {
     let root = root.to_string_lossy().into_owned();
     let mut env = vec![
         ("REGISTRY_DIR", root.as_str()),
@@ -176,12 +194,7 @@ pub fn dry_run_json(root: &Path, extra_env: &[(&str, &str)]) -> Value {
     ];
     env.extend_from_slice(extra_env);
     let out = regsweep(&env, &[]);
-    assert!(
-        matches!(out.status.code(), Some(0 | 4)),
-        "regsweep failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, code);
     serde_json::from_slice(&out.stdout).expect("JSON report")
 }
 
