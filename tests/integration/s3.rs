@@ -1,7 +1,7 @@
 //! S3 storage: the real registry on a local S3 server (moto), dry and real runs with the
 //! filesystem tests' expectations, garbage-collect, and LIST/GET request counts at scale.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

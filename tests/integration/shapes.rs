@@ -5,7 +5,7 @@
 //! stops gc before the first delete; an upload written long ago and committed just now is
 //! young.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Dry runs against the real docker-registry: exact plans, and nothing on disk changes.
 //! Each test has its own registry on 127.0.0.1; only the tests' own trees are written.
 
-mod common;
+use crate::common;
 
 use common::standard::{expected, standard};
 use common::{Registry, dry_run_json, regsweep, snapshot, verdicts};

@@ -1,7 +1,7 @@
 //! Found by trying regsweep as a new user would: credentials in REGISTRY_URL, an empty
 //! hash-tag pattern, slow exits under a rate limit, bursts above the rate.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Never lose a live image: injected faults, interruption and resume, concurrent pushes.
 //! Each test has its own registry (and proxy) on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

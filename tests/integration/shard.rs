@@ -1,7 +1,7 @@
 //! `--shard K/N`: N processes plan disjoint parts whose union is the unsharded plan.
 //! Generated trees in temporary directories; no registry needed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Real deletions through the real docker-registry API: exact end state, garbage-collect,
 //! basic auth over TLS, token auth, and a registry with deletes disabled.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

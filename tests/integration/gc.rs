@@ -2,7 +2,7 @@
 //! it leaves serves every tag in full, and any doubt (an unparsable manifest anywhere)
 //! stops it before the first delete; a fresh upload whose manifest is not pushed yet stays.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -40,7 +40,7 @@ impl Moto {
         Moto::start_moto(dir)
     }
 
-    /// Starts moto in `dir` whatever `REGSWEEP_TEST_S3` says (tests/shapes.rs: its proxies
+    /// Starts moto in `dir` whatever `REGSWEEP_TEST_S3` says (`shapes`: its proxies
     /// forward with their own `Host` header, which a signature-checking server refuses).
     pub fn start_moto(dir: &Path) -> Moto {
         let dir = dir.join("moto");

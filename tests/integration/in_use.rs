@@ -2,7 +2,7 @@
 //! with pod and Deployment JSON) and pulls in the registry's own log (`--pull-log`, both
 //! logrus formatters) keep manifests the untagged cleanup would otherwise delete.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! repository, unreadable configs, stale storage, offline deletes matching the registry's
 //! own, link times that cannot be trusted, signals during the scan.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
