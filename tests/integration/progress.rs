@@ -1,7 +1,7 @@
 //! Progress on stderr: plain lines at intervals when stderr is not a terminal, none with --quiet.
 //! Runs against a registry of its own on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use common::{Registry, push_bulk, regsweep};
 

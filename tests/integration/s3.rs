@@ -1,7 +1,7 @@
 //! S3 storage: the real registry on a local S3 server (moto), dry and real runs with the
 //! filesystem tests' expectations, garbage-collect, and LIST/GET request counts at scale.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,8 +92,9 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
     let mut want: Verdicts = expected(&named_young);
     want.remove(&(APP.to_owned(), Digest([0; 32])));
     assert_eq!(verdicts(&report), want);
-    let text = regsweep(&env(&s3, &[("DRY_RUN", "true"), ("MIN_AGE", "0")]), &[]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("Running against S3 storage"));
+    let (text, _) =
+        common::run_expecting(&env(&s3, &[("DRY_RUN", "true"), ("MIN_AGE", "0")]), &[], 0);
+    assert!(text.contains("Running against S3 storage"), "{text}");
 
     let tags_before_offline = tag_names(&moto, APP);
     // Offline migration mode for demo/app: registry stopped, DeleteObjects straight in the
@@ -167,11 +168,12 @@ fn s3_dry_and_real_runs_garbage_collect_and_every_kept_tag_pulls() {
         }
         assert_eq!(tag_names(&moto, repo), tags, "tags left in {repo}");
     }
-    let again = regsweep(
+    let (again, _) = common::run_expecting(
         &env(&s3, &[("REGISTRY_URL", &reg.url), ("MIN_AGE", "0")]),
         &[],
+        0,
     );
-    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
+    assert!(again.contains("Nothing to do"), "{again}");
 
     // Two interrupted pushes: one from long ago (purged with PURGE_UPLOADS), one fresh.
     let pusher = regsweep_testkit::Pusher::new(&reg.url).expect("pusher");
@@ -426,8 +428,9 @@ fn s3_configuration_errors_are_one_clear_line() {
     let mut e: Vec<(&str, &str)> = env(&s3, &[("DRY_RUN", "true")]);
     e.retain(|(k, _)| *k != "SECRET_KEY");
     let out = regsweep(&e, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SECRET_KEY"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("SECRET_KEY"), "{err}");
 }
 
 /// Drops `<NextContinuationToken>` from a ListObjectsV2 answer (IsTruncated stays true).
@@ -476,7 +479,7 @@ fn drop_times(body: &[u8]) -> Vec<u8> {
 fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
     use common::proxy::{Fault, FaultProxy};
     let dir = tempfile::tempdir().expect("tempdir");
-    let moto = Moto::start_moto(dir.path());
+    let moto = Moto::start(dir.path());
     // One repository with more than 1000 keys under `_manifests/`: its listing has pages.
     let fill = regsweep_testkit::s3fill::Fill {
         repos: 1,
@@ -510,7 +513,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
         ("no LastModified", drop_times, "gives no LastModified"),
     ];
     for (what, rewrite, says) in rewrites {
-        let proxy = FaultProxy::start(
+        let proxy = FaultProxy::start_keeping_host(
             &moto.url,
             Box::new(move |_, method, path| {
                 let first_manifests_page = method == "GET"
@@ -545,7 +548,7 @@ fn a_truncated_s3_listing_or_one_without_times_fails_its_repository_closed() {
 fn a_server_that_refuses_the_rolled_up_discovery_is_walked_level_by_level() {
     use common::proxy::{Fault, FaultProxy};
     let dir = tempfile::tempdir().expect("tempdir");
-    let moto = Moto::start_moto(dir.path());
+    let moto = Moto::start(dir.path());
     let fill = regsweep_testkit::s3fill::Fill {
         repos: 3,
         revisions: 2,
@@ -559,7 +562,7 @@ fn a_server_that_refuses_the_rolled_up_discovery_is_walked_level_by_level() {
         &[("DRY_RUN", "true"), ("OUTPUT_FORMAT", "json")],
     ));
     // MinIO refuses any delimiter but "/".
-    let proxy = FaultProxy::start(
+    let proxy = FaultProxy::start_keeping_host(
         &moto.url,
         Box::new(|_, method, path| {
             if method == "GET" && path.contains("delimiter=%2F_") {

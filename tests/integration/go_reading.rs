@@ -11,7 +11,7 @@
 //! in `regsweep gc` (`REGSWEEP_TEST_PAUSE_BEFORE_SWEEP`, see below); without it the test
 //! fails within seconds instead of hanging.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Read as _;

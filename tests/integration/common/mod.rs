@@ -6,6 +6,7 @@ pub mod images;
 pub mod proxy;
 pub mod quarantine;
 pub mod redis;
+pub mod running;
 pub mod s3;
 pub mod standard;
 pub mod token;
@@ -17,6 +18,7 @@ use std::process::{Command, Output};
 
 use regsweep::digest::Digest;
 use regsweep_testkit::Pusher;
+pub use running::Running;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -164,8 +166,26 @@ pub fn regsweep(env: &[(&str, &str)], args: &[&str]) -> Output {
     c.output().expect("run regsweep")
 }
 
-/// Runs a dry run with JSON output and parses the report; panics with stderr on failure.
+/// Fails unless `out` exited with `code`, showing what it printed.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "regsweep exited {:?}:\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a dry run with JSON output, checks it exits 0 (nothing skipped, no warning), and
+/// parses the report.
 pub fn dry_run_json(root: &Path, extra_env: &[(&str, &str)]) -> Value {
+    dry_run_json_expecting(root, extra_env, 0)
+}
+
+/// [`dry_run_json`] of a dry run that must exit `code` (4: a repository failed closed).
+pub fn dry_run_json_expecting(root: &Path, extra_env: &[(&str, &str)], code: i32) -> Value {
     let root = root.to_string_lossy().into_owned();
     let mut env = vec![
         ("REGISTRY_DIR", root.as_str()),
@@ -174,12 +194,7 @@ pub fn dry_run_json(root: &Path, extra_env: &[(&str, &str)]) -> Value {
     ];
     env.extend_from_slice(extra_env);
     let out = regsweep(&env, &[]);
-    assert!(
-        matches!(out.status.code(), Some(0 | 4)),
-        "regsweep failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, code);
     serde_json::from_slice(&out.stdout).expect("JSON report")
 }
 
@@ -235,6 +250,58 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i128, Vec<u8>)> {
             }
         }
         out.insert(p, (meta.len(), mtime, content));
+    }
+    out
+}
+
+/// Paths under a root, each with the SHA-256 of its bytes (a file), its kind (a FIFO, a
+/// link) or nothing (a directory): what [`contents`] gives.
+pub type Contents = BTreeMap<PathBuf, Option<String>>;
+
+/// Fails unless `left` and `right` hold the same paths with the same bytes, naming only the
+/// paths that differ.
+pub fn assert_same_contents(left: &Contents, right: &Contents, what: &str) {
+    let only_left: Vec<&PathBuf> = left.keys().filter(|k| !right.contains_key(*k)).collect();
+    let only_right: Vec<&PathBuf> = right.keys().filter(|k| !left.contains_key(*k)).collect();
+    let changed: Vec<&PathBuf> = left
+        .iter()
+        .filter(|(k, v)| right.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        only_left.is_empty() && only_right.is_empty() && changed.is_empty(),
+        "{what}: not the same tree\nonly on the left: {only_left:#?}\nonly on the right: \
+         {only_right:#?}\nother bytes: {changed:#?}"
+    );
+}
+
+/// Every file and directory under `root`, by path relative to it: each regular file with
+/// the SHA-256 of all its bytes, each directory with none, anything else with its kind. Two trees are equal when the same
+/// paths hold the same bytes (times aside: a copy or a collector may touch them).
+pub fn contents(root: &Path) -> Contents {
+    use sha2::Digest as _;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let hash = if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())) {
+                stack.push(e.expect("entry").path());
+            }
+            None
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            Some(hex::encode(sha2::Sha256::digest(&bytes)))
+        } else {
+            // A FIFO (never read: it would block) or a link: its kind and target.
+            Some(format!(
+                "{:?} {:?}",
+                meta.file_type(),
+                std::fs::read_link(&p).ok()
+            ))
+        };
+        let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+        out.insert(rel, hash);
     }
     out
 }
@@ -508,36 +575,36 @@ pub fn planned_keeps(report: &Value) -> BTreeMap<String, std::collections::BTree
     out
 }
 
-/// Replaces the file at `path` with a FIFO: reading it blocks, so a run that reads it is
-/// surely still running when a signal comes.
+/// Replaces the file at `path` with a FIFO: a run that reads it blocks there
+/// ([`Running::opened`] says when it got there).
 pub fn make_fifo(path: &Path) {
     std::fs::remove_file(path).expect("rm");
     let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
     assert!(st.success(), "mkfifo {}", path.display());
 }
 
-/// Runs regsweep with only `env` and `args`, sends it SIG`signal` after `after`, and gives
-/// what it printed and how it exited.
+/// A stderr line a test waits for: what it is (for the failure message), and a test of a line.
+pub type Until<'a> = (&'a str, &'a dyn Fn(&str) -> bool);
+
+/// Runs regsweep with only `env` and `args` (see [`Running::start`]); once its signal
+/// handlers are installed, it has opened `fifo` (so it is blocked reading it) and, if given,
+/// it has printed a line `until` accepts, sends it SIG`signal`; gives what it printed (all of
+/// stderr) and how it exited.
 pub fn signalled(
     env: &[(&str, &str)],
     args: &[&str],
-    after: std::time::Duration,
+    fifo: &Path,
+    until: Option<Until>,
     signal: &str,
 ) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(after);
-    let st = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    child.wait_with_output().expect("wait")
+    let mut run = Running::start(env, args);
+    run.ready();
+    let writer = run.opened(fifo);
+    if let Some((what, accepts)) = until {
+        run.wait_for(what, accepts);
+    }
+    run.signal(signal);
+    let out = run.finish();
+    drop(writer);
+    out
 }

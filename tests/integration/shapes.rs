@@ -5,7 +5,7 @@
 //! stops gc before the first delete; an upload written long ago and committed just now is
 //! young.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -299,7 +299,7 @@ fn a_repository_directory_that_is_a_file_stops_gc_and_fails_the_cleanup_closed()
         assert_eq!(blob_files(&reg), before, "{rel}: nothing deleted");
 
         // The cleanup fails that repository closed, naming the path, and cleans the rest.
-        let report = common::dry_run_json(&reg.root(), &[("MIN_AGE", "0")]);
+        let report = common::dry_run_json_expecting(&reg.root(), &[("MIN_AGE", "0")], 4);
         let r = report["repositories"]
             .as_array()
             .and_then(|a| a.iter().find(|r| r["name"] == repo))
@@ -313,6 +313,7 @@ fn a_repository_directory_that_is_a_file_stops_gc_and_fails_the_cleanup_closed()
             ],
             &[],
         );
+        common::assert_exit(&out, 4);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr

@@ -1,7 +1,7 @@
 //! The storage generator writes trees the real registry serves: catalog, tags, manifests,
 //! index children, configs and layers all check out; the same seed gives the same tree.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Dry runs against the real docker-registry: exact plans, and nothing on disk changes.
 //! Each test has its own registry on 127.0.0.1; only the tests' own trees are written.
 
-mod common;
+use crate::common;
 
 use common::standard::{expected, standard};
 use common::{Registry, dry_run_json, regsweep, snapshot, verdicts};
@@ -144,6 +144,7 @@ fn text_report_has_the_original_sections() {
         std::fs::write(dir.join("current/link"), named["A"].1.to_string()).expect("tag A");
     }
     let out = regsweep(&[("REGISTRY_DIR", &root), ("DRY_RUN", "true")], &[]);
+    common::assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text
         .lines()
@@ -163,6 +164,7 @@ fn text_report_has_the_original_sections() {
         ],
         &[],
     );
+    common::assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("sha256:"), "{text}");
     assert!(
@@ -297,7 +299,8 @@ fn missing_manifest_blob_fails_closed() {
         b1.hex()
     ));
     std::fs::remove_file(&blob).expect("remove blob");
-    let report = dry_run_json(&reg.root(), &[]);
+    // A repository failed closed: something was skipped (4).
+    let report = common::dry_run_json_expecting(&reg.root(), &[], 4);
     let app = report["repositories"]
         .as_array()
         .and_then(|a| a.iter().find(|r| r["name"] == APP))
@@ -419,6 +422,7 @@ fn keep_tags_older_than_extra_patterns_and_a_policy_file() {
             "^stable$",
         ],
     );
+    common::assert_exit(&out, 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
         verdicts(&report)[&app("H11")],
@@ -468,6 +472,7 @@ fn keep_tags_older_than_extra_patterns_and_a_policy_file() {
         ],
         &[],
     );
+    common::assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(

@@ -1,13 +1,15 @@
 //! Found by trying regsweep as a new user would: credentials in REGISTRY_URL, an empty
 //! hash-tag pattern, slow exits under a rate limit, bursts above the rate.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
+use common::running::deleted_so_far;
 use common::standard::standard;
-use common::{Registry, push_bulk, regsweep, run_expecting};
+use common::{Registry, Running, push_bulk, regsweep, run_expecting};
+use regsweep_testkit::scenario::APP;
 
 #[test]
 fn credentials_in_registry_url_are_refused_without_being_printed() {
@@ -137,24 +139,23 @@ fn a_registry_gone_mid_run_stops_the_run_and_counts_honestly() {
     push_bulk(&reg.url, "bulk/app", 200);
     let root = reg.root().to_string_lossy().into_owned();
     let t0 = Instant::now();
-    let out = std::thread::scope(|s| {
-        s.spawn(|| {
-            // Gone for good once the run is well under way.
-            std::thread::sleep(Duration::from_secs(3));
-            reg.stop();
-        });
-        regsweep(
-            &[
-                ("REGISTRY_URL", &reg.url),
-                ("REGISTRY_DIR", &root),
-                ("MIN_AGE", "0"),
-                ("RATE", "20"),
-                ("CONCURRENCY", "4"),
-                ("PROGRESS_INTERVAL", "500ms"),
-            ],
-            &[],
-        )
+    let mut run = Running::start(
+        &[
+            ("REGISTRY_URL", &reg.url),
+            ("REGISTRY_DIR", &root),
+            ("MIN_AGE", "0"),
+            ("RATE", "20"),
+            ("CONCURRENCY", "4"),
+            ("PROGRESS_INTERVAL", "500ms"),
+        ],
+        &[],
+    );
+    // Gone for good once the run is well under way: 20 of 200 deleted.
+    run.wait_for("a `progress: deleted N` line with N >= 20", |l| {
+        deleted_so_far(l).is_some_and(|n| n >= 20)
     });
+    reg.stop();
+    let out = run.finish();
     let took = t0.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -188,18 +189,13 @@ fn a_registry_gone_mid_run_stops_the_run_and_counts_honestly() {
         .lines()
         .rfind(|l| l.starts_with("regsweep: progress: deleted"))
         .expect("progress lines");
-    let shown: usize = last
-        .trim_start_matches("regsweep: progress: deleted ")
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("a count");
+    let shown = deleted_so_far(last).expect("a count");
     assert!(shown <= deleted, "{last} (deleted {deleted})");
 }
 
 #[test]
 fn durations_need_units_and_empty_selections_warn() {
-    let (reg, _named) = standard();
+    let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
     let base = [("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")];
     for (var, value) in [
@@ -214,8 +210,21 @@ fn durations_need_units_and_empty_selections_warn() {
         assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
         assert!(err.contains(var), "{err}");
     }
-    let out = regsweep(&[&base[..], &[("MIN_AGE", "0")]].concat(), &[]);
-    assert!(matches!(out.status.code(), Some(0 | 4)));
+    // 0 needs no unit: a clean dry run (nothing skipped, no warning) that takes the young
+    // untagged image the default grace period keeps.
+    let (report, err) = run_expecting(
+        &[&base[..], &[("MIN_AGE", "0"), ("OUTPUT_FORMAT", "json")]].concat(),
+        &[],
+        0,
+    );
+    assert_eq!(err, "", "no warning");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
+    let young = (APP.to_owned(), named["YOUNG"].1);
+    assert_eq!(
+        common::verdicts(&report).get(&young).map(String::as_str),
+        Some("delete untagged"),
+        "MIN_AGE=0 took effect"
+    );
     for globs in ["", ",", "nothing/*"] {
         let out = regsweep(&[&base[..], &[("REPO_GLOB", globs)]].concat(), &[]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -323,6 +332,15 @@ fn scan_progress_counts_links_before_a_repository_is_done() {
     // demo/app's newest image manifest is a FIFO: its repository never finishes planning.
     let d = named["YOUNG"].1;
     common::make_fifo(&reg.blob_path(&d));
+    // Blocked on the FIFO, the count stands still: signalled once a progress line shows
+    // more than demo/app's 30 revision links (a count kept only per finished repository
+    // never gets there, and the wait fails).
+    let past_30 = |l: &str| {
+        l.strip_prefix("regsweep: progress: read ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > 30)
+    };
     let out = common::signalled(
         &[
             ("REGISTRY_DIR", root.as_str()),
@@ -331,7 +349,8 @@ fn scan_progress_counts_links_before_a_repository_is_done() {
             ("SCAN_THREADS", "1"),
         ],
         &[],
-        Duration::from_millis(1500),
+        &reg.blob_path(&d),
+        Some(("a `progress: read N` line with N > 30", &past_30)),
         "TERM",
     );
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,14 +1,17 @@
 //! Never lose a live image: injected faults, interruption and resume, concurrent pushes.
 //! Each test has its own registry (and proxy) on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
+use common::running::deleted_so_far;
 use common::standard::standard;
-use common::{Registry, dry_run_json, planned_deletes, planned_keeps, push_bulk, regsweep};
+use common::{
+    Registry, Running, dry_run_json, planned_deletes, planned_keeps, push_bulk, regsweep,
+};
 use regsweep::digest::Digest;
 use regsweep_testkit::scenario::{APP, Named, OTHER};
 
@@ -304,49 +307,57 @@ fn sigint_stops_scheduling_flushes_the_journal_and_exits_130() {
 fn concurrent_pushes_are_never_deleted() {
     let (reg, named) = with_bulk(150);
     let root = reg.root().to_string_lossy().into_owned();
-    let out = std::thread::scope(|s| {
-        let pusher = s.spawn(|| {
-            // While regsweep works through aaa/bulk (one repository at a time, rate-limited),
-            // re-tag digests it planned to delete elsewhere and push new images.
-            std::thread::sleep(Duration::from_millis(1500));
-            let p = reg.pusher();
-            let body = |d: &Digest| {
-                std::fs::read(reg.root().join(format!(
-                    "docker/registry/v2/blobs/sha256/{}/{}/data",
-                    &d.hex()[..2],
-                    d.hex()
-                )))
-                .expect("manifest body")
-            };
-            let mt = regsweep::meta::parse::DOCKER_MANIFEST;
-            p.manifest(APP, Some("rescued"), mt, body(&named["B1"].1))
-                .expect("re-tag B1");
-            p.manifest(OTHER, Some("back"), mt, body(&named["A_OTHER"].1))
-                .expect("re-tag A in other");
-            let spec = |seed| regsweep_testkit::ImageSpec {
-                os: "linux",
-                arch: "amd64",
-                created: chrono::Utc::now(),
-                seed,
-                oci: true,
-            };
-            let fresh = p.image(APP, &spec(77_001)).expect("push");
-            p.tag(APP, "fresh", &fresh).expect("tag");
-            let loose = p.image(APP, &spec(77_002)).expect("push untagged");
-            (fresh.digest, loose.digest)
-        });
-        let out = regsweep(
-            &[
-                ("REGISTRY_URL", &reg.url),
-                ("REGISTRY_DIR", &root),
-                ("CONCURRENCY", "1"),
-                ("RATE", "40"),
-            ],
-            &[],
-        );
-        (out, pusher.join().expect("pusher"))
+    let mut run = Running::start(
+        &[
+            ("REGISTRY_URL", &reg.url),
+            ("REGISTRY_DIR", &root),
+            ("CONCURRENCY", "1"),
+            ("RATE", "40"),
+            ("PROGRESS_INTERVAL", "100ms"),
+        ],
+        &[],
+    );
+    // While regsweep works through aaa/bulk (one repository at a time, rate-limited: 150
+    // deletes take it some 4 s), re-tag digests it planned to delete elsewhere and push new
+    // images: from its first delete on, the plan is made and the other repositories wait.
+    run.wait_for("a `progress: deleted N` line (N > 0)", |l| {
+        deleted_so_far(l).is_some_and(|n| n > 0)
     });
-    let (out, (fresh, loose)) = out;
+    let (fresh, loose) = {
+        let p = reg.pusher();
+        let body = |d: &Digest| {
+            std::fs::read(reg.root().join(format!(
+                "docker/registry/v2/blobs/sha256/{}/{}/data",
+                &d.hex()[..2],
+                d.hex()
+            )))
+            .expect("manifest body")
+        };
+        let mt = regsweep::meta::parse::DOCKER_MANIFEST;
+        p.manifest(APP, Some("rescued"), mt, body(&named["B1"].1))
+            .expect("re-tag B1");
+        p.manifest(OTHER, Some("back"), mt, body(&named["A_OTHER"].1))
+            .expect("re-tag A in other");
+        let spec = |seed| regsweep_testkit::ImageSpec {
+            os: "linux",
+            arch: "amd64",
+            created: chrono::Utc::now(),
+            seed,
+            oci: true,
+        };
+        let fresh = p.image(APP, &spec(77_001)).expect("push");
+        p.tag(APP, "fresh", &fresh).expect("tag");
+        let loose = p.image(APP, &spec(77_002)).expect("push untagged");
+        (fresh.digest, loose.digest)
+    };
+    // The pushes are done while the run is still in aaa/bulk (150 deletes).
+    let progress = run.stderr_so_far();
+    let shown = progress.lines().filter_map(deleted_so_far).max();
+    assert!(
+        shown.is_some_and(|n| n < 150),
+        "the pushes took until the run left aaa/bulk: {progress}"
+    );
+    let out = run.finish();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

@@ -1,7 +1,7 @@
 //! `--shard K/N`: N processes plan disjoint parts whose union is the unsharded plan.
 //! Generated trees in temporary directories; no registry needed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -66,6 +66,7 @@ fn the_union_of_all_shards_is_the_unsharded_plan() {
         &[],
     );
     let explicit = dry_run_json(dir.path(), &[("SHARD", "2/4")]);
+    common::assert_exit(&by_index, 0);
     let by_index: serde_json::Value =
         serde_json::from_slice(&by_index.stdout).expect("JSON report");
     assert_eq!(verdicts(&by_index), verdicts(&explicit));

@@ -1,7 +1,7 @@
 //! Real deletions through the real docker-registry API: exact end state, garbage-collect,
 //! basic auth over TLS, token auth, and a registry with deletes disabled.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -406,6 +406,7 @@ fn storage_of_another_registry_never_drives_deletes() {
         ],
         &[],
     );
+    common::assert_exit(&out, 4);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("is REGISTRY_DIR the storage of REGISTRY_URL"),

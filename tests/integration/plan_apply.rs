@@ -1,7 +1,7 @@
 //! `regsweep plan --out FILE` then `regsweep apply FILE`: exactly the reviewed deletions,
 //! each re-verified; entries whose tags changed are refused, later pushes are untouched.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Credentials never appear in output, errors, verbose logs, JSON reports or the journal.
 //! Each test has its own registry (and token issuer) on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

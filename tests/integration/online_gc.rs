@@ -2,7 +2,7 @@
 //! S3, a Redis blob descriptor cache) that break no image, a control that proves the storm
 //! sees broken images, crashes at each step, the refusals, and the Redis cache cleared.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

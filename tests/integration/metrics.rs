@@ -4,7 +4,7 @@
 //! passes on the textfile; stderr to a pipe carries no escape code; JSON logs parse line
 //! by line.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::Path;

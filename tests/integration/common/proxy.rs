@@ -66,8 +66,20 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` applying `schedule`.
+    /// Starts a proxy to `upstream` applying `schedule`; requests go on with `upstream`'s
+    /// host in their `Host` header.
     pub fn start(upstream: &str, schedule: Box<Schedule>) -> FaultProxy {
+        Self::start_with(upstream, schedule, false)
+    }
+
+    /// As [`FaultProxy::start`], but requests go on with the `Host` header the client sent
+    /// (the proxy's address): a SigV4 signature covers it, so an S3 server that checks
+    /// signatures (regsweep-s3d) accepts what passes through.
+    pub fn start_keeping_host(upstream: &str, schedule: Box<Schedule>) -> FaultProxy {
+        Self::start_with(upstream, schedule, true)
+    }
+
+    fn start_with(upstream: &str, schedule: Box<Schedule>, keep_host: bool) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -83,7 +95,13 @@ impl FaultProxy {
                     schedule.clone(),
                     upstream.clone(),
                 );
-                std::thread::spawn(move || handle(stream, &upstream, &*schedule, &counter, &log));
+                std::thread::spawn(move || {
+                    let to = Upstream {
+                        url: &upstream,
+                        keep_host,
+                    };
+                    handle(stream, &to, &*schedule, &counter, &log)
+                });
             }
         });
         FaultProxy { url, seen }
@@ -101,9 +119,15 @@ impl FaultProxy {
     }
 }
 
+/// Where a proxy forwards, and whether with the client's `Host` header.
+struct Upstream<'a> {
+    url: &'a str,
+    keep_host: bool,
+}
+
 fn handle(
     mut stream: TcpStream,
-    upstream: &str,
+    upstream: &Upstream,
     schedule: &Schedule,
     counter: &AtomicUsize,
     log: &Mutex<Vec<Seen>>,
@@ -175,9 +199,13 @@ fn handle(
         .build()
         .expect("client");
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut req = client.request(m, format!("{upstream}{path}")).body(body);
+    let mut req = client
+        .request(m, format!("{}{path}", upstream.url))
+        .body(body);
     for (k, v) in &headers {
-        if !["host", "content-length", "connection"].contains(&k.to_ascii_lowercase().as_str()) {
+        let k_lower = k.to_ascii_lowercase();
+        let host = k_lower == "host";
+        if (upstream.keep_host || !host) && !["content-length", "connection"].contains(&&*k_lower) {
             req = req.header(k, v);
         }
     }

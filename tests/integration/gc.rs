@@ -2,28 +2,19 @@
 //! it leaves serves every tag in full, and any doubt (an unparsable manifest anywhere)
 //! stops it before the first delete; a fresh upload whose manifest is not pushed yet stays.
 
-mod common;
+use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::standard::standard;
-use common::{Registry, pull_all_tags, run_expecting};
+use common::{Contents, Registry, assert_same_contents, pull_all_tags, run_expecting};
 use regsweep::digest::Digest;
 use regsweep_testkit::scenario::{APP, BASE, OTHER};
 
-/// Every path under `root`, relative, with each file's bytes (small files) or size.
-fn tree(root: &Path) -> BTreeMap<PathBuf, (u64, Vec<u8>)> {
-    common::snapshot(root)
-        .into_iter()
-        .map(|(p, (size, _, content))| {
-            (
-                p.strip_prefix(root).expect("under root").to_path_buf(),
-                (size, content),
-            )
-        })
-        .collect()
+/// Every path under `root`, relative, with each file's SHA-256 (see [`common::contents`]).
+fn tree(root: &Path) -> Contents {
+    common::contents(root)
 }
 
 /// Makes every blob look `ago` old.
@@ -80,11 +71,11 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
 
     // Without the confirmation: a usage error, nothing touched.
     gc(&reg.root(), &[], 2);
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a usage error touches nothing");
 
     // A dry run lists what would go, with sizes, and deletes nothing.
     let (text, _) = gc(&reg.root(), &[("DRY_RUN", "true")], 0);
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a dry run deletes nothing");
     let listed: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("DRY_RUN: sha256:"))
@@ -100,15 +91,11 @@ fn gc_removes_what_the_registrys_collector_removes_and_every_tag_still_pulls() {
     );
 
     reg.garbage_collect_at(&copy);
-    let ours = tree(&reg.root());
-    let theirs = tree(&copy);
-    let only_ours: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-    let only_theirs: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-    assert!(
-        only_ours.is_empty() && only_theirs.is_empty(),
-        "left by regsweep only: {only_ours:#?}\nleft by the registry only: {only_theirs:#?}"
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "left by regsweep (left) and by the registry's collector (right)",
     );
-    assert_eq!(ours, theirs, "the same files with the same content");
 
     // The registry serves what regsweep left: every tag, in full.
     every_tag_pulls(&reg);
@@ -124,24 +111,16 @@ fn one_unparsable_manifest_anywhere_stops_the_whole_collection() {
     let before = tree(&reg.root());
     // O's manifest (in `other`) becomes garbage; demo/app and lib/base are intact.
     std::fs::write(reg.blob_path(&named["O"].1), b"{ not json").expect("damage");
-    let before_damage = {
-        let mut t = before.clone();
-        let rel = reg
-            .blob_path(&named["O"].1)
-            .strip_prefix(reg.root())
-            .expect("under root")
-            .to_path_buf();
-        t.insert(rel, (10, b"{ not json".to_vec()));
-        t
-    };
+    let damaged = tree(&reg.root());
+    assert_eq!(damaged.len(), before.len(), "the damage replaced one file");
+    assert_ne!(damaged, before, "the damage changed that file's bytes");
     let (_, err) = gc(&reg.root(), &[("REGISTRY_STOPPED", "true")], 1);
     assert!(
         err.contains("nothing deleted") && err.contains(&named["O"].1.hex()),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let after = tree(&reg.root());
-    assert_eq!(after.len(), before_damage.len(), "nothing deleted anywhere");
+    assert_same_contents(&tree(&reg.root()), &damaged, "nothing deleted anywhere");
 }
 
 #[test]
@@ -190,7 +169,7 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
         0,
     );
     assert!(err.contains("no collection in a dry run"), "{err}");
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(&tree(&reg.root()), &before, "a dry run touches nothing");
     let (text, _) = run_expecting(
         &[
             &[("REGISTRY_DIR", root.as_str()), ("GC", "true")][..],
@@ -213,7 +192,11 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
         0,
     );
     reg.garbage_collect_at(&copy);
-    assert_eq!(tree(&reg.root()), tree(&copy));
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "regsweep (left) and the registry (right)",
+    );
     // --gc without offline deletes is a usage error.
     run_expecting(
         &[
@@ -298,10 +281,10 @@ fn an_interrupted_collection_resumes_its_own_plan_and_a_rerun_finishes_the_rest(
     assert!(!err.contains("resuming"), "{err}");
     assert!(text.contains("Deleted 1 of 1 blobs"), "{text}");
     reg.garbage_collect_at(&copy);
-    assert_eq!(
-        tree(&reg.root()),
-        tree(&copy),
-        "the same end state as the registry's collector"
+    assert_same_contents(
+        &tree(&reg.root()),
+        &tree(&copy),
+        "the same end state as the registry's collector (right)",
     );
     every_tag_pulls(&reg);
 }
@@ -355,7 +338,7 @@ fn old_uploads_are_purged_as_the_registry_purges_them_and_nothing_else() {
 
     let purge = [("PURGE_UPLOADS", "168h")];
     let (text, err) = gc(&root, &[&purge[..], &[("DRY_RUN", "true")]].concat(), 0);
-    assert_eq!(tree(&root), before, "a dry run deletes nothing");
+    assert_same_contents(&tree(&root), &before, "a dry run deletes nothing");
     assert!(
         text.contains("Uploads to purge (started over 7days ago): 2.")
             && text.contains(&format!("DRY_RUN: upload {APP}/_uploads/{}", ids[0]))
@@ -396,6 +379,8 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
     common::make_fifo(&reg.blob_path(&named["O"].1));
     let before = tree(&reg.root());
     let root = reg.root().to_string_lossy().into_owned();
+    // Signalled once blocked on the FIFO and once a progress line shows the marking.
+    let marking = |l: &str| l.starts_with("regsweep: progress: marking: read ");
     let out = common::signalled(
         &[
             ("REGISTRY_DIR", root.as_str()),
@@ -403,18 +388,19 @@ fn a_collection_shows_its_marking_and_a_signal_while_marking_deletes_nothing() {
             ("PROGRESS_INTERVAL", "100ms"),
         ],
         &["gc"],
-        std::time::Duration::from_millis(1000),
+        &reg.blob_path(&named["O"].1),
+        Some(("a `progress: marking: read` line", &marking)),
         "INT",
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("regsweep: progress: marking: read ")),
-        "{err}"
-    );
+    assert!(err.lines().any(marking), "{err}");
     assert!(err.contains("nothing was deleted"), "{err}");
-    assert_eq!(tree(&reg.root()), before);
+    assert_same_contents(
+        &tree(&reg.root()),
+        &before,
+        "a signal while marking deletes nothing",
+    );
 }
 
 #[test]
@@ -432,7 +418,7 @@ fn an_empty_mark_over_a_store_with_blobs_stops_unless_the_user_says_so() {
             && err.contains("--allow-empty-mark"),
         "{err}"
     );
-    assert_eq!(tree(&reg.root()), before, "nothing deleted anywhere");
+    assert_same_contents(&tree(&reg.root()), &before, "nothing deleted anywhere");
     // Said explicitly, the store is swept.
     let (text, _) = gc(
         &reg.root(),

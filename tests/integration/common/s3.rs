@@ -1,12 +1,12 @@
-//! A real registry on S3 storage served by a local S3 server (moto) on 127.0.0.1.
-//! moto listens on 127.0.0.1 only; each test has its own bucket directory.
+//! A real registry on S3 storage served by a local S3 server on 127.0.0.1: moto, or with
+//! `REGSWEEP_TEST_S3=s3d` regsweep-s3d (the testkit's); each test has a server of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{Registry, free_port};
 
-/// moto on 127.0.0.1 with one bucket, stopped on drop.
+/// moto (or regsweep-s3d) on 127.0.0.1 with one bucket, stopped on drop.
 pub struct Moto {
     dir: PathBuf,
     /// `http://127.0.0.1:PORT`.
@@ -40,8 +40,8 @@ impl Moto {
         Moto::start_moto(dir)
     }
 
-    /// Starts moto in `dir` whatever `REGSWEEP_TEST_S3` says (moto checks no signatures,
-    /// so a proxy may rewrite what passes through it).
+    /// Starts moto in `dir` whatever `REGSWEEP_TEST_S3` says (`shapes`: its proxies
+    /// forward with their own `Host` header, which a signature-checking server refuses).
     pub fn start_moto(dir: &Path) -> Moto {
         let dir = dir.join("moto");
         for _ in 0..5 {

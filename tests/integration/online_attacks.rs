@@ -2,7 +2,7 @@
 //! way an online collection could lose an image a client was told was pushed, strand a blob
 //! in quarantine, delete something referenced, or misreport.
 
-mod common;
+use crate::common;
 
 use common::images::{garbage_image, keep_image};
 

@@ -2,12 +2,11 @@
 //! repository, unreadable configs, stale storage, offline deletes matching the registry's
 //! own, link times that cannot be trusted, signals during the scan.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::standard::standard;
@@ -248,13 +247,14 @@ fn offline_deletes_leave_the_tree_the_registry_api_leaves() {
 fn a_signal_during_the_scan_exits_130_with_a_closing_line() {
     let (reg, named) = standard();
     let root = reg.root().to_string_lossy().into_owned();
-    // A manifest blob that is a FIFO: reading it blocks, so the scan is surely running.
+    // A manifest blob that is a FIFO: the scan blocks reading it, and is signalled there.
     common::make_fifo(&reg.blob_path(&named["O"].1));
     for signal in ["INT", "TERM"] {
         let out = common::signalled(
             &[("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true")],
             &[],
-            Duration::from_millis(800),
+            &reg.blob_path(&named["O"].1),
+            None,
             signal,
         );
         let err = String::from_utf8_lossy(&out.stderr);

@@ -4,7 +4,7 @@
 //! cause, short-lived tokens renewed before they expire, and tokens of different
 //! repositories fetched concurrently while one repository's token is fetched once at a time.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The bytes-freed estimate equals what the registry's own garbage-collect frees.
 //! Runs the built binary and the collector on a registry of its own on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use common::standard::standard;
 use common::{dry_run_json, regsweep};

@@ -1,7 +1,7 @@
 //! Hostile storage: every oddity gives one warning naming the path, its repository fails
 //! closed, the rest of the registry is still cleaned, and the exit code says so.
 
-mod common;
+use crate::common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
