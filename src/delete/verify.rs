@@ -112,7 +112,7 @@ impl Reverify for StorageReverify {
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, String> {
         let (tags, problems) = self.storage.read_tags(repo);
         match problems.first() {
-            Some(p) => Err(p.clone()),
+            Some(p) => Err(p.to_string()),
             None => Ok(tags.into_iter().map(|t| (t.name, t.digest)).collect()),
         }
     }

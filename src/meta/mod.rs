@@ -8,7 +8,8 @@ pub mod parse;
 use std::io;
 
 use crate::digest::{Digest, DigestMap};
-use crate::scan::{BlobSource, RepoRecord};
+use crate::record::RepoRecord;
+use crate::scan::BlobSource;
 pub use parse::{Child, ImageInfo, Kind, Manifest, Platform};
 
 /// A manifest as read from storage: parsed, or the reason it could not be.
