@@ -382,7 +382,7 @@ fn mark_referenced_manifests(
                     }
                     Err(e) => {
                         marked.read.insert(*d);
-                        errors.push(e);
+                        errors.push(e.to_string());
                     }
                 },
             }
