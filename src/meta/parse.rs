@@ -279,68 +279,76 @@ fn read_structure(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
         .map(|s| manifest_ref(s, "subject"))
         .transpose()?;
     match m.kind {
-        Kind::Image => {
-            let config = doc
-                .obj_field("config")?
-                .ok_or(Problem::Bad(ManifestError::NoConfig))?;
-            let digest = config.str_field("digest")?.unwrap_or_default();
-            match digest_ref(digest) {
-                Some(Ref::Sha256(c)) => {
-                    // An artifact's config (a signature's, a chart's, an SBOM's) is no
-                    // image config: it has no creation date to read, and need not be JSON.
-                    if config.str_field("mediaType")?.is_none_or(is_image_config) {
-                        m.config = Some(c);
-                    }
-                    m.blobs.push((c, size_of(config)?));
-                }
-                Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                None => {
-                    return Err(Problem::Bad(ManifestError::BadDigest {
-                        what: "config",
-                        digest: digest.to_owned(),
-                    }));
-                }
+        Kind::Image => read_image(doc, m),
+        Kind::Index => read_index(doc, m),
+        Kind::Schema1 => read_schema1(doc, m),
+        Kind::Unknown => Ok(()),
+    }
+}
+
+/// An image manifest's config and layers.
+fn read_image(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    let config = doc
+        .obj_field("config")?
+        .ok_or(Problem::Bad(ManifestError::NoConfig))?;
+    let digest = config.str_field("digest")?.unwrap_or_default();
+    match digest_ref(digest) {
+        Some(Ref::Sha256(c)) => {
+            // An artifact's config (a signature's, a chart's, an SBOM's) is no image
+            // config: it has no creation date to read, and need not be JSON.
+            if config.str_field("mediaType")?.is_none_or(is_image_config) {
+                m.config = Some(c);
             }
-            for l in doc.arr_field("layers")?.unwrap_or_default() {
-                match digest_ref(l.str_field("digest")?.unwrap_or_default()) {
-                    Some(Ref::Sha256(d)) => m.blobs.push((d, size_of(l)?)),
-                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                    // No digest the registry accepts: it names no blob to free or keep.
-                    None => {}
-                }
-            }
+            m.blobs.push((c, size_of(config)?));
         }
-        Kind::Index => {
-            for d in doc.arr_field("manifests")?.unwrap_or_default() {
-                let platform = d
-                    .obj_field("platform")?
-                    .map(|p| -> Result<Platform, Problem> {
-                        Ok(Platform {
-                            os: p.str_field("os")?.unwrap_or_default().to_owned(),
-                            architecture: p
-                                .str_field("architecture")?
-                                .unwrap_or_default()
-                                .to_owned(),
-                        })
-                    })
-                    .transpose()?;
-                m.children.push(Child {
-                    digest: manifest_ref(d, "index entry")?,
-                    platform,
-                });
-            }
+        Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+        None => {
+            return Err(Problem::Bad(ManifestError::BadDigest {
+                what: "config",
+                digest: digest.to_owned(),
+            }));
         }
-        Kind::Schema1 => {
-            m.schema1 = Some(schema1_info(doc)?);
-            for l in doc.arr_field("fsLayers")?.unwrap_or_default() {
-                match digest_ref(l.str_field("blobSum")?.unwrap_or_default()) {
-                    Some(Ref::Sha256(d)) => m.blobs.push((d, None)),
-                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                    None => {}
-                }
-            }
+    }
+    for l in doc.arr_field("layers")?.unwrap_or_default() {
+        match digest_ref(l.str_field("digest")?.unwrap_or_default()) {
+            Some(Ref::Sha256(d)) => m.blobs.push((d, size_of(l)?)),
+            Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+            // No digest the registry accepts: it names no blob to free or keep.
+            None => {}
         }
-        Kind::Unknown => {}
+    }
+    Ok(())
+}
+
+/// An index's children with the platforms its entries declare.
+fn read_index(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    for d in doc.arr_field("manifests")?.unwrap_or_default() {
+        let platform = d
+            .obj_field("platform")?
+            .map(|p| -> Result<Platform, Problem> {
+                Ok(Platform {
+                    os: p.str_field("os")?.unwrap_or_default().to_owned(),
+                    architecture: p.str_field("architecture")?.unwrap_or_default().to_owned(),
+                })
+            })
+            .transpose()?;
+        m.children.push(Child {
+            digest: manifest_ref(d, "index entry")?,
+            platform,
+        });
+    }
+    Ok(())
+}
+
+/// A schema 1 manifest's inline image facts and its layers (`fsLayers`).
+fn read_schema1(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    m.schema1 = Some(schema1_info(doc)?);
+    for l in doc.arr_field("fsLayers")?.unwrap_or_default() {
+        match digest_ref(l.str_field("blobSum")?.unwrap_or_default()) {
+            Some(Ref::Sha256(d)) => m.blobs.push((d, None)),
+            Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+            None => {}
+        }
     }
     Ok(())
 }

@@ -480,17 +480,17 @@ impl RepoPlan {
 /// step is one rule; the order matters, since the first reason found for a digest wins.
 pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
     let mut p = Planning::new(snap, policy);
-    let undated = p.rank_hash_tags();
-    p.fail_closed_on_doubt(&undated);
-    p.live_roots();
-    p.foreign_attachments();
-    p.newest_hash_images();
-    p.evidence_of_use();
-    p.grace_period();
-    p.unknown_media_types();
-    let attachments = p.reachability();
-    p.untagged(&attachments);
-    p.deletion_order(&attachments);
+    let undated = p.rank_hash_tags(); // rule 3
+    p.fail_closed_on_doubt(&undated); // rule 7 (and 3's untrusted dates)
+    p.live_roots(); // rule 1
+    p.foreign_attachments(); // rule 5
+    p.newest_hash_images(); // rule 3
+    p.evidence_of_use(); // rule 6a
+    p.grace_period(); // rule 6
+    p.unknown_media_types(); // rule 7
+    let attachments = p.reachability(); // rules 4 and 5
+    p.untagged(&attachments); // rule 2
+    p.deletion_order(&attachments); // rule 8
     p.finish()
 }
 
@@ -511,6 +511,8 @@ struct Planning<'a> {
 }
 
 impl<'a> Planning<'a> {
+    /// Starts the plan: the repository's revisions, its tags classified (rules 3 and 5),
+    /// the lister's problems, nothing kept yet.
     fn new(snap: &'a Snapshot, policy: &'a Policy) -> Planning<'a> {
         let rec = &snap.record;
         Planning {
