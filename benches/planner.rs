@@ -16,7 +16,7 @@ use regsweep::digest::Digest;
 use regsweep::evidence::{Evidence, Pull, Source};
 use regsweep::meta::{Child, ImageInfo, Kind, Manifest, Meta, Platform, Snapshot};
 use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policy, RepoPlan, plan_repository};
-use regsweep::scan::{RepoRecord, Revision, TagLink};
+use regsweep::record::{RepoRecord, Revision, TagLink};
 
 /// Counts live heap bytes, to measure what plans keep; allocates with the allocator the
 /// regsweep binary uses (mimalloc, unless built without its default features).

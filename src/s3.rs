@@ -13,7 +13,38 @@ use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Objects and common prefixes of a listing, or why it failed.
-pub type Listing = Result<(Vec<aws_sdk_s3::types::Object>, Vec<String>), String>;
+pub type Listing = Result<(Vec<aws_sdk_s3::types::Object>, Vec<String>), S3Error>;
+
+/// Why an S3 request failed; the text names the bucket and the key or prefix. Callers
+/// decide on the kind, never on the text.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The key (for a copy, its source) is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The bucket cannot be used as configured (it does not exist, the credentials or the
+    /// region are wrong, the registry prefix is empty): one line for the user.
+    #[error("{0}")]
+    Setup(String),
+    /// The server answered a listing inconsistently (truncated without a continuation
+    /// token, or the reverse): it is never taken as complete.
+    #[error("{0}")]
+    BrokenListing(String),
+    /// Any other failed request.
+    #[error("{0}")]
+    Request(String),
+}
+
+/// Whether a failed request says the key is not there: S3's `NoSuchKey`, or a 404 that
+/// names no error code (a body-less answer).
+fn is_not_found<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    match e.code() {
+        Some(code) => code == "NoSuchKey",
+        None => e.raw_response().is_some_and(|r| r.status().as_u16() == 404),
+    }
+}
 
 /// How to reach the bucket.
 #[derive(Clone, Debug)]
@@ -148,7 +179,7 @@ pub fn explain<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
 
 impl S3Store {
     /// Builds the client and checks the bucket and the registry prefix with one listing.
-    pub async fn connect(o: &S3Options) -> Result<S3Store, String> {
+    pub async fn connect(o: &S3Options) -> Result<S3Store, S3Error> {
         let region = RegionProviderChain::first_try(o.region.clone().map(Region::new))
             .or_default_provider()
             .or_else(Region::new("us-east-1"));
@@ -181,12 +212,18 @@ impl S3Store {
         let page = store
             .list_page(&probe, Some("/"), None, Some(1))
             .await
-            .map_err(|e| explain(&e, o, &format!("listing s3://{}/{probe}", o.bucket)))?;
+            .map_err(|e| {
+                S3Error::Setup(explain(
+                    &e,
+                    o,
+                    &format!("listing s3://{}/{probe}", o.bucket),
+                ))
+            })?;
         if page.key_count().unwrap_or(0) == 0 && page.common_prefixes().is_empty() {
-            return Err(format!(
+            return Err(S3Error::Setup(format!(
                 "REGISTRY_DIR {:?}: s3://{}/{probe} is empty; is REGISTRY_DIR the driver's rootdirectory?",
                 o.root, o.bucket
-            ));
+            )));
         }
         Ok(store)
     }
@@ -257,11 +294,11 @@ impl S3Store {
                 .list_page_after(prefix, delimiter, token, None, start_after)
                 .await
                 .map_err(|e| {
-                    format!(
+                    S3Error::Request(format!(
                         "listing s3://{}/{prefix}: {}",
                         self.bucket,
                         aws_sdk_s3::error::DisplayErrorContext(&e)
-                    )
+                    ))
                 })?;
             objects.extend(page.contents().iter().cloned());
             prefixes.extend(
@@ -274,16 +311,16 @@ impl S3Store {
             match (page.is_truncated(), page.next_continuation_token()) {
                 (Some(true), Some(t)) if !t.is_empty() => token = Some(t.to_owned()),
                 (Some(true), _) => {
-                    return Err(format!(
+                    return Err(S3Error::BrokenListing(format!(
                         "listing s3://{}/{prefix}: the server says the listing is truncated but gives no continuation token",
                         self.bucket
-                    ));
+                    )));
                 }
                 (_, Some(t)) if !t.is_empty() => {
-                    return Err(format!(
+                    return Err(S3Error::BrokenListing(format!(
                         "listing s3://{}/{prefix}: the server gives a continuation token without IsTruncated",
                         self.bucket
-                    ));
+                    )));
                 }
                 _ => return Ok((objects, prefixes)),
             }
@@ -367,7 +404,7 @@ impl S3Store {
     }
 
     /// Whether the object `key` exists (HeadObject).
-    pub async fn head(&self, key: &str) -> Result<bool, String> {
+    pub async fn head(&self, key: &str) -> Result<bool, S3Error> {
         match self
             .client
             .head_object()
@@ -378,16 +415,17 @@ impl S3Store {
         {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(format!(
+            Err(e) => Err(S3Error::Request(format!(
                 "s3://{}/{key}: {}",
                 self.bucket,
                 aws_sdk_s3::error::DisplayErrorContext(&e)
-            )),
+            ))),
         }
     }
 
-    /// Copies the object `from` to `to` in the bucket (CopyObject: objects up to 5 GiB).
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), String> {
+    /// Copies the object `from` to `to` in the bucket (CopyObject: objects up to 5 GiB);
+    /// [`S3Error::NotFound`] when `from` is not there.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), S3Error> {
         use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
         const KEEP: &AsciiSet = &NON_ALPHANUMERIC
             .remove(b'/')
@@ -406,11 +444,16 @@ impl S3Store {
             .await
             .map(|_| ())
             .map_err(|e| {
-                format!(
+                let why = format!(
                     "copying s3://{}/{from} to {to}: {}",
                     self.bucket,
                     aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
+                );
+                if is_not_found(&e) {
+                    S3Error::NotFound(why)
+                } else {
+                    S3Error::Request(why)
+                }
             })
     }
 

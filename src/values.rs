@@ -5,7 +5,9 @@
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::Regex;
 
-use crate::plan::DEFAULT_HASH_TAG_PATTERN;
+/// Default `HASH_TAG_PATTERN` (docs/POLICY.md, rule 3): 7 to 12 lowercase hex digits, a
+/// short commit hash.
+pub const DEFAULT_HASH_TAG_PATTERN: &str = "^[0-9a-f]{7,12}$";
 
 /// Compiles a regex given as `what`; the error is one line naming it.
 pub fn regex(what: &str, s: &str) -> Result<Regex, String> {

@@ -448,6 +448,6 @@ pub fn parse_shard(s: &str, job_index: Option<String>) -> Result<Shard, String> 
             Shard::parse(&format!("{}/{n}", k.trim()))
                 .map_err(|e| format!("{e} (JOB_COMPLETION_INDEX={k:?})"))
         }
-        _ => Shard::parse(s),
+        _ => Shard::parse(s).map_err(|e| e.to_string()),
     }
 }

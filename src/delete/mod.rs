@@ -683,7 +683,7 @@ async fn storage_layer(
             let r = match r {
                 Ok(true) => DeleteResult::Deleted,
                 Ok(false) => DeleteResult::AlreadyGone,
-                Err(e) => DeleteResult::Failed(e),
+                Err(e) => DeleteResult::Failed(e.to_string()),
             };
             done(s, plan, d, r);
         }

@@ -10,7 +10,8 @@ use crate::meta::{self, Snapshot};
 use crate::plan::{
     Policies, Policy, RepoPlan, Verdict, descendants, plan_repository, same_link_time,
 };
-use crate::scan::{RepoRecord, Storage};
+use crate::record::RepoRecord;
+use crate::scan::Storage;
 
 /// Re-reads a repository from storage and re-plans it when anything changed since the scan.
 pub struct StorageReverify {
@@ -68,7 +69,7 @@ impl Reverify for StorageReverify {
     fn current_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>, ReverifyError> {
         let (tags, problems) = self.storage.read_tags(repo);
         match problems.first() {
-            Some(p) => Err(ReverifyError::Unreadable(p.clone())),
+            Some(p) => Err(ReverifyError::Unreadable(p.to_string())),
             None => Ok(tags.into_iter().map(|t| (t.name, t.digest)).collect()),
         }
     }

@@ -184,7 +184,7 @@ impl Evidence {
                 humantime::format_duration(std::time::Duration::from_secs(
                     self.window_secs.unsigned_abs()
                 )),
-                crate::report::rfc3339(from).unwrap_or_else(|| from.to_string())
+                crate::timefmt::rfc3339(from).unwrap_or_else(|| from.to_string())
             )),
             Some(_) => None,
         }

@@ -11,6 +11,7 @@ use crossbeam_channel::bounded;
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::meta::checked_manifest;
 use crate::meta::parse::Manifest;
+use crate::record::{ProblemKind, RepoRecord};
 use crate::report::status::Counters;
 use crate::scan::link::parse_link;
 use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
@@ -247,9 +248,12 @@ fn list_and_mark(
 /// Only a record whose every problem is a torn link is read again, and the new reading
 /// replaces it only when it has no problem at all: any other problem (a shape the
 /// repository read alone may not check) stays as the listing found it.
-fn settled(storage: &dyn Storage, record: crate::scan::RepoRecord) -> crate::scan::RepoRecord {
-    let torn = |r: &crate::scan::RepoRecord| {
-        !r.problems.is_empty() && r.problems.iter().all(|p| p.contains("malformed link"))
+fn settled(storage: &dyn Storage, record: RepoRecord) -> RepoRecord {
+    let torn = |r: &RepoRecord| {
+        !r.problems.is_empty()
+            && r.problems
+                .iter()
+                .all(|p| p.kind == ProblemKind::MalformedLink)
     };
     if !torn(&record) {
         return record;
@@ -383,7 +387,7 @@ fn mark_referenced_manifests(
                     }
                     Err(e) => {
                         marked.read.insert(*d);
-                        errors.push(e);
+                        errors.push(e.to_string());
                     }
                 },
             }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::sweep::Candidate;
 use crate::digest::Digest;
-use crate::s3::S3Store;
+use crate::s3::{S3Error, S3Store};
 use crate::scan::fs_blobs::{blob_dir_rel, blobs_dir};
 
 /// The quarantine's name beside `docker/` in the storage root (or bucket prefix).
@@ -107,7 +107,9 @@ impl<'a> Quarantine<'a> {
         let mut out = match self {
             Quarantine::Fs { dir, .. } => held_fs(dir)?,
             Quarantine::S3 { store, rt, prefix } => {
-                let (objects, _) = rt.block_on(store.list_all(prefix, None))?;
+                let (objects, _) = rt
+                    .block_on(store.list_all(prefix, None))
+                    .map_err(|e| e.to_string())?;
                 let mut out = Vec::new();
                 for o in objects {
                     let key = o.key().unwrap_or("");
@@ -304,7 +306,7 @@ fn restore_fs(d: &Digest, held: &Path, live: &Path) -> Result<bool, String> {
 async fn restore_s3(store: &S3Store, d: &Digest, held: &str, live: &str) -> Result<bool, String> {
     let exists = match store.head(live).await {
         Ok(e) => e,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.to_string()),
     };
     if exists {
         return match store
@@ -346,8 +348,8 @@ async fn put_s3(
             let (from, to) = (live_key(store, &c.digest), held_key_of(prefix, &c.digest));
             let copied = match store.copy(&from, &to).await {
                 Ok(()) => Ok(true),
-                Err(e) if e.contains("NoSuchKey") || e.contains("Not Found") => Ok(false),
-                Err(e) => Err(e),
+                Err(S3Error::NotFound(_)) => Ok(false),
+                Err(e) => Err(e.to_string()),
             };
             (c.digest, copied)
         }))
@@ -373,10 +375,9 @@ async fn put_s3(
 /// between the two leaves both, never neither.
 async fn move_s3(store: &S3Store, from: &str, to: &str) -> Result<bool, String> {
     if let Err(e) = store.copy(from, to).await {
-        return if e.contains("NoSuchKey") || e.contains("Not Found") {
-            Ok(false)
-        } else {
-            Err(e)
+        return match e {
+            S3Error::NotFound(_) => Ok(false),
+            e => Err(e.to_string()),
         };
     }
     match store

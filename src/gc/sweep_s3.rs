@@ -82,7 +82,7 @@ pub async fn list(
     let mut blobs: BTreeMap<Digest, BlobKeys> = BTreeMap::new();
     let mut misplaced: Vec<String> = Vec::new();
     for page in pages {
-        let (objects, _) = page?;
+        let (objects, _) = page.map_err(|e| e.to_string())?;
         for o in objects {
             let Some(key) = o.key() else { continue };
             let (digest, is_data) = match classify(key.strip_prefix(&all).unwrap_or(key)) {

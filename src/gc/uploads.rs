@@ -168,7 +168,7 @@ pub async fn list_s3(store: &S3Store) -> Result<Vec<Upload>, String> {
         .collect()
         .await;
         for page in pages {
-            let (_, prefixes) = page?;
+            let (_, prefixes) = page.map_err(|e| e.to_string())?;
             for p in prefixes {
                 let child = p.strip_prefix(&top).unwrap_or(&p).to_owned();
                 let leaf = child.trim_end_matches('/').rsplit('/').next().unwrap_or("");
@@ -190,7 +190,7 @@ pub async fn list_s3(store: &S3Store) -> Result<Vec<Upload>, String> {
     // Per upload: its keys.
     let mut uploads: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for page in listed {
-        let (objects, _) = page?;
+        let (objects, _) = page.map_err(|e| e.to_string())?;
         for o in objects {
             let Some(key) = o.key() else { continue };
             let rel = key.strip_prefix(&top).unwrap_or(key);

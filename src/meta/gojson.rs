@@ -29,9 +29,54 @@ pub enum Json<'a> {
     Obj(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
+/// Why a document, or a field of it, cannot be read one way only.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON at all (serde_json's message).
+    #[error("unparsable JSON: {0}")]
+    Unparsable(String),
+    /// Several keys fill one Go field (Go merges them, the last winning field by field).
+    #[error(
+        "keys {first:?} and {second:?} both fill field {field:?} (Go's encoding/json folds case)"
+    )]
+    DuplicateKeys {
+        /// The first key that fills it.
+        first: String,
+        /// The next key that fills it too.
+        second: String,
+        /// The Go field.
+        field: String,
+    },
+    /// A field of a type Go's decoder refuses.
+    #[error("field {field:?} is {found}, not {wanted}")]
+    WrongType {
+        /// The Go field.
+        field: String,
+        /// What the value is (`a number`).
+        found: &'static str,
+        /// What the field takes (`a string`).
+        wanted: &'static str,
+    },
+    /// An integer field whose value does not fit 64 bits.
+    #[error("field {field:?} overflows a 64-bit integer")]
+    Overflow {
+        /// The Go field.
+        field: String,
+    },
+}
+
 /// Parses a document; bytes that are not UTF-8 are read as U+FFFD, as Go does.
-pub fn parse(text: &str) -> Result<Json<'_>, String> {
-    serde_json::from_str(text).map_err(|e| format!("unparsable JSON: {e}"))
+pub fn parse(text: &str) -> Result<Json<'_>, JsonError> {
+    serde_json::from_str(text).map_err(|e| JsonError::Unparsable(e.to_string()))
+}
+
+/// [`JsonError::WrongType`] for `field` holding `found` where Go wants `wanted`.
+fn wrong_type(field: &str, found: &Json, wanted: &'static str) -> JsonError {
+    JsonError::WrongType {
+        field: field.to_owned(),
+        found: found.what(),
+        wanted,
+    }
 }
 
 /// Whether object key `key` fills the Go struct field whose JSON name is `field` (ASCII):
@@ -55,7 +100,7 @@ pub fn key_is(key: &str, field: &str) -> bool {
 }
 
 /// A field read off an object as Go would fill it, or why that cannot be told.
-pub type Field<'j, 'a> = Result<Option<&'j Json<'a>>, String>;
+pub type Field<'j, 'a> = Result<Option<&'j Json<'a>>, JsonError>;
 
 impl<'a> Json<'a> {
     /// The value of the key that fills Go field `field`: `None` when no key does; an error
@@ -69,9 +114,11 @@ impl<'a> Json<'a> {
         for (k, v) in entries {
             if key_is(k, field) {
                 if let Some((first, _)) = found {
-                    return Err(format!(
-                        "keys {first:?} and {k:?} both fill field {field:?} (Go's encoding/json folds case)"
-                    ));
+                    return Err(JsonError::DuplicateKeys {
+                        first: first.to_owned(),
+                        second: k.to_string(),
+                        field: field.to_owned(),
+                    });
                 }
                 found = Some((k, v));
             }
@@ -81,46 +128,42 @@ impl<'a> Json<'a> {
 
     /// A string field: absent or `null` is `None` (Go leaves the field empty); any other
     /// type is an error, as Go's decoder reports it.
-    pub fn str_field(&self, field: &str) -> Result<Option<&str>, String> {
+    pub fn str_field(&self, field: &str) -> Result<Option<&str>, JsonError> {
         match self.field(field)? {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Str(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("field {field:?} is {}, not a string", other.what())),
+            Some(other) => Err(wrong_type(field, other, "a string")),
         }
     }
 
     /// An integer field (Go `int`/`int64`): absent or `null` is `None`.
-    pub fn int_field(&self, field: &str) -> Result<Option<i64>, String> {
+    pub fn int_field(&self, field: &str) -> Result<Option<i64>, JsonError> {
         match self.field(field)? {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Int(i)) => i64::try_from(*i)
                 .map(Some)
-                .map_err(|_| format!("field {field:?} overflows a 64-bit integer")),
-            Some(other) => Err(format!(
-                "field {field:?} is {}, not an integer",
-                other.what()
-            )),
+                .map_err(|_| JsonError::Overflow {
+                    field: field.to_owned(),
+                }),
+            Some(other) => Err(wrong_type(field, other, "an integer")),
         }
     }
 
     /// An array field: absent or `null` is `None`.
-    pub fn arr_field<'j>(&'j self, field: &str) -> Result<Option<&'j [Json<'a>]>, String> {
+    pub fn arr_field<'j>(&'j self, field: &str) -> Result<Option<&'j [Json<'a>]>, JsonError> {
         match self.field(field)? {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Arr(a)) => Ok(Some(a)),
-            Some(other) => Err(format!("field {field:?} is {}, not an array", other.what())),
+            Some(other) => Err(wrong_type(field, other, "an array")),
         }
     }
 
     /// An object field (a Go struct or pointer to one): absent or `null` is `None`.
-    pub fn obj_field<'j>(&'j self, field: &str) -> Result<Option<&'j Json<'a>>, String> {
+    pub fn obj_field<'j>(&'j self, field: &str) -> Result<Option<&'j Json<'a>>, JsonError> {
         match self.field(field)? {
             None | Some(Json::Null) => Ok(None),
             Some(o @ Json::Obj(_)) => Ok(Some(o)),
-            Some(other) => Err(format!(
-                "field {field:?} is {}, not an object",
-                other.what()
-            )),
+            Some(other) => Err(wrong_type(field, other, "an object")),
         }
     }
 

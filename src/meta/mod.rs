@@ -8,8 +8,60 @@ pub mod parse;
 use std::io;
 
 use crate::digest::{Digest, DigestMap};
-use crate::scan::{BlobSource, RepoRecord};
-pub use parse::{Child, ImageInfo, Kind, Manifest, Platform};
+use crate::record::RepoRecord;
+use crate::scan::BlobSource;
+pub use parse::{Child, ImageInfo, Kind, Manifest, ManifestError, Platform};
+
+/// Why a blob's body as read cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// It could not be read.
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    /// Read twice, its content does not match its digest.
+    #[error("content does not match its digest")]
+    DigestMismatch,
+}
+
+/// Why a manifest read for a digest cannot be trusted; the text names the blob.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestReadError {
+    /// Its body could not be read, or does not match the digest.
+    #[error("manifest {digest} at {at}: {cause}")]
+    Body {
+        /// The manifest's digest.
+        digest: Digest,
+        /// Where the blob lives.
+        at: String,
+        /// Why.
+        cause: BodyError,
+    },
+    /// Its body is no manifest regsweep can trust.
+    #[error("manifest {digest} at {at}: {cause}")]
+    Parse {
+        /// The manifest's digest.
+        digest: Digest,
+        /// Where the blob lives.
+        at: String,
+        /// Why (boxed: a JSON error names keys and a field).
+        cause: Box<ManifestError>,
+    },
+}
+
+/// Why an image config cannot be trusted to date its image; the text names the blob.
+#[derive(Debug, thiserror::Error)]
+enum ConfigReadError {
+    /// Its body could not be read, or does not match the digest.
+    #[error("config {digest} at {at}: {cause}")]
+    Body {
+        digest: Digest,
+        at: String,
+        cause: BodyError,
+    },
+    /// Its body is no JSON image config.
+    #[error("config {digest} at {at}: not a JSON image config")]
+    NotAConfig { digest: Digest, at: String },
+}
 
 /// A manifest as read from storage: parsed, or the reason it could not be.
 #[derive(Clone, Debug)]
@@ -113,7 +165,7 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
     config_digests.sort_unstable();
     config_digests.dedup();
     let config_bodies = source.read_many(&config_digests);
-    let read: DigestMap<Result<ImageInfo, String>> = config_digests
+    let read: DigestMap<Result<ImageInfo, ConfigReadError>> = config_digests
         .iter()
         .zip(config_bodies)
         .map(|(c, body)| (*c, config_info(source, c, body)))
@@ -126,7 +178,7 @@ pub fn load(source: &dyn BlobSource, record: RepoRecord) -> Snapshot {
                 images.insert(*d, info.clone());
             }
             Some(Err(e)) => {
-                config_errors.insert(*d, e.clone());
+                config_errors.insert(*d, e.to_string());
             }
             None => {}
         }
@@ -151,21 +203,22 @@ fn config_info(
     source: &dyn BlobSource,
     c: &Digest,
     body: io::Result<Vec<u8>>,
-) -> Result<ImageInfo, String> {
-    let body = checked_body(source, c, body)
-        .map_err(|e| format!("config {c} at {}: {e}", source.locate(c)))?;
-    parse::parse_config(&body).ok_or_else(|| {
-        format!(
-            "config {c} at {}: not a JSON image config",
-            source.locate(c)
-        )
+) -> Result<ImageInfo, ConfigReadError> {
+    let body = checked_body(source, c, body).map_err(|cause| ConfigReadError::Body {
+        digest: *c,
+        at: source.locate(c),
+        cause,
+    })?;
+    parse::parse_config(&body).ok_or_else(|| ConfigReadError::NotAConfig {
+        digest: *c,
+        at: source.locate(c),
     })
 }
 
 fn manifest_meta(source: &dyn BlobSource, d: &Digest, body: io::Result<Vec<u8>>) -> Meta {
     match checked_manifest(source, d, body) {
         Ok(m) => Meta::Parsed(Box::new(m)),
-        Err(why) => Meta::Bad(why),
+        Err(why) => Meta::Bad(why.to_string()),
     }
 }
 
@@ -175,11 +228,18 @@ pub fn checked_manifest(
     source: &dyn BlobSource,
     d: &Digest,
     body: io::Result<Vec<u8>>,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, ManifestReadError> {
     let at = || source.locate(d);
-    let body =
-        checked_body(source, d, body).map_err(|e| format!("manifest {d} at {}: {e}", at()))?;
-    parse::parse_manifest(&body).map_err(|e| format!("manifest {d} at {}: {e}", at()))
+    let body = checked_body(source, d, body).map_err(|cause| ManifestReadError::Body {
+        digest: *d,
+        at: at(),
+        cause,
+    })?;
+    parse::parse_manifest(&body).map_err(|cause| ManifestReadError::Parse {
+        digest: *d,
+        at: at(),
+        cause: Box::new(cause),
+    })
 }
 
 /// A blob's body once its content matches `d`: a body that does not is read again with
@@ -188,15 +248,15 @@ fn checked_body(
     source: &dyn BlobSource,
     d: &Digest,
     body: io::Result<Vec<u8>>,
-) -> Result<Vec<u8>, String> {
-    let body = body.map_err(|e| e.to_string())?;
+) -> Result<Vec<u8>, BodyError> {
+    let body = body?;
     if Digest::of(&body) == *d {
         return Ok(body);
     }
     match source.reread(d) {
         Ok(body) if Digest::of(&body) == *d => Ok(body),
-        Ok(_) => Err("content does not match its digest".to_owned()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(BodyError::DigestMismatch),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -242,9 +302,17 @@ mod tests {
         let other = Digest::of(b"other");
         let e = checked_manifest(&src, &other, src.read_blob(&other)).expect_err("mismatch");
         assert!(
-            e.contains("does not match its digest") && e.contains(&other.to_string()),
-            "{e}"
+            matches!(
+                &e,
+                ManifestReadError::Body {
+                    digest,
+                    cause: BodyError::DigestMismatch,
+                    ..
+                } if *digest == other
+            ),
+            "{e:?}"
         );
+        assert!(e.to_string().contains(&other.to_string()), "{e}");
         // A good first read is not read again.
         let whole = ShortFirst {
             short: body.len(),

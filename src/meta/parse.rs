@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::digest::Digest;
-use crate::meta::gojson::{self, Json};
+use crate::meta::gojson::{self, Json, JsonError};
 use chrono::DateTime;
 
 /// Docker image manifest, schema 2.
@@ -108,18 +108,49 @@ pub struct ImageInfo {
     pub platform: Option<Platform>,
 }
 
+/// Why a manifest body cannot be trusted: the caller fails closed on it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON.
+    #[error("unparsable manifest JSON: {0}")]
+    Unparsable(JsonError),
+    /// JSON, but not an object (`an array`).
+    #[error("unparsable manifest JSON: {0}, not an object")]
+    NotAnObject(&'static str),
+    /// A reference that must name a manifest of this repository (an index entry, a
+    /// subject) in another algorithm than sha256: no manifest link resolves it.
+    #[error("{what} digest {digest:?} is not sha256: no manifest link resolves it")]
+    ManifestNotSha256 {
+        /// `subject`, `index entry`.
+        what: &'static str,
+        /// The digest as written.
+        digest: String,
+    },
+    /// A reference that is no digest the registry accepts.
+    #[error("{what} digest {digest:?} is not sha256:<64 hex>")]
+    BadDigest {
+        /// `subject`, `index entry`, `config`.
+        what: &'static str,
+        /// The digest as written.
+        digest: String,
+    },
+    /// An image manifest without `config`.
+    #[error("image manifest without config")]
+    NoConfig,
+}
+
 /// Why a manifest's structure could not be read.
 enum Problem {
     /// It cannot be trusted at all (a reference that names no resolvable digest, an
     /// image without config): the caller fails closed on it.
-    Bad(String),
+    Bad(ManifestError),
     /// The registry (Go) could read it otherwise than regsweep would (keys Go merges,
     /// a field of the wrong type): kept as `Unknown`, with everything it mentions.
-    Ambiguous(String),
+    Ambiguous(JsonError),
 }
 
-impl From<String> for Problem {
-    fn from(why: String) -> Problem {
+impl From<JsonError> for Problem {
+    fn from(why: JsonError) -> Problem {
         Problem::Ambiguous(why)
     }
 }
@@ -151,16 +182,18 @@ fn digest_ref(s: &str) -> Option<Ref> {
 
 /// A descriptor's digest that must name a manifest in this repository (an index entry,
 /// a subject): only sha256 names one (the registry links manifests by sha256 alone).
-fn manifest_ref(desc: &Json, what: &str) -> Result<Digest, Problem> {
+fn manifest_ref(desc: &Json, what: &'static str) -> Result<Digest, Problem> {
     let s = desc.str_field("digest")?.unwrap_or_default();
     match digest_ref(s) {
         Some(Ref::Sha256(d)) => Ok(d),
-        Some(Ref::Other(_)) => Err(Problem::Bad(format!(
-            "{what} digest {s:?} is not sha256: no manifest link resolves it"
-        ))),
-        None => Err(Problem::Bad(format!(
-            "{what} digest {s:?} is not sha256:<64 hex>"
-        ))),
+        Some(Ref::Other(_)) => Err(Problem::Bad(ManifestError::ManifestNotSha256 {
+            what,
+            digest: s.to_owned(),
+        })),
+        None => Err(Problem::Bad(ManifestError::BadDigest {
+            what,
+            digest: s.to_owned(),
+        })),
     }
 }
 
@@ -173,15 +206,12 @@ fn size_of(desc: &Json) -> Result<Option<u64>, Problem> {
 /// as the registry's Go decoder matches them (case-insensitively, with Unicode folding);
 /// where Go would merge duplicate keys, or a field has a type Go refuses, the manifest is
 /// `Unknown` (kept with everything it mentions) rather than read one way of several.
-pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
+pub fn parse_manifest(body: &[u8]) -> Result<Manifest, ManifestError> {
     // Go reads bytes that are not UTF-8 as U+FFFD: so does this.
     let text = utf8_as_go_reads_it(body);
-    let doc = gojson::parse(&text).map_err(|e| format!("unparsable manifest JSON: {e}"))?;
+    let doc = gojson::parse(&text).map_err(ManifestError::Unparsable)?;
     if !matches!(doc, Json::Obj(_)) {
-        return Err(format!(
-            "unparsable manifest JSON: {}, not an object",
-            doc.what()
-        ));
+        return Err(ManifestError::NotAnObject(doc.what()));
     }
     let mentions = gojson::mentions(&doc);
     let mut m = Manifest {
@@ -208,7 +238,7 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
             m.schema1 = None;
             m.blobs.clear();
             m.foreign_blobs.clear();
-            m.doubt = Some(why);
+            m.doubt = Some(why.to_string());
         }
     }
     if m.kind == Kind::Unknown {
@@ -249,67 +279,76 @@ fn read_structure(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
         .map(|s| manifest_ref(s, "subject"))
         .transpose()?;
     match m.kind {
-        Kind::Image => {
-            let config = doc
-                .obj_field("config")?
-                .ok_or_else(|| Problem::Bad("image manifest without config".to_owned()))?;
-            let digest = config.str_field("digest")?.unwrap_or_default();
-            match digest_ref(digest) {
-                Some(Ref::Sha256(c)) => {
-                    // An artifact's config (a signature's, a chart's, an SBOM's) is no
-                    // image config: it has no creation date to read, and need not be JSON.
-                    if config.str_field("mediaType")?.is_none_or(is_image_config) {
-                        m.config = Some(c);
-                    }
-                    m.blobs.push((c, size_of(config)?));
-                }
-                Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                None => {
-                    return Err(Problem::Bad(format!(
-                        "config digest {digest:?} is not sha256:<64 hex>"
-                    )));
-                }
+        Kind::Image => read_image(doc, m),
+        Kind::Index => read_index(doc, m),
+        Kind::Schema1 => read_schema1(doc, m),
+        Kind::Unknown => Ok(()),
+    }
+}
+
+/// An image manifest's config and layers.
+fn read_image(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    let config = doc
+        .obj_field("config")?
+        .ok_or(Problem::Bad(ManifestError::NoConfig))?;
+    let digest = config.str_field("digest")?.unwrap_or_default();
+    match digest_ref(digest) {
+        Some(Ref::Sha256(c)) => {
+            // An artifact's config (a signature's, a chart's, an SBOM's) is no image
+            // config: it has no creation date to read, and need not be JSON.
+            if config.str_field("mediaType")?.is_none_or(is_image_config) {
+                m.config = Some(c);
             }
-            for l in doc.arr_field("layers")?.unwrap_or_default() {
-                match digest_ref(l.str_field("digest")?.unwrap_or_default()) {
-                    Some(Ref::Sha256(d)) => m.blobs.push((d, size_of(l)?)),
-                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                    // No digest the registry accepts: it names no blob to free or keep.
-                    None => {}
-                }
-            }
+            m.blobs.push((c, size_of(config)?));
         }
-        Kind::Index => {
-            for d in doc.arr_field("manifests")?.unwrap_or_default() {
-                let platform = d
-                    .obj_field("platform")?
-                    .map(|p| -> Result<Platform, Problem> {
-                        Ok(Platform {
-                            os: p.str_field("os")?.unwrap_or_default().to_owned(),
-                            architecture: p
-                                .str_field("architecture")?
-                                .unwrap_or_default()
-                                .to_owned(),
-                        })
-                    })
-                    .transpose()?;
-                m.children.push(Child {
-                    digest: manifest_ref(d, "index entry")?,
-                    platform,
-                });
-            }
+        Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+        None => {
+            return Err(Problem::Bad(ManifestError::BadDigest {
+                what: "config",
+                digest: digest.to_owned(),
+            }));
         }
-        Kind::Schema1 => {
-            m.schema1 = Some(schema1_info(doc)?);
-            for l in doc.arr_field("fsLayers")?.unwrap_or_default() {
-                match digest_ref(l.str_field("blobSum")?.unwrap_or_default()) {
-                    Some(Ref::Sha256(d)) => m.blobs.push((d, None)),
-                    Some(Ref::Other(o)) => m.foreign_blobs.push(o),
-                    None => {}
-                }
-            }
+    }
+    for l in doc.arr_field("layers")?.unwrap_or_default() {
+        match digest_ref(l.str_field("digest")?.unwrap_or_default()) {
+            Some(Ref::Sha256(d)) => m.blobs.push((d, size_of(l)?)),
+            Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+            // No digest the registry accepts: it names no blob to free or keep.
+            None => {}
         }
-        Kind::Unknown => {}
+    }
+    Ok(())
+}
+
+/// An index's children with the platforms its entries declare.
+fn read_index(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    for d in doc.arr_field("manifests")?.unwrap_or_default() {
+        let platform = d
+            .obj_field("platform")?
+            .map(|p| -> Result<Platform, Problem> {
+                Ok(Platform {
+                    os: p.str_field("os")?.unwrap_or_default().to_owned(),
+                    architecture: p.str_field("architecture")?.unwrap_or_default().to_owned(),
+                })
+            })
+            .transpose()?;
+        m.children.push(Child {
+            digest: manifest_ref(d, "index entry")?,
+            platform,
+        });
+    }
+    Ok(())
+}
+
+/// A schema 1 manifest's inline image facts and its layers (`fsLayers`).
+fn read_schema1(doc: &Json, m: &mut Manifest) -> Result<(), Problem> {
+    m.schema1 = Some(schema1_info(doc)?);
+    for l in doc.arr_field("fsLayers")?.unwrap_or_default() {
+        match digest_ref(l.str_field("blobSum")?.unwrap_or_default()) {
+            Some(Ref::Sha256(d)) => m.blobs.push((d, None)),
+            Some(Ref::Other(o)) => m.foreign_blobs.push(o),
+            None => {}
+        }
     }
     Ok(())
 }
@@ -374,15 +413,29 @@ fn utf8_as_go_reads_it(body: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Why an image config cannot be read one way only.
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    /// Not JSON, or a field Go would read otherwise.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// JSON, but not an object.
+    #[error("{0}, not an object")]
+    NotAnObject(&'static str),
+    /// A `created` that is no RFC 3339 time.
+    #[error("created {0:?} is no time")]
+    NoTime(String),
+}
+
 /// [`parse_config`] over text, with why it fails.
-fn config_info(text: &str) -> Result<ImageInfo, String> {
+fn config_info(text: &str) -> Result<ImageInfo, ConfigError> {
     let doc = gojson::parse(text)?;
     if !matches!(doc, Json::Obj(_)) {
-        return Err(format!("{}, not an object", doc.what()));
+        return Err(ConfigError::NotAnObject(doc.what()));
     }
     // A `created` that is there but no RFC 3339 time cannot rank the image: not trusted.
     let created = match doc.str_field("created")? {
-        Some(s) => Some(parse_time(s).ok_or_else(|| format!("created {s:?} is no time"))?),
+        Some(s) => Some(parse_time(s).ok_or_else(|| ConfigError::NoTime(s.to_owned()))?),
         None => None,
     };
     Ok(ImageInfo {

@@ -151,7 +151,7 @@ impl std::fmt::Display for Reason {
             Reason::PulledRecently { at, source } => write!(
                 f,
                 " {} ({})",
-                crate::report::rfc3339(*at).unwrap_or_else(|| at.to_string()),
+                crate::timefmt::rfc3339(*at).unwrap_or_else(|| at.to_string()),
                 source.name()
             ),
             _ => Ok(()),
@@ -169,10 +169,11 @@ pub enum Verdict {
     Delete,
 }
 
-/// [`Reason`] without its payload, one byte in a [`Decision`].
+/// [`Reason`] without its payload, one byte in a [`Decision`] (a pull's source is part
+/// of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-enum Code {
+enum ReasonKind {
     VersionTag,
     HashTagKept,
     KeepTag,
@@ -210,14 +211,15 @@ pub struct Decision {
     linked_at: u32,
     /// Index into [`RepoPlan::labels`] of its platform label (`linux/amd64`, `index [...]`).
     pub label: u32,
-    /// The reason's payload: a rank, or the related digest's index (see [`RepoPlan::related`]).
-    arg: u32,
+    /// The reason's payload: a rank, a pull time (unix seconds, clamped to `u32`), or the
+    /// related digest's index (see [`RepoPlan::related`]); 0 when the reason has none.
+    reason_payload: u32,
     /// Keep or delete.
     pub verdict: Verdict,
     /// Image, index, schema 1, unknown; `None` when unreadable.
     pub kind: Option<Kind>,
     /// Why, without payload.
-    code: Code,
+    reason_kind: ReasonKind,
 }
 
 impl Decision {
@@ -233,7 +235,7 @@ impl Decision {
 
     /// Whether it goes because only expired hash tags point to it.
     pub fn is_hash_expired(&self) -> bool {
-        self.verdict == Verdict::Delete && self.code == Code::HashTagExpired
+        self.verdict == Verdict::Delete && self.reason_kind == ReasonKind::HashTagExpired
     }
 }
 
@@ -353,9 +355,9 @@ impl RepoPlan {
 
     /// Why `d` is kept or deleted, with the related digest where there is one.
     pub fn reason(&self, d: &Decision) -> Reason {
-        let rank = d.arg;
+        let rank = d.reason_payload;
         let related = || {
-            let i = d.arg as usize;
+            let i = d.reason_payload as usize;
             match self.decisions.get(i) {
                 Some(x) => x.digest,
                 None => self
@@ -365,39 +367,40 @@ impl RepoPlan {
                     .unwrap_or(Digest([0; 32])),
             }
         };
-        match d.code {
-            Code::VersionTag => Reason::VersionTag,
-            Code::HashTagKept => Reason::HashTagKept { rank },
-            Code::KeepTag => Reason::KeepTag,
-            Code::HashTagRecent => Reason::HashTagRecent { rank },
-            Code::GracePeriod => Reason::GracePeriod,
-            Code::InUse => Reason::InUse,
-            Code::PulledRecentlyLog => Reason::PulledRecently {
-                at: i64::from(d.arg),
+        match d.reason_kind {
+            ReasonKind::VersionTag => Reason::VersionTag,
+            ReasonKind::HashTagKept => Reason::HashTagKept { rank },
+            ReasonKind::KeepTag => Reason::KeepTag,
+            ReasonKind::HashTagRecent => Reason::HashTagRecent { rank },
+            ReasonKind::GracePeriod => Reason::GracePeriod,
+            ReasonKind::InUse => Reason::InUse,
+            ReasonKind::PulledRecentlyLog => Reason::PulledRecently {
+                at: i64::from(d.reason_payload),
                 source: crate::evidence::Source::PullLog,
             },
-            Code::PulledRecentlyEvents => Reason::PulledRecently {
-                at: i64::from(d.arg),
+            ReasonKind::PulledRecentlyEvents => Reason::PulledRecently {
+                at: i64::from(d.reason_payload),
                 source: crate::evidence::Source::PullEvents,
             },
-            Code::ChildOf => Reason::ChildOf { parent: related() },
-            Code::MentionedBy => Reason::MentionedBy { parent: related() },
-            Code::ReferrerOf => Reason::ReferrerOf { subject: related() },
-            Code::AttachmentOf => Reason::AttachmentOf { subject: related() },
-            Code::ForeignAttachment => Reason::ForeignAttachment { subject: related() },
-            Code::FailClosed => Reason::FailClosed,
-            Code::Untagged => Reason::Untagged,
-            Code::HashTagExpired => Reason::HashTagExpired { rank },
-            Code::ChildOfDeleted => Reason::ChildOfDeleted { parent: related() },
-            Code::ReferrerOfDeleted => Reason::ReferrerOfDeleted { subject: related() },
-            Code::AttachmentOfDeleted => Reason::AttachmentOfDeleted { subject: related() },
-            Code::Deferred => Reason::Deferred,
+            ReasonKind::ChildOf => Reason::ChildOf { parent: related() },
+            ReasonKind::MentionedBy => Reason::MentionedBy { parent: related() },
+            ReasonKind::ReferrerOf => Reason::ReferrerOf { subject: related() },
+            ReasonKind::AttachmentOf => Reason::AttachmentOf { subject: related() },
+            ReasonKind::ForeignAttachment => Reason::ForeignAttachment { subject: related() },
+            ReasonKind::FailClosed => Reason::FailClosed,
+            ReasonKind::Untagged => Reason::Untagged,
+            ReasonKind::HashTagExpired => Reason::HashTagExpired { rank },
+            ReasonKind::ChildOfDeleted => Reason::ChildOfDeleted { parent: related() },
+            ReasonKind::ReferrerOfDeleted => Reason::ReferrerOfDeleted { subject: related() },
+            ReasonKind::AttachmentOfDeleted => Reason::AttachmentOfDeleted { subject: related() },
+            ReasonKind::Deferred => Reason::Deferred,
         }
     }
 
-    /// The compact form of `r`; digests not among the revisions go to `related`.
-    fn encode(&mut self, r: Reason) -> (Code, u32) {
-        let mut at = |d: Digest| -> u32 {
+    /// The compact form of `r` (kind and payload); digests not among the revisions go to
+    /// `related`.
+    fn compact_reason(&mut self, r: Reason) -> (ReasonKind, u32) {
+        let mut related_index = |d: Digest| -> u32 {
             let i = match self.index_of(&d) {
                 Some(i) => i,
                 None => match self.related.iter().position(|x| *x == d) {
@@ -411,30 +414,40 @@ impl RepoPlan {
             u32::try_from(i).unwrap_or(u32::MAX)
         };
         match r {
-            Reason::VersionTag => (Code::VersionTag, 0),
-            Reason::HashTagKept { rank } => (Code::HashTagKept, rank),
-            Reason::KeepTag => (Code::KeepTag, 0),
-            Reason::HashTagRecent { rank } => (Code::HashTagRecent, rank),
-            Reason::GracePeriod => (Code::GracePeriod, 0),
-            Reason::InUse => (Code::InUse, 0),
+            Reason::VersionTag => (ReasonKind::VersionTag, 0),
+            Reason::HashTagKept { rank } => (ReasonKind::HashTagKept, rank),
+            Reason::KeepTag => (ReasonKind::KeepTag, 0),
+            Reason::HashTagRecent { rank } => (ReasonKind::HashTagRecent, rank),
+            Reason::GracePeriod => (ReasonKind::GracePeriod, 0),
+            Reason::InUse => (ReasonKind::InUse, 0),
             Reason::PulledRecently { at, source } => match source {
-                crate::evidence::Source::PullLog => (Code::PulledRecentlyLog, compact_time(at)),
+                crate::evidence::Source::PullLog => {
+                    (ReasonKind::PulledRecentlyLog, compact_time(at))
+                }
                 crate::evidence::Source::PullEvents => {
-                    (Code::PulledRecentlyEvents, compact_time(at))
+                    (ReasonKind::PulledRecentlyEvents, compact_time(at))
                 }
             },
-            Reason::ChildOf { parent } => (Code::ChildOf, at(parent)),
-            Reason::MentionedBy { parent } => (Code::MentionedBy, at(parent)),
-            Reason::ReferrerOf { subject } => (Code::ReferrerOf, at(subject)),
-            Reason::AttachmentOf { subject } => (Code::AttachmentOf, at(subject)),
-            Reason::ForeignAttachment { subject } => (Code::ForeignAttachment, at(subject)),
-            Reason::FailClosed => (Code::FailClosed, 0),
-            Reason::Untagged => (Code::Untagged, 0),
-            Reason::HashTagExpired { rank } => (Code::HashTagExpired, rank),
-            Reason::ChildOfDeleted { parent } => (Code::ChildOfDeleted, at(parent)),
-            Reason::ReferrerOfDeleted { subject } => (Code::ReferrerOfDeleted, at(subject)),
-            Reason::AttachmentOfDeleted { subject } => (Code::AttachmentOfDeleted, at(subject)),
-            Reason::Deferred => (Code::Deferred, 0),
+            Reason::ChildOf { parent } => (ReasonKind::ChildOf, related_index(parent)),
+            Reason::MentionedBy { parent } => (ReasonKind::MentionedBy, related_index(parent)),
+            Reason::ReferrerOf { subject } => (ReasonKind::ReferrerOf, related_index(subject)),
+            Reason::AttachmentOf { subject } => (ReasonKind::AttachmentOf, related_index(subject)),
+            Reason::ForeignAttachment { subject } => {
+                (ReasonKind::ForeignAttachment, related_index(subject))
+            }
+            Reason::FailClosed => (ReasonKind::FailClosed, 0),
+            Reason::Untagged => (ReasonKind::Untagged, 0),
+            Reason::HashTagExpired { rank } => (ReasonKind::HashTagExpired, rank),
+            Reason::ChildOfDeleted { parent } => {
+                (ReasonKind::ChildOfDeleted, related_index(parent))
+            }
+            Reason::ReferrerOfDeleted { subject } => {
+                (ReasonKind::ReferrerOfDeleted, related_index(subject))
+            }
+            Reason::AttachmentOfDeleted { subject } => {
+                (ReasonKind::AttachmentOfDeleted, related_index(subject))
+            }
+            Reason::Deferred => (ReasonKind::Deferred, 0),
         }
     }
 
@@ -452,8 +465,8 @@ impl RepoPlan {
             } else {
                 kept.insert(d.digest);
                 d.verdict = Verdict::Keep;
-                d.code = Code::Deferred;
-                d.arg = 0;
+                d.reason_kind = ReasonKind::Deferred;
+                d.reason_payload = 0;
             }
         }
         for t in &mut p.tags {
@@ -463,221 +476,326 @@ impl RepoPlan {
     }
 }
 
-/// Plans one repository: which revisions stay, which go, and why (docs/POLICY.md).
+/// Plans one repository: which revisions stay, which go, and why (docs/POLICY.md). Each
+/// step is one rule; the order matters, since the first reason found for a digest wins.
 pub fn plan_repository(snap: &Snapshot, policy: &Policy) -> RepoPlan {
-    let rec = &snap.record;
-    let mut plan = RepoPlan {
-        name: rec.name.clone(),
-        labels: vec![String::new()],
-        problems: rec.problems.clone(),
-        ..RepoPlan::default()
-    };
-    let revisions: DigestSet = rec.revisions.iter().map(|r| r.digest).collect();
+    let mut p = Planning::new(snap, policy);
+    let undated = p.rank_hash_tags(); // rule 3
+    p.fail_closed_on_doubt(&undated); // rule 7 (and 3's untrusted dates)
+    p.live_roots(); // rule 1
+    p.foreign_attachments(); // rule 5
+    p.newest_hash_images(); // rule 3
+    p.evidence_of_use(); // rule 6a
+    p.grace_period(); // rule 6
+    p.unknown_media_types(); // rule 7
+    let attachments = p.reachability(); // rules 4 and 5
+    p.untagged(&attachments); // rule 2
+    p.deletion_order(&attachments); // rule 8
+    p.finish()
+}
 
-    // Rule 3: rank hash-tagged images (distinct digests), newest first.
-    let classes: Vec<TagClass> = rec
-        .tags
-        .iter()
-        .map(|t| classify_tag(&t.name, policy))
-        .collect();
-    let (ranks, undated) = rank_hash_images(snap, &classes);
+/// One repository's plan while the rules are applied to it.
+struct Planning<'a> {
+    snap: &'a Snapshot,
+    policy: &'a Policy,
+    /// The repository's revisions.
+    revisions: DigestSet,
+    /// Each tag's class, in the record's tag order (rules 3 and 5).
+    classes: Vec<TagClass>,
+    /// Each hash-tagged image's rank (newest first) and the date it was ranked by.
+    ranks: DigestMap<(u32, i64)>,
+    /// What is kept so far, with why.
+    keep: KeepSet<'a>,
+    /// The plan being filled in.
+    plan: RepoPlan,
+}
 
-    // Rule 7: anything unreadable that could be a parent makes the whole repository opaque.
-    let mut targets: Vec<Digest> = rec.revisions.iter().map(|r| r.digest).collect();
-    targets.extend(rec.tags.iter().map(|t| t.digest));
-    for d in &targets {
-        if let Some(Meta::Bad(why)) = snap.manifests.get(d) {
-            plan.problems.push(why.clone());
-        }
-    }
-    // Rule 3 ranks by the config's date: a hash-tagged image whose config cannot be
-    // trusted would be ranked by push time instead, silently: fail closed.
-    for d in &undated {
-        match snap.date_problem(d) {
-            Some(why) => plan
-                .problems
-                .push(format!("hash-tagged image {d} cannot be ranked: {why}")),
-            None if snap.manifest(d).is_some() => plan.notes.push(format!(
-                "hash-tagged image {d} has no creation date in its config: ranked by its tag's push time"
-            )),
-            None => {}
-        }
-    }
-    plan.problems.sort();
-    plan.problems.dedup();
-    for t in &rec.tags {
-        if !revisions.contains(&t.digest) {
-            plan.notes.push(format!(
-                "tag {} points to {} which has no revision link",
-                t.name, t.digest
-            ));
-        }
-    }
-
-    let mut keep = Reach::new(snap);
-    if !plan.problems.is_empty() {
-        for r in &rec.revisions {
-            keep.mark(r.digest, Reason::FailClosed);
-        }
-    }
-    // Rule 1: live roots, strongest reason first: `--keep-tags`, then version tags.
-    for t in &rec.tags {
-        if policy.is_kept_tag(&t.name) {
-            keep.mark(t.digest, Reason::KeepTag);
-        }
-    }
-    for (t, class) in rec.tags.iter().zip(&classes) {
-        if *class == TagClass::Version {
-            keep.mark(t.digest, Reason::VersionTag);
-        }
-    }
-    // Rule 5: an attachment tag whose subject is no revision here belongs to an image kept
-    // elsewhere (signatures in their own repository): it is a live tag. Only a subject
-    // deleted in this run, in this repository, takes its attachments along.
-    for (t, class) in rec.tags.iter().zip(&classes) {
-        if let TagClass::Attachment { subject } = class
-            && !revisions.contains(subject)
-        {
-            keep.mark(t.digest, Reason::ForeignAttachment { subject: *subject });
-        }
-    }
-    let mut by_rank: Vec<(&Digest, &(u32, i64))> = ranks.iter().collect();
-    by_rank.sort_by_key(|(_, (r, _))| *r);
-    for (d, (rank, date)) in by_rank {
-        let rank = *rank;
-        if (rank as usize) < policy.keep {
-            keep.mark(*d, Reason::HashTagKept { rank });
-        } else if policy.older_than_secs > 0
-            && policy.now.saturating_sub(*date) < policy.older_than_secs
-        {
-            keep.mark(*d, Reason::HashTagRecent { rank });
-        }
-    }
-    // Evidence of use (issue 22): pinned by a workload, or pulled inside the window.
-    // Tags by name, built only for a repository pulled by tag.
-    let by_name = std::cell::OnceCell::new();
-    let target = |tag: &str| {
-        by_name
-            .get_or_init(|| {
-                rec.tags
-                    .iter()
-                    .map(|t| (t.name.as_str(), t.digest))
-                    .collect::<std::collections::HashMap<&str, Digest>>()
-            })
-            .get(tag)
-            .copied()
-    };
-    for (d, used) in policy.evidence.uses(&rec.name, policy.now, target) {
-        if revisions.contains(&d) {
-            keep.mark(d, reason_of_use(used));
-        }
-    }
-    // Rule 6: grace period.
-    for r in &rec.revisions {
-        // Saturating: `now` may come from a plan file or a journal.
-        if policy.now.saturating_sub(r.linked_at) < policy.min_age_secs {
-            keep.mark(r.digest, Reason::GracePeriod);
-        }
-    }
-    // Rule 7: an unknown media type, or a manifest the registry could read otherwise than
-    // regsweep does, is kept with everything it mentions.
-    for r in &rec.revisions {
-        let Some(m) = snap.manifest(&r.digest).filter(|m| m.kind == Kind::Unknown) else {
-            continue;
-        };
-        plan.notes.push(match &m.doubt {
-            Some(why) => format!(
-                "manifest {} cannot be read one way only ({why}): kept with every digest it names",
-                r.digest
-            ),
-            None => format!(
-                "manifest {} has an unknown media type: kept with every digest it names",
-                r.digest
-            ),
-        });
-        keep.mark(r.digest, Reason::FailClosed);
-    }
-    // Rules 4 and 5: reachability through index children, subjects and attachment tags.
-    let attachments: Vec<(Digest, Digest)> = rec
-        .tags
-        .iter()
-        .zip(&classes)
-        .filter_map(|(t, c)| match c {
-            TagClass::Attachment { subject } => Some((*subject, t.digest)),
-            _ => None,
-        })
-        .collect();
-    keep.propagate(&attachments);
-    let mut attached_to: DigestMap<Digest> = DigestMap::default();
-    for (subject, target) in &attachments {
-        attached_to.entry(*target).or_insert(*subject);
-    }
-
-    let parents = parents_of(snap, &revisions);
-    let mut by_platform = Vec::new();
-    let mut decisions: Vec<(Decision, Reason)> = Vec::with_capacity(rec.revisions.len());
-    for r in &rec.revisions {
-        let (verdict, reason) = match keep.reasons.get(&r.digest) {
-            Some(reason) => (Verdict::Keep, *reason),
-            None => (
-                Verdict::Delete,
-                delete_reason(snap, r.digest, &ranks, &attached_to, &parents),
-            ),
-        };
-        let (kind, label) = label_of(snap, &r.digest, &mut plan.labels, &mut by_platform);
-        let decision = Decision {
-            digest: r.digest,
-            verdict,
-            code: Code::Untagged,
-            arg: 0,
-            kind,
-            created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
-            linked_at: compact_time(r.linked_at),
-            label,
-        };
-        decisions.push((decision, reason));
-    }
-    decisions.sort_by_key(|(d, _)| d.digest);
-    decisions.dedup_by(|a, b| a.0.digest == b.0.digest);
-    plan.decisions = decisions.iter().map(|(d, _)| *d).collect();
-    // Codes last: a reason names other manifests by their place among the decisions.
-    for (i, (_, reason)) in decisions.into_iter().enumerate() {
-        let (code, arg) = plan.encode(reason);
-        plan.decisions[i].code = code;
-        plan.decisions[i].arg = arg;
-    }
-    let order = order::delete_order(snap, &plan.decisions, &attachments);
-    plan.delete_order = order
-        .0
-        .iter()
-        .filter_map(|d| plan.index_of(d).and_then(|i| u32::try_from(i).ok()))
-        .collect();
-    plan.delete_layers = order.1;
-
-    let deleted: DigestSet = plan.delete_digests().collect();
-    plan.tags = rec
-        .tags
-        .iter()
-        .zip(classes)
-        .map(|(t, class)| PlannedTag {
-            name: t.name.as_str().into(),
-            digest: t.digest,
-            rank: (class == TagClass::Hash)
-                .then(|| ranks.get(&t.digest).map(|(r, _)| *r))
-                .flatten(),
-            kind: match class {
-                TagClass::Version => TagKind::Version,
-                TagClass::Hash => TagKind::Hash,
-                TagClass::Attachment { .. } => TagKind::Attachment,
+impl<'a> Planning<'a> {
+    /// Starts the plan: the repository's revisions, its tags classified (rules 3 and 5),
+    /// the lister's problems, nothing kept yet.
+    fn new(snap: &'a Snapshot, policy: &'a Policy) -> Planning<'a> {
+        let rec = &snap.record;
+        Planning {
+            snap,
+            policy,
+            revisions: rec.revisions.iter().map(|r| r.digest).collect(),
+            classes: rec
+                .tags
+                .iter()
+                .map(|t| classify_tag(&t.name, policy))
+                .collect(),
+            ranks: DigestMap::default(),
+            keep: KeepSet::new(snap),
+            plan: RepoPlan {
+                name: rec.name.clone(),
+                labels: vec![String::new()],
+                problems: rec.problems.iter().map(ToString::to_string).collect(),
+                ..RepoPlan::default()
             },
-            kept: !deleted.contains(&t.digest),
-        })
-        .collect();
-    plan.tags.sort_by(|a, b| a.name.cmp(&b.name));
-    plan.notes.sort();
-    plan.notes.shrink_to_fit();
-    plan.labels.shrink_to_fit();
-    plan
+        }
+    }
+
+    /// Rule 3 (hash tags): ranks the hash-tagged images (distinct digests), newest first;
+    /// gives the images that had no creation date of their own.
+    fn rank_hash_tags(&mut self) -> Vec<Digest> {
+        let (ranks, undated) = rank_hash_images(self.snap, &self.classes);
+        self.ranks = ranks;
+        undated
+    }
+
+    /// Rule 7 (fail closed): anything unreadable that could be a parent makes the whole
+    /// repository opaque, and so does (rule 3) a hash-tagged image whose config cannot be
+    /// trusted, which would be ranked by push time instead, silently. Every revision is
+    /// then kept.
+    fn fail_closed_on_doubt(&mut self, undated: &[Digest]) {
+        let (snap, rec) = (self.snap, &self.snap.record);
+        let plan = &mut self.plan;
+        let targets = rec.revisions.iter().map(|r| r.digest);
+        for d in targets.chain(rec.tags.iter().map(|t| t.digest)) {
+            if let Some(Meta::Bad(why)) = snap.manifests.get(&d) {
+                plan.problems.push(why.clone());
+            }
+        }
+        for d in undated {
+            match snap.date_problem(d) {
+                Some(why) => plan
+                    .problems
+                    .push(format!("hash-tagged image {d} cannot be ranked: {why}")),
+                None if snap.manifest(d).is_some() => plan.notes.push(format!(
+                    "hash-tagged image {d} has no creation date in its config: ranked by its tag's push time"
+                )),
+                None => {}
+            }
+        }
+        plan.problems.sort();
+        plan.problems.dedup();
+        for t in &rec.tags {
+            if !self.revisions.contains(&t.digest) {
+                plan.notes.push(format!(
+                    "tag {} points to {} which has no revision link",
+                    t.name, t.digest
+                ));
+            }
+        }
+        if !plan.problems.is_empty() {
+            for r in &rec.revisions {
+                self.keep.mark(r.digest, Reason::FailClosed);
+            }
+        }
+    }
+
+    /// Rule 1 (live roots), strongest reason first: `--keep-tags`, then version tags.
+    fn live_roots(&mut self) {
+        let tags = &self.snap.record.tags;
+        for t in tags {
+            if self.policy.is_kept_tag(&t.name) {
+                self.keep.mark(t.digest, Reason::KeepTag);
+            }
+        }
+        for (t, class) in tags.iter().zip(&self.classes) {
+            if *class == TagClass::Version {
+                self.keep.mark(t.digest, Reason::VersionTag);
+            }
+        }
+    }
+
+    /// Rule 5 (attachments): an attachment tag whose subject is no revision here belongs to
+    /// an image kept elsewhere (signatures in their own repository): it is a live tag. Only
+    /// a subject deleted in this run, in this repository, takes its attachments along.
+    fn foreign_attachments(&mut self) {
+        for (t, class) in self.snap.record.tags.iter().zip(&self.classes) {
+            if let TagClass::Attachment { subject } = class
+                && !self.revisions.contains(subject)
+            {
+                let reason = Reason::ForeignAttachment { subject: *subject };
+                self.keep.mark(t.digest, reason);
+            }
+        }
+    }
+
+    /// Rule 3 (hash tags): the newest `HASH_TAG_KEEP` images stay, and so do older ones
+    /// younger than `--older-than` when it is set.
+    fn newest_hash_images(&mut self) {
+        let policy = self.policy;
+        let mut by_rank: Vec<(&Digest, &(u32, i64))> = self.ranks.iter().collect();
+        by_rank.sort_by_key(|(_, (r, _))| *r);
+        for (d, (rank, date)) in by_rank {
+            let rank = *rank;
+            if (rank as usize) < policy.keep {
+                self.keep.mark(*d, Reason::HashTagKept { rank });
+            } else if policy.older_than_secs > 0
+                && policy.now.saturating_sub(*date) < policy.older_than_secs
+            {
+                self.keep.mark(*d, Reason::HashTagRecent { rank });
+            }
+        }
+    }
+
+    /// Rule 6a (evidence of use): a revision pinned by a workload, or pulled inside the
+    /// window, stays. Tags by name are built only for a repository pulled by tag.
+    fn evidence_of_use(&mut self) {
+        let rec = &self.snap.record;
+        let by_name = std::cell::OnceCell::new();
+        let target = |tag: &str| {
+            by_name
+                .get_or_init(|| {
+                    rec.tags
+                        .iter()
+                        .map(|t| (t.name.as_str(), t.digest))
+                        .collect::<std::collections::HashMap<&str, Digest>>()
+                })
+                .get(tag)
+                .copied()
+        };
+        let policy = self.policy;
+        for (d, used) in policy.evidence.uses(&rec.name, policy.now, target) {
+            if self.revisions.contains(&d) {
+                self.keep.mark(d, reason_of_use(used));
+            }
+        }
+    }
+
+    /// Rule 6 (grace period): a revision whose link is younger than `--min-age` stays.
+    fn grace_period(&mut self) {
+        for r in &self.snap.record.revisions {
+            // Saturating: `now` may come from a plan file or a journal.
+            if self.policy.now.saturating_sub(r.linked_at) < self.policy.min_age_secs {
+                self.keep.mark(r.digest, Reason::GracePeriod);
+            }
+        }
+    }
+
+    /// Rule 7 (fail closed): a manifest of an unknown media type, or one the registry could
+    /// read otherwise than regsweep does, is kept with everything it mentions.
+    fn unknown_media_types(&mut self) {
+        for r in &self.snap.record.revisions {
+            let Some(m) = self
+                .snap
+                .manifest(&r.digest)
+                .filter(|m| m.kind == Kind::Unknown)
+            else {
+                continue;
+            };
+            self.plan.notes.push(match &m.doubt {
+                Some(why) => format!(
+                    "manifest {} cannot be read one way only ({why}): kept with every digest it names",
+                    r.digest
+                ),
+                None => format!(
+                    "manifest {} has an unknown media type: kept with every digest it names",
+                    r.digest
+                ),
+            });
+            self.keep.mark(r.digest, Reason::FailClosed);
+        }
+    }
+
+    /// Rules 4 and 5 (reachability, attachments): what is kept keeps its index children,
+    /// what it mentions, its referrers and its attachments, transitively. Gives the
+    /// attachment tags as (subject, target) pairs.
+    fn reachability(&mut self) -> Vec<(Digest, Digest)> {
+        let attachments: Vec<(Digest, Digest)> = self
+            .snap
+            .record
+            .tags
+            .iter()
+            .zip(&self.classes)
+            .filter_map(|(t, c)| match c {
+                TagClass::Attachment { subject } => Some((*subject, t.digest)),
+                _ => None,
+            })
+            .collect();
+        self.keep.propagate(&attachments);
+        attachments
+    }
+
+    /// Rule 2 (untagged): a revision nothing above keeps is deleted, with the reason it
+    /// goes (an expired hash tag, a deleted subject or parent, or no tag at all).
+    fn untagged(&mut self, attachments: &[(Digest, Digest)]) {
+        let snap = self.snap;
+        let mut attached_to: DigestMap<Digest> = DigestMap::default();
+        for (subject, target) in attachments {
+            attached_to.entry(*target).or_insert(*subject);
+        }
+        let parents = parents_of(snap, &self.revisions);
+        let mut by_platform = Vec::new();
+        let mut decisions: Vec<(Decision, Reason)> = Vec::with_capacity(self.revisions.len());
+        for r in &snap.record.revisions {
+            let (verdict, reason) = match self.keep.reasons.get(&r.digest) {
+                Some(reason) => (Verdict::Keep, *reason),
+                None => (
+                    Verdict::Delete,
+                    delete_reason(snap, r.digest, &self.ranks, &attached_to, &parents),
+                ),
+            };
+            let labels = &mut self.plan.labels;
+            let (kind, label) = label_of(snap, &r.digest, labels, &mut by_platform);
+            let decision = Decision {
+                digest: r.digest,
+                verdict,
+                reason_kind: ReasonKind::Untagged,
+                reason_payload: 0,
+                kind,
+                created: snap.created_of(&r.digest).unwrap_or(NO_DATE),
+                linked_at: compact_time(r.linked_at),
+                label,
+            };
+            decisions.push((decision, reason));
+        }
+        decisions.sort_by_key(|(d, _)| d.digest);
+        decisions.dedup_by(|a, b| a.0.digest == b.0.digest);
+        let plan = &mut self.plan;
+        plan.decisions = decisions.iter().map(|(d, _)| *d).collect();
+        // Reasons last: a reason names other manifests by their place among the decisions.
+        for (i, (_, reason)) in decisions.into_iter().enumerate() {
+            let (kind, payload) = plan.compact_reason(reason);
+            plan.decisions[i].reason_kind = kind;
+            plan.decisions[i].reason_payload = payload;
+        }
+    }
+
+    /// Rule 8 (deletion order): whatever refers to a manifest goes before it, in layers.
+    fn deletion_order(&mut self, attachments: &[(Digest, Digest)]) {
+        let plan = &mut self.plan;
+        let (digests, layers) = order::delete_order(self.snap, &plan.decisions, attachments);
+        plan.delete_order = digests
+            .iter()
+            .filter_map(|d| plan.index_of(d).and_then(|i| u32::try_from(i).ok()))
+            .collect();
+        plan.delete_layers = layers;
+    }
+
+    /// The plan, with every tag as it stands after the deletions.
+    fn finish(self) -> RepoPlan {
+        let mut plan = self.plan;
+        let ranks = &self.ranks;
+        let deleted: DigestSet = plan.delete_digests().collect();
+        plan.tags = self
+            .snap
+            .record
+            .tags
+            .iter()
+            .zip(self.classes)
+            .map(|(t, class)| PlannedTag {
+                name: t.name.as_str().into(),
+                digest: t.digest,
+                rank: (class == TagClass::Hash)
+                    .then(|| ranks.get(&t.digest).map(|(r, _)| *r))
+                    .flatten(),
+                kind: match class {
+                    TagClass::Version => TagKind::Version,
+                    TagClass::Hash => TagKind::Hash,
+                    TagClass::Attachment { .. } => TagKind::Attachment,
+                },
+                kept: !deleted.contains(&t.digest),
+            })
+            .collect();
+        plan.tags.sort_by(|a, b| a.name.cmp(&b.name));
+        plan.notes.sort();
+        plan.notes.shrink_to_fit();
+        plan.labels.shrink_to_fit();
+        plan
+    }
 }
 
 /// The reason evidence of use gives.
@@ -733,15 +851,15 @@ fn rank_hash_images(snap: &Snapshot, classes: &[TagClass]) -> (DigestMap<(u32, i
 }
 
 /// The keep set under construction: first reason wins, then reachability is followed.
-struct Reach<'a> {
+struct KeepSet<'a> {
     snap: &'a Snapshot,
     reasons: DigestMap<Reason>,
     queue: Vec<Digest>,
 }
 
-impl<'a> Reach<'a> {
+impl<'a> KeepSet<'a> {
     fn new(snap: &'a Snapshot) -> Self {
-        Reach {
+        KeepSet {
             snap,
             reasons: DigestMap::with_capacity_and_hasher(
                 snap.record.revisions.len(),
@@ -751,6 +869,7 @@ impl<'a> Reach<'a> {
         }
     }
 
+    /// Keeps `d` for `reason` unless it is kept already (the first reason wins).
     fn mark(&mut self, d: Digest, reason: Reason) {
         if let std::collections::hash_map::Entry::Vacant(e) = self.reasons.entry(d) {
             e.insert(reason);
@@ -758,6 +877,8 @@ impl<'a> Reach<'a> {
         }
     }
 
+    /// Keeps everything the kept manifests reach (children, mentions, referrers and the
+    /// targets of attachment tags given as (subject, target) pairs), transitively.
     fn propagate(&mut self, attachments: &[(Digest, Digest)]) {
         let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
         for r in &self.snap.record.revisions {
@@ -808,6 +929,8 @@ fn parents_of(snap: &Snapshot, revisions: &DigestSet) -> DigestMap<Vec<Digest>> 
     parents
 }
 
+/// Why a revision nothing keeps goes: an expired hash tag, a deleted subject (attachment
+/// or referrer), a deleted parent index, else no tag at all.
 fn delete_reason(
     snap: &Snapshot,
     d: Digest,
@@ -882,6 +1005,7 @@ fn label_of<'a>(
     (kind, intern(labels, label))
 }
 
+/// The index of `label` in `labels`, added if new.
 fn intern(labels: &mut Vec<String>, label: String) -> u32 {
     match labels.iter().position(|l| *l == label) {
         Some(i) => i as u32,

@@ -103,24 +103,28 @@ pub fn delete_order(
         }
     }
     if out.len() < doomed.len() {
-        // A reference cycle (impossible with honest content addressing): append the rest.
-        let placed: DigestSet = out.iter().copied().collect();
-        let mut rest: Vec<Digest> = doomed
-            .keys()
-            .filter(|d| !placed.contains(d))
-            .copied()
-            .collect();
-        rest.sort_unstable();
-        // Cycle members go last, one layer each, after everything else.
-        let top = layer.values().copied().max().unwrap_or(0);
-        for (i, d) in rest.iter().enumerate() {
-            layer.insert(*d, top + 1 + i as u32);
-        }
-        out.extend(rest);
+        append_cycle_members(&doomed, &mut out, &mut layer);
     }
     let layers = out
         .iter()
         .map(|d| layer.get(d).copied().unwrap_or(0))
         .collect();
     (out, layers)
+}
+
+/// Appends what a reference cycle left unplaced (impossible with honest content
+/// addressing): the cycle members go last, sorted, one layer each, after everything else.
+fn append_cycle_members(doomed: &DigestMap<u8>, out: &mut Vec<Digest>, layer: &mut DigestMap<u32>) {
+    let placed: DigestSet = out.iter().copied().collect();
+    let mut rest: Vec<Digest> = doomed
+        .keys()
+        .filter(|d| !placed.contains(d))
+        .copied()
+        .collect();
+    rest.sort_unstable();
+    let top = layer.values().copied().max().unwrap_or(0);
+    for (i, d) in rest.iter().enumerate() {
+        layer.insert(*d, top + 1 + i as u32);
+    }
+    out.extend(rest);
 }

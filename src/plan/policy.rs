@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 
-/// Default `HASH_TAG_PATTERN`.
-pub const DEFAULT_HASH_TAG_PATTERN: &str = "^[0-9a-f]{7,12}$";
+pub use crate::values::DEFAULT_HASH_TAG_PATTERN;
 
 /// What the planner is told to keep in one repository.
 #[derive(Clone, Debug)]

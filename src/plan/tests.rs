@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::*;
 use crate::meta::{Child, ImageInfo, Manifest, Platform};
-use crate::scan::{RepoRecord, Revision, TagLink};
+use crate::record::{Problem, ProblemKind, RepoRecord, Revision, TagLink};
 
 const NOW: i64 = 1_800_000_000;
 const OLD: i64 = NOW - 30 * 86_400;
@@ -581,7 +581,9 @@ fn unreadable_tag_target_without_revision_fails_closed() {
 #[test]
 fn lister_problems_fail_the_repository_closed() {
     let mut b = B::new("app").image(1);
-    b.0.record.problems.push("bad link".into());
+    b.0.record
+        .problems
+        .push(Problem::new(ProblemKind::MalformedLink, "bad link"));
     let p = b.plan(10);
     assert_eq!(verdicts(&p)[&1], keep(Reason::FailClosed));
     assert_eq!(p.problems, vec!["bad link".to_owned()]);

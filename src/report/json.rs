@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::rfc3339;
 use crate::digest::{Digest, DigestMap};
 use crate::meta::Kind;
 use crate::outcome::Outcome;
 use crate::plan::{Decision, PlannedTag, Policies, Reason, RepoPlan, TagClass, Verdict};
+use crate::timefmt::rfc3339;
 
 /// Top-level document.
 #[derive(Serialize)]

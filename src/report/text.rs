@@ -5,10 +5,10 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use super::format_time;
 use crate::meta::Kind;
 use crate::outcome::Outcome;
 use crate::plan::{Decision, Reason, RepoPlan, TagClass};
+use crate::timefmt::format_time;
 
 /// What the summary needs to know of the run.
 pub struct Header<'a> {

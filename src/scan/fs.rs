@@ -14,10 +14,11 @@ use jwalk::{Parallelism, WalkDirGeneric};
 use rayon::prelude::*;
 
 use super::BlobSource;
-use super::fs_at::Dir;
+use super::fs_at::{Dir, LinkError};
 use super::fs_blobs::FsBlobs;
-use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
+use super::{Batch, Batcher, RemoveError, RepoFilter, ScanStats, Storage};
 use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::record::{Problem, ProblemKind, RepoRecord, Revision, TagLink};
 
 /// A filesystem registry: the jwalk lister and blob reads under one root.
 pub struct FsStorage {
@@ -48,7 +49,7 @@ impl Storage for FsStorage {
     fn read_repo(&self, name: &str) -> RepoRecord {
         self.lister.read_repo(name)
     }
-    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<Problem>) {
         self.lister.read_tags(name)
     }
     fn blobs(&self) -> &dyn BlobSource {
@@ -61,7 +62,7 @@ impl Storage for FsStorage {
         &self,
         repo: &str,
         digests: &[Digest],
-    ) -> Vec<(Digest, Result<bool, String>)> {
+    ) -> Vec<(Digest, Result<bool, RemoveError>)> {
         self.lister.remove_manifests(repo, digests)
     }
     fn read_repo_file(&self, repo: &str, rel: &str) -> io::Result<Option<Vec<u8>>> {
@@ -77,11 +78,13 @@ impl Storage for FsStorage {
 /// A repository the walker found, with the problems of its shape it saw.
 struct Found {
     name: String,
-    problems: Vec<String>,
+    problems: Vec<Problem>,
 }
 
-/// How many repository names travel together from the walker to the readers.
-const BATCH: usize = 32;
+/// How many repository names the walker sends to the readers at once: one channel send
+/// per 32 names instead of one per name, while the `threads` readers all get work early.
+/// Chosen, not tuned: no other value was measured.
+const WALKER_NAMES_PER_SEND: usize = 32;
 /// Repositories with more revisions than this are read in parallel inside the repository.
 const PAR_REVISIONS: usize = 512;
 
@@ -101,11 +104,6 @@ impl FsLister {
             threads: threads.max(1),
             links: Arc::default(),
         }
-    }
-
-    /// Where the repositories live (`<root>/docker/registry/v2/repositories`).
-    pub fn repositories_dir(&self) -> &Path {
-        &self.repositories
     }
 
     /// Walks every repository that `filter` admits and sends its record in batches to `out`.
@@ -198,85 +196,21 @@ impl FsLister {
     where
         P: Fn(&Path, &mut Vec<jwalk::Result<Entry>>) + Send + Sync + 'static,
     {
-        type Panic = Box<dyn std::any::Any + Send>;
         let panicked: Arc<Mutex<Option<Panic>>> = Arc::default();
-        let caught = panicked.clone();
-        let walk = WalkDirGeneric::<((), Vec<String>)>::new(&self.repositories)
-            .skip_hidden(false)
-            .follow_links(false)
-            .parallelism(Parallelism::RayonNewPool(self.threads))
-            .process_read_dir(move |_, dir, _, children| {
-                let shaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    shape(dir, children);
-                }));
-                if let Err(panic) = shaped {
-                    children.clear(); // the walk winds down
-                    if let Ok(mut p) = caught.lock() {
-                        p.get_or_insert(panic);
-                    }
-                }
-            });
         let mut count = 0;
-        let mut batch = Vec::with_capacity(BATCH);
-        for entry in walk {
-            let mut entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    push(
-                        warnings,
-                        format!("cannot read {}: {e}", error_path(&e, &self.repositories)),
-                    );
-                    continue;
-                }
+        let mut batch = Vec::with_capacity(WALKER_NAMES_PER_SEND);
+        for entry in self.walk(shape, panicked.clone()) {
+            let Some(found) = self.repository_at(entry, filter, warnings) else {
+                continue;
             };
-            if let Some(err) = &entry.read_children_error {
-                push(
-                    warnings,
-                    format!("cannot read {}: {err}", entry.path().display()),
-                );
-            }
-            if entry.file_type.is_symlink() {
-                push(
-                    warnings,
-                    format!(
-                        "skipping symlink {} (symlinks are not followed)",
-                        entry.path().display()
-                    ),
-                );
-                continue;
-            }
-            if entry.file_name != "_manifests" {
-                continue;
-            }
-            let dir = entry.parent_path();
-            let name = match dir
-                .strip_prefix(&self.repositories)
-                .ok()
-                .and_then(Path::to_str)
-            {
-                Some(n) if !n.is_empty() => n.to_owned(),
-                _ => {
-                    push(
-                        warnings,
-                        format!(
-                            "skipping repository with a non-UTF-8 or empty name: {}",
-                            dir.display()
-                        ),
-                    );
-                    continue;
-                }
-            };
-            if !filter.matches(&name) {
-                continue;
-            }
             count += 1;
-            batch.push(Found {
-                name,
-                problems: std::mem::take(&mut entry.client_state),
-            });
-            if batch.len() == BATCH
+            batch.push(found);
+            if batch.len() == WALKER_NAMES_PER_SEND
                 && tx
-                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(WALKER_NAMES_PER_SEND),
+                    ))
                     .is_err()
             {
                 return count;
@@ -291,8 +225,92 @@ impl FsLister {
         count
     }
 
+    /// The parallel walk below `repositories/`, never following symlinks, each directory's
+    /// entries sorted out by `shape`; a panic in `shape` ends the walk and is kept in
+    /// `panicked`.
+    fn walk<P>(&self, shape: P, panicked: Arc<Mutex<Option<Panic>>>) -> Walk
+    where
+        P: Fn(&Path, &mut Vec<jwalk::Result<Entry>>) + Send + Sync + 'static,
+    {
+        WalkDirGeneric::<((), Vec<Problem>)>::new(&self.repositories)
+            .skip_hidden(false)
+            .follow_links(false)
+            .parallelism(Parallelism::RayonNewPool(self.threads))
+            .process_read_dir(move |_, dir, _, children| {
+                let shaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shape(dir, children);
+                }));
+                if let Err(panic) = shaped {
+                    children.clear(); // the walk winds down
+                    if let Ok(mut p) = panicked.lock() {
+                        p.get_or_insert(panic);
+                    }
+                }
+            })
+    }
+
+    /// The repository a walked entry is (a `_manifests` whose directory `filter` admits),
+    /// with the problems of its shape; what cannot be read, symlinks and odd names are
+    /// warnings.
+    fn repository_at(
+        &self,
+        entry: jwalk::Result<Entry>,
+        filter: &RepoFilter,
+        warnings: &Mutex<Vec<String>>,
+    ) -> Option<Found> {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let at = error_path(&e, &self.repositories);
+                push(warnings, format!("cannot read {at}: {e}"));
+                return None;
+            }
+        };
+        if let Some(err) = &entry.read_children_error {
+            push(
+                warnings,
+                format!("cannot read {}: {err}", entry.path().display()),
+            );
+        }
+        if entry.file_type.is_symlink() {
+            push(
+                warnings,
+                format!(
+                    "skipping symlink {} (symlinks are not followed)",
+                    entry.path().display()
+                ),
+            );
+            return None;
+        }
+        if entry.file_name != "_manifests" {
+            return None;
+        }
+        let dir = entry.parent_path();
+        let name = match dir
+            .strip_prefix(&self.repositories)
+            .ok()
+            .and_then(Path::to_str)
+        {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => {
+                push(
+                    warnings,
+                    format!(
+                        "skipping repository with a non-UTF-8 or empty name: {}",
+                        dir.display()
+                    ),
+                );
+                return None;
+            }
+        };
+        filter.matches(&name).then(|| Found {
+            name,
+            problems: std::mem::take(&mut entry.client_state),
+        })
+    }
+
     /// Reads one repository's tags' current links only; problems are returned beside them.
-    pub fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+    pub fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<Problem>) {
         let mut problems = Vec::new();
         let tags = read_tags(
             &self.repositories.join(name).join("_manifests/tags"),
@@ -308,12 +326,12 @@ impl FsLister {
         &self,
         repo: &str,
         digests: &[Digest],
-    ) -> Vec<(Digest, Result<bool, String>)> {
+    ) -> Vec<(Digest, Result<bool, RemoveError>)> {
         let manifests = self.repositories.join(repo).join("_manifests");
         let (tags, problems) = self.read_tags(repo);
         if let Some(p) = problems.first() {
             // Unsure which tags point where: remove nothing.
-            let why = format!("cannot read the tags of {repo}: {p}");
+            let why = RemoveError::RepositoryUnread(format!("cannot read the tags of {repo}: {p}"));
             return digests.iter().map(|d| (*d, Err(why.clone()))).collect();
         }
         let doomed: DigestSet = digests.iter().copied().collect();
@@ -332,7 +350,7 @@ impl FsLister {
             .iter()
             .map(|d| {
                 if let Some(e) = tag_errors.get(d) {
-                    return (*d, Err(e.clone()));
+                    return (*d, Err(RemoveError::Remove(e.clone())));
                 }
                 let link = manifests
                     .join("revisions/sha256")
@@ -341,7 +359,7 @@ impl FsLister {
                 let r = match std::fs::remove_file(&link) {
                     Ok(()) => Ok(true),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(format!("{}: {e}", link.display())),
+                    Err(e) => Err(RemoveError::Remove(format!("{}: {e}", link.display()))),
                 };
                 // As the registry's delete does (its manifest link paths are the revision
                 // link and, from distribution 2.1, `_layers/sha256/<hex>/link`): the file
@@ -356,7 +374,10 @@ impl FsLister {
                     (Err(e), _) => Err(e),
                     (r, Ok(())) => r.map(|_| true),
                     (r, Err(e)) if e.kind() == io::ErrorKind::NotFound => r,
-                    (_, Err(e)) => Err(format!("{}: {e}", layer_link.display())),
+                    (_, Err(e)) => Err(RemoveError::Remove(format!(
+                        "{}: {e}",
+                        layer_link.display()
+                    ))),
                 };
                 (*d, r)
             })
@@ -403,7 +424,13 @@ fn read_batch(
 }
 
 /// A directory entry of the walk, with the problems of a repository's shape.
-type Entry = jwalk::DirEntry<((), Vec<String>)>;
+type Entry = jwalk::DirEntry<((), Vec<Problem>)>;
+
+/// The walk over `repositories/`, each entry carrying the problems of a repository's shape.
+type Walk = WalkDirGeneric<((), Vec<Problem>)>;
+
+/// A panic caught on one of the walk's threads, resumed once the walk has ended.
+type Panic = Box<dyn std::any::Any + Send>;
 
 /// Sorts out one directory's entries for the walk: keeps directories (and symlinks, to
 /// report them; and `_manifests` whatever it is), never enters `_manifests`, `_layers`,
@@ -433,7 +460,7 @@ fn shape(dir: &Path, children: &mut Vec<jwalk::Result<Entry>>) {
 }
 
 /// `<path>: not a directory (a regular file)`, from the type its directory entry gave.
-fn not_a_directory(path: &Path, t: fs::FileType) -> String {
+fn not_a_directory(path: &Path, t: fs::FileType) -> Problem {
     use std::os::unix::fs::FileTypeExt;
     let what = if t.is_file() {
         "a regular file"
@@ -448,13 +475,16 @@ fn not_a_directory(path: &Path, t: fs::FileType) -> String {
     } else {
         "of an unknown type"
     };
-    format!("{}: not a directory ({what})", path.display())
+    Problem::new(
+        ProblemKind::NotADirectory,
+        format!("{}: not a directory ({what})", path.display()),
+    )
 }
 
 /// Why listing `dir` failed with `e`, naming the path: for "not a directory", the first
 /// component of `dir` that is no directory (a `_manifests` or `revisions` file, say), found
 /// only on this error path.
-fn cannot_list(dir: &Path, e: &io::Error) -> String {
+fn cannot_list(dir: &Path, e: &io::Error) -> Problem {
     if e.kind() == io::ErrorKind::NotADirectory {
         let mut ancestors: Vec<&Path> = dir.ancestors().collect();
         ancestors.reverse();
@@ -466,7 +496,10 @@ fn cannot_list(dir: &Path, e: &io::Error) -> String {
             }
         }
     }
-    format!("cannot list {}: {e}", dir.display())
+    Problem::new(
+        ProblemKind::Unlistable,
+        format!("cannot list {}: {e}", dir.display()),
+    )
 }
 
 fn push(warnings: &Mutex<Vec<String>>, w: String) {
@@ -484,9 +517,11 @@ enum RevisionRead {
     Linked(Revision),
     /// The directory has no link: left behind by the registry's own delete.
     Gone,
-    Bad(String),
+    Bad(Problem),
 }
 
+/// Reads every revision link below `dir` (`_manifests/revisions/sha256`) into `rec`,
+/// counting each in `links`; a big repository's links are read in parallel.
 fn read_revisions(dir: &Path, rec: &mut RepoRecord, links: &AtomicU64) {
     let listed = fs::read_dir(dir).and_then(|rd| {
         let names = rd
@@ -526,25 +561,38 @@ fn read_revision(dir: &Path, open: &Dir, name: &OsStr) -> RevisionRead {
         .to_str()
         .and_then(|hex| Some((hex, Digest::from_hex(hex)?)))
     else {
-        return RevisionRead::Bad(format!(
-            "{}: not a sha256 revision directory",
-            dir.join(name).display()
+        return RevisionRead::Bad(Problem::new(
+            ProblemKind::BadName,
+            format!(
+                "{}: not a sha256 revision directory",
+                dir.join(name).display()
+            ),
         ));
     };
     let rel = format!("{hex}/link");
     let path = || dir.join(&rel);
     match open.read_link(&rel) {
-        Ok((digest, _)) if digest != expected => RevisionRead::Bad(format!(
-            "{}: link names {digest} but sits in the directory of {expected}",
-            path().display()
+        Ok((digest, _)) if digest != expected => RevisionRead::Bad(Problem::new(
+            ProblemKind::MisplacedLink,
+            format!(
+                "{}: link names {digest} but sits in the directory of {expected}",
+                path().display()
+            ),
         )),
         Ok((digest, linked_at)) => RevisionRead::Linked(Revision { digest, linked_at }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => RevisionRead::Gone,
-        Err(e) => RevisionRead::Bad(format!("{}: {e}", path().display())),
+        Err(e) if e.is_not_found() => RevisionRead::Gone,
+        Err(e) => RevisionRead::Bad(link_problem(&path(), &e)),
     }
 }
 
-fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
+/// `<path>: <why>`, of the kind the link error makes.
+fn link_problem(path: &Path, e: &LinkError) -> Problem {
+    Problem::new(e.problem_kind(), format!("{}: {e}", path.display()))
+}
+
+/// Reads every tag's `current/link` below the tags directory `dir`; what cannot be read
+/// goes to `problems`.
+fn read_tags(dir: &Path, problems: &mut Vec<Problem>) -> Vec<TagLink> {
     let listed = fs::read_dir(dir).and_then(|rd| Ok((Dir::open(dir)?, rd)));
     let (open, rd) = match listed {
         Ok(v) => v,
@@ -559,12 +607,18 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                problems.push(format!("cannot list {}: {e}", dir.display()));
+                problems.push(Problem::new(
+                    ProblemKind::Unlistable,
+                    format!("cannot list {}: {e}", dir.display()),
+                ));
                 continue;
             }
         };
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            problems.push(format!("{}: tag name is not UTF-8", entry.path().display()));
+            problems.push(Problem::new(
+                ProblemKind::BadName,
+                format!("{}: tag name is not UTF-8", entry.path().display()),
+            ));
             continue;
         };
         let rel = format!("{name}/current/link");
@@ -574,7 +628,7 @@ fn read_tags(dir: &Path, problems: &mut Vec<String>) -> Vec<TagLink> {
                 digest,
                 linked_at,
             }),
-            Err(e) => problems.push(format!("{}: {e}", dir.join(&rel).display())),
+            Err(e) => problems.push(link_problem(&dir.join(&rel), &e)),
         }
     }
     tags

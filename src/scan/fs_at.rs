@@ -14,6 +14,37 @@ use rustix::fs::{Mode, OFlags, openat};
 
 use super::link::parse_link;
 use crate::digest::Digest;
+use crate::record::ProblemKind;
+
+/// Why a link file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Opening, stating or reading it failed (`NotFound` among them).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Its body is not exactly `sha256:<64 lowercase hex>`.
+    #[error("malformed link (want exactly sha256:<64 lowercase hex>)")]
+    Malformed,
+    /// Its modification time is before 1970: its age, so the grace period, is unknown.
+    #[error("modification time before 1970: the link's age is unknown")]
+    BeforeEpoch,
+}
+
+impl LinkError {
+    /// Whether there is no such link file.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, LinkError::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The repository problem this error makes.
+    pub fn problem_kind(&self) -> ProblemKind {
+        match self {
+            LinkError::Io(_) => ProblemKind::Unreadable,
+            LinkError::Malformed => ProblemKind::MalformedLink,
+            LinkError::BeforeEpoch => ProblemKind::UnknownAge,
+        }
+    }
+}
 
 /// An open directory that files are opened relative to.
 #[derive(Debug)]
@@ -51,7 +82,7 @@ impl Dir {
     /// later metadata changes (`chmod`, `chown`, a restore, `touch -d`), and would make a
     /// tree impossible to age on purpose (`touch -d` sets it to now), which every grace
     /// period test does.
-    pub fn read_link(&self, rel: &str) -> io::Result<(Digest, i64)> {
+    pub fn read_link(&self, rel: &str) -> Result<(Digest, i64), LinkError> {
         let mut f = self.open_file(rel)?;
         let meta = f.metadata()?;
         let mut buf = [0u8; 80];
@@ -67,22 +98,12 @@ impl Dir {
             }
             len += n;
         }
-        let digest = parse_link(&buf[..len]).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed link (want exactly sha256:<64 lowercase hex>)",
-            )
-        })?;
+        let digest = parse_link(&buf[..len]).ok_or(LinkError::Malformed)?;
         // A time before 1970 would turn the grace period off: the link's age is unknown.
         let linked_at = meta
             .modified()?
             .duration_since(UNIX_EPOCH)
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "modification time before 1970: the link's age is unknown",
-                )
-            })?
+            .map_err(|_| LinkError::BeforeEpoch)?
             .as_secs();
         Ok((digest, i64::try_from(linked_at).unwrap_or(i64::MAX)))
     }
@@ -188,9 +209,10 @@ mod tests {
         ] {
             std::fs::write(dir.path().join("a/link"), bad).expect("write");
             let e = open.read_link("a/link").expect_err("malformed");
-            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert!(matches!(e, LinkError::Malformed), "{e:?}");
+            assert_eq!(e.problem_kind(), ProblemKind::MalformedLink);
         }
         let e = open.read_link("b/link").expect_err("missing");
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.is_not_found(), "{e:?}");
     }
 }

@@ -16,7 +16,7 @@ const MAX_BLOB: u64 = 16 << 20;
 pub struct FsBlobs {
     blobs: PathBuf,
     /// `blobs/sha256`, opened on first use (or why it could not be).
-    dir: OnceLock<Result<Dir, String>>,
+    dir: OnceLock<io::Result<Dir>>,
 }
 
 /// The `blobs/sha256` directory of a registry rooted at `root`.
@@ -44,7 +44,7 @@ impl FsBlobs {
     fn open(&self, d: &Digest) -> io::Result<std::fs::File> {
         let dir = self
             .dir
-            .get_or_init(|| Dir::open(&self.blobs).map_err(|e| e.to_string()))
+            .get_or_init(|| Dir::open(&self.blobs))
             .as_ref()
             .map_err(|e| io::Error::other(format!("{}: {e}", self.blobs.display())))?;
         dir.open_file(&format!("{}/data", blob_dir_rel(d)))

@@ -10,13 +10,13 @@ pub mod s3;
 pub mod s3_blobs;
 
 use std::io;
-use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use globset::GlobSet;
 use rayon::prelude::*;
 
 use crate::digest::Digest;
+use crate::record::{Problem, RepoRecord, TagLink};
 
 /// Anything that can hand out a blob's bytes by digest (filesystem, S3).
 pub trait BlobSource: Sync {
@@ -46,7 +46,7 @@ pub trait Storage: Send + Sync {
     /// Reads one repository now (for re-verification before deleting).
     fn read_repo(&self, name: &str) -> RepoRecord;
     /// Reads one repository's tags now, with any problems met.
-    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>);
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<Problem>);
     /// Manifest and config bodies.
     fn blobs(&self) -> &dyn BlobSource;
     /// `local` or `S3`, as the original's "Running against … storage" line says.
@@ -59,7 +59,7 @@ pub trait Storage: Send + Sync {
         &self,
         repo: &str,
         digests: &[Digest],
-    ) -> Vec<(Digest, Result<bool, String>)>;
+    ) -> Vec<(Digest, Result<bool, RemoveError>)>;
     /// The body of the file at `rel` inside repository `repo` (`_layers/sha512/<hex>/link`),
     /// or `None` where there is none: how a digest of another algorithm is resolved.
     fn read_repo_file(&self, repo: &str, rel: &str) -> io::Result<Option<Vec<u8>>>;
@@ -69,51 +69,33 @@ pub trait Storage: Send + Sync {
     }
 }
 
-/// A manifest revision linked into a repository (`_manifests/revisions/sha256/<hex>/link`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Revision {
-    /// The manifest digest.
-    pub digest: Digest,
-    /// When the revision link was written (unix seconds): the push time.
-    pub linked_at: i64,
-}
-
-/// A tag's current target (`_manifests/tags/<tag>/current/link`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TagLink {
-    /// The tag name.
-    pub name: String,
-    /// The digest the tag points to now.
-    pub digest: Digest,
-    /// When the tag's current link was written (unix seconds).
-    pub linked_at: i64,
-}
-
-/// Everything the lister saw of one repository.
-#[derive(Clone, Debug, Default)]
-pub struct RepoRecord {
-    /// Repository name, as in `docker pull host/<name>`.
-    pub name: Arc<str>,
-    /// Every manifest revision linked into the repository.
-    pub revisions: Vec<Revision>,
-    /// Every tag with its current target.
-    pub tags: Vec<TagLink>,
-    /// Problems that make the repository fail closed (nothing in it may be deleted).
-    pub problems: Vec<String>,
+/// Why [`Storage::remove_manifests`] did not remove a manifest; the text names the
+/// repository, path or key.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// The repository's links could not be read first, so nothing in it was removed.
+    #[error("{0}")]
+    RepositoryUnread(String),
+    /// A tag directory, link file or key could not be removed.
+    #[error("{0}")]
+    Remove(String),
 }
 
 /// A batch of repository records: what crosses the lister → planner channel.
 pub type Batch = Vec<RepoRecord>;
 
-/// Most repositories in one batch.
-const BATCH_REPOS: usize = 32;
-/// Links (revisions and tags) after which a batch goes on before it is full: one big
-/// repository is planned while the next is read (20 repositories of 5,000 revisions went
-/// as one batch to one planner; sent this way, a warm 100k dry run went from 1.4 s to 1.1 s).
-const BATCH_LINKS: usize = 1024;
+/// Most repository records in one batch to the planners: many small repositories cost
+/// one channel send (and one planner wake-up) per 32, and a batch stays small enough that
+/// every planner thread gets work early. Chosen, not tuned: no other value was measured.
+const PLANNER_BATCH_REPOS: usize = 32;
+/// Links (revisions and tags) after which a batch goes to the planners before it is full:
+/// one big repository is planned while the next is read (20 repositories of 5,000
+/// revisions went as one batch to one planner; sent this way, a warm 100k dry run went
+/// from 1.4 s to 1.1 s).
+const PLANNER_BATCH_LINKS: usize = 1024;
 
-/// Gathers records into batches for the planners: [`BATCH_REPOS`] repositories or
-/// [`BATCH_LINKS`] links, whichever comes first.
+/// Gathers records into batches for the planners: [`PLANNER_BATCH_REPOS`] repositories or
+/// [`PLANNER_BATCH_LINKS`] links, whichever comes first.
 #[derive(Default)]
 pub struct Batcher {
     batch: Batch,
@@ -125,7 +107,7 @@ impl Batcher {
     pub fn push(&mut self, rec: RepoRecord) -> Option<Batch> {
         self.links += rec.revisions.len() + rec.tags.len();
         self.batch.push(rec);
-        if self.links >= BATCH_LINKS || self.batch.len() >= BATCH_REPOS {
+        if self.links >= PLANNER_BATCH_LINKS || self.batch.len() >= PLANNER_BATCH_REPOS {
             self.links = 0;
             return Some(std::mem::take(&mut self.batch));
         }
@@ -172,8 +154,8 @@ pub struct Shard {
 
 impl Shard {
     /// Parses `K/N` with `0 <= K < N`.
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {s:?} is not K/N with 0 <= K < N (e.g. 0/4)");
+    pub fn parse(s: &str) -> Result<Shard, ShardError> {
+        let bad = || ShardError(s.to_owned());
         let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
         let index = k.trim().parse::<u32>().map_err(|_| bad())?;
         let count = n.trim().parse::<u32>().map_err(|_| bad())?;
@@ -193,6 +175,11 @@ impl Shard {
     }
 }
 
+/// A `--shard` value that is not `K/N` with `0 <= K < N`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("--shard {0:?} is not K/N with 0 <= K < N (e.g. 0/4)")]
+pub struct ShardError(String);
+
 /// What a listing pass counted and which problems it met outside any repository.
 #[derive(Clone, Debug, Default)]
 pub struct ScanStats {
@@ -205,6 +192,7 @@ pub struct ScanStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Revision;
 
     fn record(revisions: usize) -> RepoRecord {
         let rev = Revision {
@@ -224,8 +212,8 @@ mod tests {
             .filter_map(|_| b.push(record(1)))
             .map(|batch| batch.len())
             .collect();
-        assert_eq!(sizes, [BATCH_REPOS]);
-        assert_eq!(b.finish().map(|b| b.len()), Some(40 - BATCH_REPOS));
+        assert_eq!(sizes, [PLANNER_BATCH_REPOS]);
+        assert_eq!(b.finish().map(|b| b.len()), Some(40 - PLANNER_BATCH_REPOS));
 
         let mut b = Batcher::default();
         assert!(b.push(record(1000)).is_none());

@@ -1,7 +1,7 @@
 //! S3 lister: delimiter listings discover repositories, one paginated listing per
 //! repository's `_manifests/` reads its links, and ETags resolve tag links without GETs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,8 +13,9 @@ use tokio::runtime::Handle;
 use super::BlobSource;
 use super::link::parse_link;
 use super::s3_blobs::S3Blobs;
-use super::{Batch, Batcher, RepoFilter, RepoRecord, Revision, ScanStats, Storage, TagLink};
+use super::{Batch, Batcher, RemoveError, RepoFilter, ScanStats, Storage};
 use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::record::{Problem, ProblemKind, RepoRecord, Revision, TagLink};
 use crate::s3::{GetKind, Listing, S3Store};
 
 /// A registry in an S3 bucket.
@@ -97,18 +98,23 @@ impl S3Storage {
         top: &str,
         objects: &[aws_sdk_s3::types::Object],
         prefixes: &'a [String],
-    ) -> Result<Vec<&'a str>, String> {
+    ) -> Result<Vec<&'a str>, Unbelieved> {
         let mut names = Vec::with_capacity(prefixes.len());
         for p in prefixes {
             match p.strip_prefix(top).and_then(|n| n.strip_suffix("/_")) {
                 Some(name) if !name.is_empty() && !name.contains("/_") => names.push(name),
-                _ => return Err(format!("common prefix {p:?} is no <name>/_ under {top}")),
+                _ => {
+                    return Err(Unbelieved::OddPrefix {
+                        prefix: p.clone(),
+                        top: top.to_owned(),
+                    });
+                }
             }
         }
         for key in objects.iter().filter_map(|o| o.key()) {
             match key.strip_prefix(top) {
                 Some(rest) if !rest.contains("/_") => {}
-                _ => return Err(format!("key {key:?} came back unrolled")),
+                _ => return Err(Unbelieved::Unrolled(key.to_owned())),
             }
         }
         if names.is_empty() {
@@ -117,9 +123,12 @@ impl S3Storage {
                 .store
                 .list_page(top, None, None, Some(1))
                 .await
-                .map_err(|e| format!("probing {top}: {e}"))?;
+                .map_err(|e| Unbelieved::Probe {
+                    top: top.to_owned(),
+                    why: e.to_string(),
+                })?;
             if !probe.contents().is_empty() || probe.key_count().unwrap_or(0) > 0 {
-                return Err(format!("no repository, yet {top} holds keys"));
+                return Err(Unbelieved::KeysWithoutRepositories(top.to_owned()));
             }
         }
         Ok(names)
@@ -146,7 +155,7 @@ impl S3Storage {
                 let (objects, prefixes) = match page {
                     Ok(listing) => listing,
                     Err(e) => {
-                        warnings.push(e);
+                        warnings.push(e.to_string());
                         continue;
                     }
                 };
@@ -190,10 +199,10 @@ impl S3Storage {
         &self,
         repo: &str,
         digests: &[Digest],
-    ) -> Vec<(Digest, Result<bool, String>)> {
+    ) -> Vec<(Digest, Result<bool, RemoveError>)> {
         let (rec, keys) = self.read_repo_keys(repo).await;
         if let Some(p) = rec.problems.first() {
-            let why = format!("cannot read {repo}: {p}");
+            let why = RemoveError::RepositoryUnread(format!("cannot read {repo}: {p}"));
             return digests.iter().map(|d| (*d, Err(why.clone()))).collect();
         }
         let prefix = format!("{}{repo}/_manifests/", self.repositories());
@@ -227,7 +236,7 @@ impl S3Storage {
         digests
             .iter()
             .map(|d| match errors.get(d) {
-                Some(e) => (*d, Err(e.clone())),
+                Some(e) => (*d, Err(RemoveError::Remove(e.clone()))),
                 None => (*d, Ok(present.contains(d))),
             })
             .collect()
@@ -251,33 +260,68 @@ impl S3Storage {
             name: Arc::from(name),
             ..RepoRecord::default()
         };
-        // Listed without the slash, so that an object named exactly `<name>/_manifests`
-        // (which S3 allows beside the `_manifests/` keys) shows up: same requests.
         let manifests = format!("{}{name}/_manifests", self.repositories());
+        let Some(objects) = self.list_manifests(&manifests, &mut rec.problems).await else {
+            return (rec, Vec::new());
+        };
         let prefix = format!("{manifests}/");
-        let mut objects = match self.store.list_all(&manifests, None).await {
+        let mut links = self.sort_links(&objects, &prefix, &mut rec.problems);
+        // Each known digest's md5 once: revisions are among them.
+        let by_md5: HashMap<String, Digest> =
+            links.known.iter().map(|d| (md5_hex(d), *d)).collect();
+        let revisions = std::mem::take(&mut links.revisions);
+        self.resolve_revisions(revisions, &by_md5, &mut rec).await;
+        self.resolve_tags(&links, &prefix, &by_md5, &mut rec).await;
+        let keys = objects
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        (rec, keys)
+    }
+
+    /// Every object under `<name>/_manifests/`, or `None` when the listing failed (the
+    /// problem says why). Listed without the slash, so that an object named exactly
+    /// `<name>/_manifests` (which S3 allows beside the `_manifests/` keys) shows up, as a
+    /// problem: same requests.
+    async fn list_manifests(
+        &self,
+        manifests: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Vec<aws_sdk_s3::types::Object>> {
+        let prefix = format!("{manifests}/");
+        let mut objects = match self.store.list_all(manifests, None).await {
             Ok((o, _)) => o,
             Err(e) => {
-                rec.problems.push(e);
-                return (rec, Vec::new());
+                problems.push(Problem::new(ProblemKind::Unlistable, e.to_string()));
+                return None;
             }
         };
         objects.retain(|o| {
             let key = o.key().unwrap_or("");
-            if not_a_directory(key, &manifests) {
-                rec.problems.push(format!(
-                    "s3://{}/{key}: an object where the directory {key}/ belongs",
-                    self.store.bucket
+            if not_a_directory(key, manifests) {
+                problems.push(Problem::new(
+                    ProblemKind::NotADirectory,
+                    format!(
+                        "s3://{}/{key}: an object where the directory {key}/ belongs",
+                        self.store.bucket
+                    ),
                 ));
             }
             key.starts_with(&prefix)
         });
-        let etag = |o: &aws_sdk_s3::types::Object| {
-            o.e_tag()
-                .unwrap_or("")
-                .trim_matches('"')
-                .to_ascii_lowercase()
-        };
+        Some(objects)
+    }
+
+    /// Sorts the keys of a `_manifests/` listing into revision links, tags' current links
+    /// and the digests the listing names; a revision directory that is no sha256 digest and
+    /// a link without `LastModified` are problems.
+    fn sort_links(
+        &self,
+        objects: &[aws_sdk_s3::types::Object],
+        prefix: &str,
+        problems: &mut Vec<Problem>,
+    ) -> ListedLinks {
+        let mut links = ListedLinks::default();
         // No time means no grace period: such a link fails the repository closed.
         let mut untimed: Vec<String> = Vec::new();
         let mut time = |o: &aws_sdk_s3::types::Object| match o.last_modified() {
@@ -287,80 +331,112 @@ impl S3Storage {
                 i64::MAX
             }
         };
-        let mut known: Vec<Digest> = Vec::new();
-        let mut revisions = Vec::new();
-        let mut currents: BTreeMap<String, (String, i64, String)> = BTreeMap::new();
-        let mut tag_dirs: BTreeMap<String, ()> = BTreeMap::new();
-        for o in &objects {
+        for o in objects {
             let Some(key) = o.key() else { continue };
-            let rel = key.strip_prefix(&prefix).unwrap_or(key);
+            let rel = key.strip_prefix(prefix).unwrap_or(key);
             let parts: Vec<&str> = rel.split('/').collect();
             match parts.as_slice() {
                 ["revisions", "sha256", hex, "link"] => match Digest::from_hex(hex) {
                     Some(d) => {
                         self.links.fetch_add(1, Ordering::Relaxed);
-                        known.push(d);
-                        revisions.push((d, time(o), etag(o), key.to_owned()));
+                        links.known.push(d);
+                        let link = ListedLink::new(o, time(o), key);
+                        links.revisions.push((d, link));
                     }
-                    None => rec.problems.push(format!(
-                        "s3://{}/{key}: not a sha256 revision",
-                        self.store.bucket
+                    None => problems.push(Problem::new(
+                        ProblemKind::BadName,
+                        format!("s3://{}/{key}: not a sha256 revision", self.store.bucket),
                     )),
                 },
                 ["tags", tag, "current", "link"] => {
-                    tag_dirs.insert((*tag).to_owned(), ());
-                    currents.insert((*tag).to_owned(), (etag(o), time(o), key.to_owned()));
+                    links.tag_dirs.insert((*tag).to_owned());
+                    let link = ListedLink::new(o, time(o), key);
+                    links.currents.insert((*tag).to_owned(), link);
                 }
                 ["tags", tag, "index", "sha256", hex, "link"] => {
-                    tag_dirs.insert((*tag).to_owned(), ());
-                    known.extend(Digest::from_hex(hex));
+                    links.tag_dirs.insert((*tag).to_owned());
+                    links.known.extend(Digest::from_hex(hex));
                 }
                 _ => {}
             }
         }
         for key in untimed {
-            rec.problems.push(format!(
-                "s3://{}/{key}: the listing gives no LastModified, so the link's age is unknown",
-                self.store.bucket
+            problems.push(Problem::new(
+                ProblemKind::UnknownAge,
+                format!(
+                    "s3://{}/{key}: the listing gives no LastModified, so the link's age is unknown",
+                    self.store.bucket
+                ),
             ));
         }
-        // Each known digest's md5 once: revisions are among them.
-        let by_md5: HashMap<String, Digest> = known.iter().map(|d| (md5_hex(d), *d)).collect();
-        for (d, at, tag, key) in revisions {
-            if by_md5.get(&tag) == Some(&d) {
+        links
+    }
+
+    /// Adds each listed revision link to `rec`: by its ETag where that is the md5 of the
+    /// body it must hold, else by a GET of its body.
+    async fn resolve_revisions(
+        &self,
+        revisions: Vec<(Digest, ListedLink)>,
+        by_md5: &HashMap<String, Digest>,
+        rec: &mut RepoRecord,
+    ) {
+        for (d, link) in revisions {
+            let linked_at = link.at;
+            if by_md5.get(&link.etag) == Some(&d) {
                 rec.revisions.push(Revision {
                     digest: d,
-                    linked_at: at,
+                    linked_at,
                 });
                 continue;
             }
             // The ETag does not vouch for the body: read it.
+            let key = link.key;
             match self.store.get(&key, GetKind::Link).await {
                 Ok(body) if parse_link(&body) == Some(d) => rec.revisions.push(Revision {
                     digest: d,
-                    linked_at: at,
+                    linked_at,
                 }),
-                Ok(_) => rec.problems.push(format!(
-                    "s3://{}/{key}: malformed link (want exactly {d})",
-                    self.store.bucket
+                Ok(_) => rec.problems.push(Problem::new(
+                    ProblemKind::MalformedLink,
+                    format!(
+                        "s3://{}/{key}: malformed link (want exactly {d})",
+                        self.store.bucket
+                    ),
                 )),
-                Err(e) => rec.problems.push(e.to_string()),
+                Err(e) => rec
+                    .problems
+                    .push(Problem::new(ProblemKind::Unreadable, e.to_string())),
             }
         }
-        for tag in tag_dirs.keys() {
-            let Some((tag_etag, at, key)) = currents.get(tag) else {
-                rec.problems.push(format!(
-                    "s3://{}/{prefix}tags/{tag}/current/link: missing",
-                    self.store.bucket
+    }
+
+    /// Adds each tag's current target to `rec`: by the ETag where it is the md5 of a known
+    /// digest's link body, else by a GET of its `current/link`.
+    async fn resolve_tags(
+        &self,
+        links: &ListedLinks,
+        prefix: &str,
+        by_md5: &HashMap<String, Digest>,
+        rec: &mut RepoRecord,
+    ) {
+        for tag in &links.tag_dirs {
+            let Some(link) = links.currents.get(tag) else {
+                rec.problems.push(Problem::new(
+                    ProblemKind::MissingLink,
+                    format!(
+                        "s3://{}/{prefix}tags/{tag}/current/link: missing",
+                        self.store.bucket
+                    ),
                 ));
                 continue;
             };
-            let digest = match by_md5.get(tag_etag) {
+            let digest = match by_md5.get(&link.etag) {
                 Some(d) => Some(*d),
-                None => match self.store.get(key, GetKind::Link).await {
+                None => match self.store.get(&link.key, GetKind::Link).await {
                     Ok(body) => parse_link(&body),
                     Err(e) => {
-                        rec.problems.push(e.to_string());
+                        rec.problems
+                            .push(Problem::new(ProblemKind::Unreadable, e.to_string()));
                         continue;
                     }
                 },
@@ -369,20 +445,70 @@ impl S3Storage {
                 Some(digest) => rec.tags.push(TagLink {
                     name: tag.clone(),
                     digest,
-                    linked_at: *at,
+                    linked_at: link.at,
                 }),
-                None => rec.problems.push(format!(
-                    "s3://{}/{key}: malformed link (want exactly sha256:<64 lowercase hex>)",
-                    self.store.bucket
+                None => rec.problems.push(Problem::new(
+                    ProblemKind::MalformedLink,
+                    format!(
+                        "s3://{}/{}: malformed link (want exactly sha256:<64 lowercase hex>)",
+                        self.store.bucket, link.key
+                    ),
                 )),
             }
         }
-        let keys = objects
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect();
-        (rec, keys)
     }
+}
+
+/// Why a listing rolled up at `/_` is not believed (the tree is then walked instead).
+#[derive(Debug, thiserror::Error)]
+enum Unbelieved {
+    /// A common prefix that is no `<name>/_` under `repositories/`.
+    #[error("common prefix {prefix:?} is no <name>/_ under {top}")]
+    OddPrefix { prefix: String, top: String },
+    /// A key holding `/_` that the server did not roll up.
+    #[error("key {0:?} came back unrolled")]
+    Unrolled(String),
+    /// The probe for keys under `repositories/` failed.
+    #[error("probing {top}: {why}")]
+    Probe { top: String, why: String },
+    /// No repository rolled up, yet `repositories/` holds keys.
+    #[error("no repository, yet {0} holds keys")]
+    KeysWithoutRepositories(String),
+}
+
+/// A link key as a listing gives it: its ETag (lowercase, unquoted), time and key.
+struct ListedLink {
+    etag: String,
+    at: i64,
+    key: String,
+}
+
+impl ListedLink {
+    fn new(o: &aws_sdk_s3::types::Object, at: i64, key: &str) -> ListedLink {
+        ListedLink {
+            etag: o
+                .e_tag()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_ascii_lowercase(),
+            at,
+            key: key.to_owned(),
+        }
+    }
+}
+
+/// The links of one `_manifests/` listing, sorted out by [`S3Storage::sort_links`].
+#[derive(Default)]
+struct ListedLinks {
+    /// Every digest the listing names (revisions, tags' index entries): the ETags that
+    /// may be resolved without a GET.
+    known: Vec<Digest>,
+    /// Revision links, in listing order.
+    revisions: Vec<(Digest, ListedLink)>,
+    /// Each tag's `current/link`, by tag name.
+    currents: BTreeMap<String, ListedLink>,
+    /// Every tag directory that holds any key, sorted.
+    tag_dirs: BTreeSet<String>,
 }
 
 /// Whether `key` is an object named as one of the directories a repository's links live
@@ -444,7 +570,7 @@ impl Storage for S3Storage {
         self.handle.block_on(self.read_repo_async(name))
     }
 
-    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<String>) {
+    fn read_tags(&self, name: &str) -> (Vec<TagLink>, Vec<Problem>) {
         let rec = self.read_repo(name);
         (rec.tags, rec.problems)
     }
@@ -461,7 +587,7 @@ impl Storage for S3Storage {
         &self,
         repo: &str,
         digests: &[Digest],
-    ) -> Vec<(Digest, Result<bool, String>)> {
+    ) -> Vec<(Digest, Result<bool, RemoveError>)> {
         self.handle.block_on(self.remove_async(repo, digests))
     }
 

@@ -62,7 +62,7 @@ fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
         let (mut repos, mut revisions, mut tags) = (0usize, 0usize, 0usize);
         for batch in rx {
             for r in batch {
-                let r: regsweep::scan::RepoRecord = r;
+                let r: regsweep::record::RepoRecord = r;
                 repos += 1;
                 revisions += r.revisions.len();
                 tags += r.tags.len();
