@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regex::Regex;
 use regsweep::pipeline::plan_filesystem;
 use regsweep::plan::{DEFAULT_HASH_TAG_PATTERN, Policies, Policy};
-use regsweep::scan::RepoFilter;
+use regsweep::storage::RepoFilter;
 use regsweep_testkit::generate::{GenSpec, generate};
 
 fn tree(manifests: usize, tags: usize) -> PathBuf {

@@ -1,5 +1,5 @@
 //! regsweep: finds and deletes unreachable manifests in Docker Registry v2 storage.
-//! The stages are modules of their own: `scan` (storage) → `meta` (manifest bodies) →
+//! The stages are modules of their own: `storage` (the scan) → `meta` (manifest bodies) →
 //! `plan` (pure verdicts) → `report` → `delete`; `app` runs them, `config` configures them.
 
 pub mod app;
@@ -20,8 +20,8 @@ pub mod policy_file;
 pub mod record;
 pub mod report;
 pub mod s3;
-pub mod scan;
 pub mod secret;
 pub mod signals;
+pub mod storage;
 pub mod timefmt;
 pub mod values;

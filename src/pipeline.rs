@@ -11,9 +11,9 @@ use crate::meta;
 use crate::plan::freed::{Ledger, blob_use};
 use crate::plan::{Policies, RepoPlan, plan_repository};
 use crate::report::status::Counters;
-use crate::scan::BlobSource;
-use crate::scan::fs::FsStorage;
-use crate::scan::{Batch, RepoFilter, Storage};
+use crate::storage::BlobSource;
+use crate::storage::fs::FsStorage;
+use crate::storage::{Batch, RepoFilter, Storage};
 
 /// Everything a scan-and-plan pass produced.
 #[derive(Debug, Default)]

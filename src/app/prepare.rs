@@ -14,10 +14,10 @@ use crate::delete::journal::{self, Unfinished};
 use crate::plan::Policies;
 use crate::planfile::{self, PlanFile};
 use crate::s3::S3Store;
-use crate::scan::fs::FsStorage;
-use crate::scan::s3::S3Storage;
-use crate::scan::{RepoFilter, Storage};
 use crate::signals::{Signals, runtime_and_signals};
+use crate::storage::fs::FsStorage;
+use crate::storage::s3::S3Storage;
+use crate::storage::{RepoFilter, Storage};
 
 /// A run set up to scan: the configuration and everything prepared for it.
 pub struct Prepared<'a> {

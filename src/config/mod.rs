@@ -20,7 +20,7 @@ use crate::plan::Policies;
 use crate::report::metrics::{Recorder, Settings as MetricsSettings};
 use crate::report::status::ProgressDisplay;
 use crate::s3::S3Options;
-use crate::scan::RepoFilter;
+use crate::storage::RepoFilter;
 
 /// What a run does: the subcommand, without its options.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use crate::plan::{Policies, Policy};
 use crate::report::metrics::Settings as MetricsSettings;
 use crate::report::status::ProgressDisplay;
 use crate::s3::S3Options;
-use crate::scan::{RepoFilter, Shard};
 use crate::secret::redact_userinfo;
+use crate::storage::{RepoFilter, Shard};
 use crate::values::{hash_tag_regex, regex, repo_globs, split_globs};
 
 /// A flag, a variable or a file it names is wrong; the message says which and why.

@@ -93,7 +93,7 @@ pub enum Target {
     /// Through the registry's HTTP API (the registry keeps running).
     Api(Box<RegistryClient>),
     /// Straight in storage (`--delete-via storage`): the registry is stopped or read-only.
-    Storage(Arc<dyn crate::scan::Storage>),
+    Storage(Arc<dyn crate::storage::Storage>),
 }
 
 /// Everything a deletion pass needs besides the plans.
@@ -653,7 +653,7 @@ const MANIFESTS_PER_STORAGE_CALL: usize = 1000;
 async fn storage_layer(
     s: &Arc<Deleter>,
     plan: &Arc<RepoPlan>,
-    storage: Arc<dyn crate::scan::Storage>,
+    storage: Arc<dyn crate::storage::Storage>,
     go: Vec<Pending>,
     deadline: Instant,
 ) -> Vec<Pending> {

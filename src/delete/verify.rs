@@ -11,7 +11,7 @@ use crate::plan::{
     Policies, Policy, RepoPlan, Verdict, descendants, plan_repository, same_link_time,
 };
 use crate::record::RepoRecord;
-use crate::scan::Storage;
+use crate::storage::Storage;
 
 /// Re-reads a repository from storage and re-plans it when anything changed since the scan.
 pub struct StorageReverify {

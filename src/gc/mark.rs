@@ -13,8 +13,8 @@ use crate::meta::checked_manifest;
 use crate::meta::parse::Manifest;
 use crate::record::{ProblemKind, RepoRecord};
 use crate::report::status::Counters;
-use crate::scan::link::parse_link;
-use crate::scan::{Batch, BlobSource, RepoFilter, Storage};
+use crate::storage::link::parse_link;
+use crate::storage::{Batch, BlobSource, RepoFilter, Storage};
 
 /// The marked digests: a sorted vector without duplicates (32 bytes a blob once
 /// finished), with new marks gathered apart and merged in as they pile up.

@@ -28,8 +28,8 @@ use crate::config::Config;
 use crate::delete::journal::{self, Journal, Record, UnfinishedGc};
 use crate::exit::Exit;
 use crate::report::status::{Counters, Status};
-use crate::scan::Storage;
 use crate::signals::{Signals, runtime_and_signals};
+use crate::storage::Storage;
 use error::GcError;
 use sweeper::Sweeper;
 

@@ -21,8 +21,8 @@ use super::sweep::Candidate;
 use crate::delete::journal::{Journal, Record};
 use crate::digest::Digest;
 use crate::report::status::Counters;
-use crate::scan::{BlobSource, Storage};
 use crate::signals::Signals;
+use crate::storage::{BlobSource, Storage};
 
 /// How an online collection runs.
 pub struct Online<'a> {

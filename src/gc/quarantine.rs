@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::sweep::Candidate;
 use crate::digest::Digest;
 use crate::s3::{S3Error, S3Store};
-use crate::scan::fs_blobs::{blob_dir_rel, blobs_dir};
+use crate::storage::fs_blobs::{blob_dir_rel, blobs_dir};
 
 /// The quarantine's name beside `docker/` in the storage root (or bucket prefix).
 pub const DIR_NAME: &str = "regsweep-quarantine";

@@ -13,8 +13,8 @@ use super::{mark, registry_config, sweep, uploads};
 use crate::delete::journal::{Journal, Record};
 use crate::exit::Exit;
 use crate::report::status::Status;
-use crate::scan::Storage;
 use crate::signals::Signals;
+use crate::storage::Storage;
 
 /// What the online sweep works with.
 pub(super) struct Sweep<'a> {

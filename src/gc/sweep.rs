@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use super::mark::MarkSet;
 use crate::digest::Digest;
-use crate::scan::fs_blobs::blob_dir_rel;
-pub use crate::scan::fs_blobs::blobs_dir;
+use crate::storage::fs_blobs::blob_dir_rel;
+pub use crate::storage::fs_blobs::blobs_dir;
 
 /// A blob the sweep would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use super::{mark, quarantine, sweep, sweep_s3, uploads};
 use crate::config::{Config, StorageConfig};
 use crate::digest::Digest;
 use crate::s3::S3Store;
-use crate::scan::Storage;
-use crate::scan::fs::FsStorage;
-use crate::scan::s3::S3Storage;
+use crate::storage::Storage;
+use crate::storage::fs::FsStorage;
+use crate::storage::s3::S3Storage;
 
 /// Where blobs are swept, and how.
 pub(super) enum Sweeper<'a> {

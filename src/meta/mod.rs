@@ -9,7 +9,7 @@ use std::io;
 
 use crate::digest::{Digest, DigestMap};
 use crate::record::RepoRecord;
-use crate::scan::BlobSource;
+use crate::storage::BlobSource;
 pub use parse::{Child, ImageInfo, Kind, Manifest, ManifestError, Platform};
 
 /// Why a blob's body as read cannot be used.

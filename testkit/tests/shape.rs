@@ -17,7 +17,7 @@ const MAX_FN_LINES: usize = 100;
 const FORBIDDEN: &[(&str, &str, &str)] = &[
     (
         "plan",
-        "scan",
+        "storage",
         "the planner is pure: it sees records, not storage",
     ),
     (
@@ -37,8 +37,12 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("report", "gc", "report shows what gc tells it"),
     ("report", "app", "report is below the run"),
     ("gc", "app", "gc is a stage the run calls"),
-    ("scan", "plan", "reading storage comes before planning"),
-    ("scan", "delete", "reading storage comes before deleting"),
+    ("storage", "plan", "reading storage comes before planning"),
+    (
+        "storage",
+        "delete",
+        "the deleter uses storage, not the other way round",
+    ),
     ("meta", "plan", "reading manifests comes before planning"),
     ("config", "app", "the configuration is below the run"),
 ];

@@ -306,7 +306,7 @@ fn reverification_skips_what_changed_since_the_scan() {
             .clone()
     };
     let verify = StorageReverify {
-        storage: std::sync::Arc::new(regsweep::scan::fs::FsStorage::new(&reg.root(), 2)),
+        storage: std::sync::Arc::new(regsweep::storage::fs::FsStorage::new(&reg.root(), 2)),
         policy: policy.clone(),
     };
     let none = regsweep::digest::DigestSet::default();

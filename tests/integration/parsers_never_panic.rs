@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use regsweep::delete::auth::{Credentials, parse_challenge};
 use regsweep::digest::Digest;
 use regsweep::meta::parse::{parse_config, parse_manifest};
-use regsweep::scan::link::parse_link;
+use regsweep::storage::link::parse_link;
 use secrecy::ExposeSecret;
 
 /// JSON-ish documents built from manifest vocabulary, to reach deeper than random bytes.

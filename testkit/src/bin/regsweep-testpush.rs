@@ -48,7 +48,7 @@ fn s3_options(endpoint: &str, bucket: &str, root: &str) -> regsweep::s3::S3Optio
 }
 
 fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
-    use regsweep::scan::Storage;
+    use regsweep::storage::Storage;
     let rt = tokio::runtime::Runtime::new()?;
     let opts = s3_options(endpoint, bucket, root);
     let t0 = std::time::Instant::now();
@@ -56,7 +56,7 @@ fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
         rt.block_on(regsweep::s3::S3Store::connect(&opts))
             .map_err(anyhow::Error::msg)?,
     );
-    let storage = regsweep::scan::s3::S3Storage::new(store, rt.handle().clone());
+    let storage = regsweep::storage::s3::S3Storage::new(store, rt.handle().clone());
     let (tx, rx) = crossbeam_channel::unbounded();
     let counter = std::thread::spawn(move || {
         let (mut repos, mut revisions, mut tags) = (0usize, 0usize, 0usize);
@@ -70,7 +70,7 @@ fn s3list(endpoint: &str, bucket: &str, root: &str) -> Result<()> {
         }
         (repos, revisions, tags)
     });
-    storage.list(&regsweep::scan::RepoFilter::default(), &tx);
+    storage.list(&regsweep::storage::RepoFilter::default(), &tx);
     drop(tx);
     let (repos, revisions, tags) = counter
         .join()

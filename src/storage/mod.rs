@@ -1,6 +1,7 @@
-//! The scan stage: storage access behind one trait (listing repositories, reading links and
-//! blobs; offline mode's link removal), one record per repository streamed in batches. It
-//! reports what storage holds; it decides no verdict.
+//! Storage access behind one trait, [`Storage`]: the scan's listing of repositories, link
+//! and blob reads streamed as one record per repository in batches, and the removal of
+//! links that offline deletes (`--delete-via storage`) use. It reports what storage holds
+//! and removes what it is told; it decides no verdict.
 
 pub mod fs;
 pub mod fs_at;
