@@ -1,7 +1,7 @@
 //! The command line and the environment as clap sees them: the original tool's variables
 //! plus regsweep's own, each value parsed to its type by a value parser (a bad value is a
 //! clap usage error naming the variable). Nothing here reads files or storage; turning
-//! these flags into a run's [`Config`](super::Config) is [`resolve`](super::resolve)'s job.
+//! these flags into a run's `Config` is the job of `resolve`.
 
 use std::path::PathBuf;
 use std::time::Duration;
