@@ -210,6 +210,45 @@ fn an_offline_cleanup_with_gc_leaves_what_cleanup_and_the_registrys_collector_le
     every_tag_pulls(&reg);
 }
 
+/// `--gc` after an offline cleanup: the run's exit is the worse of the two steps, so a
+/// collection that stops after a clean cleanup fails the run (exit 1), naming why.
+#[test]
+fn a_collection_that_stops_after_a_clean_cleanup_fails_the_run() {
+    let (reg, _named) = standard();
+    reg.stop();
+    age_blobs(&reg.root(), "2 hours ago");
+    // A `data` file where no digest puts it: the sweep's listing refuses to go on.
+    let junk = reg.root().join("docker/registry/v2/blobs/sha256/zz/notes");
+    std::fs::create_dir_all(&junk).expect("mkdir");
+    std::fs::write(junk.join("data"), b"not a blob").expect("write");
+    let before_blobs = tree(&reg.root().join("docker/registry/v2/blobs"));
+    let root = reg.root().to_string_lossy().into_owned();
+    let (text, err) = run_expecting(
+        &[
+            ("REGISTRY_DIR", root.as_str()),
+            ("GC", "true"),
+            ("DELETE_VIA", "storage"),
+            ("REGISTRY_STOPPED", "true"),
+        ],
+        &[],
+        1,
+    );
+    assert!(
+        text.contains("Job done, Cleaned 10 of 10 manifests."),
+        "{text}"
+    );
+    assert!(
+        err.contains("garbage collection aborted, nothing deleted")
+            && err.contains("zz/notes/data"),
+        "{err}"
+    );
+    assert_same_contents(
+        &tree(&reg.root().join("docker/registry/v2/blobs")),
+        &before_blobs,
+        "the stopped collection deleted no blob",
+    );
+}
+
 /// The digests a dry-run collection of `root` lists.
 fn dry_run_list(root: &Path) -> Vec<Digest> {
     let (text, _) = gc(root, &[("DRY_RUN", "true")], 0);
