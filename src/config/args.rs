@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use super::parsers::{
     Blankable, HttpUrl, blank_or_secs, duration, duration_secs, nonzero_duration, positive,
-    pushgateway_url, rate, registry_url, s3_endpoint, secret, whole,
+    pushgateway_url, rate, registry_url, secret, threads, whole,
 };
 use crate::logging::LogFormat;
 use crate::plan::DEFAULT_HASH_TAG_PATTERN;
@@ -190,8 +190,10 @@ pub struct Args {
     pub secret_key: Option<SecretString>,
 
     /// S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000.
-    #[arg(long, env = "S3_ENDPOINT", value_parser = s3_endpoint)]
-    pub s3_endpoint: Option<HttpUrl>,
+    // The S3 settings are checked only when storage is S3 (`resolve`): a shared
+    // environment may carry them, even empty, for a filesystem registry.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
 
     /// Path-style S3 addressing (default: on when --s3-endpoint is set).
     #[arg(long, env = "S3_PATH_STYLE", value_parser = BoolishValueParser::new())]
@@ -201,8 +203,8 @@ pub struct Args {
     /// reads, a collection's blob listing (at most 32 there) and its deletes each keep up to
     /// this many in flight, so a scan, whose listings and reads overlap, can have a few times
     /// as many at once.
-    #[arg(long, env = "S3_CONCURRENCY", default_value = "32", value_parser = positive("S3_CONCURRENCY"))]
-    pub s3_concurrency: usize,
+    #[arg(long, env = "S3_CONCURRENCY", default_value = "32")]
+    pub s3_concurrency: String,
 
     /// Print the plan, delete nothing.
     #[arg(long, env = "DRY_RUN", value_parser = BoolishValueParser::new(), num_args = 0..=1,
@@ -279,7 +281,7 @@ pub struct Args {
     pub output: Output,
 
     /// Scanner and planner threads (default: twice the number of cores).
-    #[arg(long, env = "SCAN_THREADS")]
+    #[arg(long, env = "SCAN_THREADS", value_parser = threads)]
     pub threads: Option<usize>,
 
     /// Basic-auth credentials `user:password` (split at the first ':').
@@ -354,8 +356,9 @@ pub struct Args {
     /// With a blob collection (`regsweep gc`, --gc): also purge uploads started longer ago
     /// than this (168h is the registry's own default), as the registry's upload purging
     /// does: each `_uploads/<uuid>` whose `startedat` is older. Unset: uploads stay.
-    #[arg(long, env = "PURGE_UPLOADS", help_heading = DELETING, value_parser = blank_or_secs("PURGE_UPLOADS"))]
-    pub purge_uploads: Option<Blankable<i64>>,
+    // Checked only with a collection (`resolve`), which it needs.
+    #[arg(long, env = "PURGE_UPLOADS", help_heading = DELETING)]
+    pub purge_uploads: Option<String>,
 
     /// With a blob collection: sweep even though the mark found no manifest at all while
     /// the store holds blobs (a registry whose every repository was deleted). Without it,
@@ -376,9 +379,10 @@ pub struct Args {
     /// With --online: how long quarantined blobs wait, marked again all along, before they
     /// are deleted; longer than any request the registry serves (a manifest push that
     /// checked a blob before the quarantine must have written its links by then).
-    #[arg(long, env = "GC_SETTLE", default_value = "10m", help_heading = DELETING,
-          value_parser = duration("GC_SETTLE"))]
-    pub settle: Duration,
+    // Checked only with --online (`resolve`): a cleanup and an online collection may share
+    // an environment.
+    #[arg(long, env = "GC_SETTLE", default_value = "10m", help_heading = DELETING)]
+    pub settle: String,
 
     /// `regsweep gc --restore-quarantine`: put every blob an interrupted online collection
     /// left in quarantine back where the registry finds it, and stop.

@@ -67,6 +67,20 @@ pub fn whole(
     }
 }
 
+/// `SCAN_THREADS`: 0 for the default, at most 4096 (more is no faster, and the async
+/// runtime would fail to start that many threads).
+pub fn threads(v: &str) -> Result<usize, BadValue> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= 4096)
+        .ok_or_else(|| {
+            BadValue(format!(
+                "SCAN_THREADS {v:?} is not a whole number up to 4096"
+            ))
+        })
+}
+
 /// `RATE`: requests per second, 0 for no limit.
 pub fn rate(v: &str) -> Result<u32, BadValue> {
     v.trim().parse::<u32>().map_err(|_| {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::Args;
-use super::parsers::given;
+use super::parsers::{self, BadValue, given};
 use super::{Config, DeleteVia, StorageConfig, Task, credentials};
 use crate::delete::ClientOptions;
 use crate::logging::LogFormat;
@@ -28,6 +28,12 @@ pub struct UsageError(pub String);
 impl From<String> for UsageError {
     fn from(s: String) -> UsageError {
         UsageError(s)
+    }
+}
+
+impl From<BadValue> for UsageError {
+    fn from(e: BadValue) -> UsageError {
+        UsageError(e.0)
     }
 }
 
@@ -185,7 +191,10 @@ impl Args {
             (Some(_), None) => return Err("ACCESS_KEY is set but SECRET_KEY is not".into()),
             (None, Some(_)) => return Err("SECRET_KEY is set but ACCESS_KEY is not".into()),
         };
-        let endpoint = self.s3_endpoint.as_ref().map(|e| e.as_str().to_owned());
+        let endpoint = match &self.s3_endpoint {
+            Some(e) => Some(parsers::s3_endpoint(e)?.as_str().to_owned()),
+            None => None,
+        };
         Ok(S3Options {
             bucket,
             region: self.region.clone().filter(|r| !r.is_empty()),
@@ -193,7 +202,7 @@ impl Args {
             endpoint,
             credentials,
             root: self.registry_dir.clone().unwrap_or_default(),
-            concurrency: self.s3_concurrency,
+            concurrency: parsers::positive("S3_CONCURRENCY")(&self.s3_concurrency)?,
         })
     }
 
@@ -249,15 +258,18 @@ impl Args {
                     .into(),
             );
         }
-        let purge = given(&self.purge_uploads);
-        if purge.is_some() && !self.gc {
+        let purge = self.purge_uploads.as_deref().map(str::trim);
+        let Some(purge) = purge.filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if !self.gc {
             return Err(
                 "PURGE_UPLOADS goes with a blob collection: `regsweep gc`, or --gc on an \
                         offline cleanup"
                     .into(),
             );
         }
-        Ok(purge)
+        Ok(Some(parsers::duration_secs("PURGE_UPLOADS")(purge)?))
     }
 
     /// `--online` with its settle period, checked: only `regsweep gc` collects online, and
@@ -288,14 +300,16 @@ impl Args {
                     .into(),
             );
         }
-        if self.settle.is_zero() {
-            return Err(UsageError(
-                "GC_SETTLE \"0\": the settle period must outlast the registry's longest \
-                 request; give a duration above 0 like 10m"
-                    .to_owned(),
-            ));
+        let settle = parsers::duration("GC_SETTLE")(&self.settle)?;
+        if settle.is_zero() {
+            return Err(format!(
+                "GC_SETTLE {:?}: the settle period must outlast the registry's longest \
+                 request; give a duration above 0 like 10m",
+                self.settle
+            )
+            .into());
         }
-        Ok(Some(self.settle))
+        Ok(Some(settle))
     }
 
     /// What deleting needs: offline deletes a stopped registry, API deletes a URL, the

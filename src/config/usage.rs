@@ -49,12 +49,15 @@ fn what(error: &clap::error::Error<Terse>) -> String {
                 },
             }
         }
-        (ErrorKind::InvalidValue, Some(arg), Some(value)) if value.is_empty() => {
-            format!("a value is required for '{arg}' but none was supplied")
-        }
         (ErrorKind::InvalidValue, Some(arg), Some(value)) => {
-            let mut s = format!("invalid value '{value}' for '{arg}'");
-            if let Some(ContextValue::Strings(valid)) = error.get(ContextKind::ValidValue) {
+            let mut s = if value.is_empty() {
+                format!("a value is required for '{arg}' but none was supplied")
+            } else {
+                format!("invalid value '{value}' for '{arg}'")
+            };
+            if let Some(ContextValue::Strings(valid)) = error.get(ContextKind::ValidValue)
+                && !valid.is_empty()
+            {
                 let _ = write!(s, "\n  [possible values: {}]", valid.join(", "));
             }
             s

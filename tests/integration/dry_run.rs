@@ -347,6 +347,20 @@ fn usage_errors_exit_2_with_one_line() {
         );
         assert!(out.stdout.is_empty(), "{extra:?}: nothing on stdout");
     }
+    // Settings of what this run does not use are not read: a shared environment may carry
+    // S3 settings (even empty) for a filesystem registry, or GC_SETTLE for a cleanup.
+    for (k, v) in [
+        ("S3_ENDPOINT", ""),
+        ("S3_CONCURRENCY", "0"),
+        ("GC_SETTLE", "soon"),
+    ] {
+        let out = regsweep(
+            &[("REGISTRY_DIR", root.as_str()), ("DRY_RUN", "true"), (k, v)],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{k}={v:?}: {err}");
+    }
     let out = regsweep(&[("REGISTRY_DIR", root.as_str())], &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
